@@ -1,0 +1,3 @@
+"""Data only: model presets (``models/*.json``), pre-training recipes (``recipes/``) and accelerate launch
+configs (``launch/``). Installed as ``modeling_tvtsv2.presets``; read it through
+``modeling_tvtsv2.TVTSv2Config.from_preset`` / ``modeling_tvtsv2.presets_path()``."""
