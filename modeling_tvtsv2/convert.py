@@ -1,0 +1,400 @@
+"""Convert original TVTSv2 checkpoints (TencentARC/TVTS, `v2/`) to a 🤗 model folder.
+
+Accepted inputs: the trainer format (`{"state_dict": {"module.…": …}, "optimizer": …, "config": <pickled
+ConfigParser>, …}` with the sort head `pred_model.*`) and the downstream/release format (`{"state_dict": …}`
+without `pred_model.*`), or a bare state dict.
+
+Safety: files are read with `torch.load(weights_only=True)`, which never imports or runs code named in the file.
+Trainer checkpoints may also hold pickled Python objects (the original stored its `ConfigParser`). For those we ask
+torch which globals the file names (`get_unsafe_globals_in_checkpoint`), and allow, under exactly those names,
+*inert stand-in classes* defined here: the weights-only unpickler builds empty placeholder objects from them and
+discards their state, so the original classes are never imported and no code from the file executes. Only tensors
+are used afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .configuration_tvtsv2 import TVTSv2Config
+from .modeling_tvtsv2 import TVTSv2ForPreTraining, TVTSv2Model
+
+logger = logging.getLogger(__name__)
+
+LAYOUTS = ("openai-clip", "open-clip")
+VARIANTS = ("b32", "b16", "h14")
+
+# Attention heads cannot be read from tensor shapes; these are the released variants'.
+VARIANT_HEADS = {"b32": (12, 8, 8), "b16": (12, 8, 8), "h14": (16, 16, 16)}  # vision, text, sort
+VARIANT_LAYOUT = {"b32": "openai-clip", "b16": "openai-clip", "h14": "open-clip"}
+
+
+class CheckpointConversionError(ValueError):
+    """The checkpoint does not have the layout or shapes of an original TVTSv2 checkpoint."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------------------------
+
+
+class _InertObject:
+    """Placeholder for a pickled object we refuse to rebuild: it ignores its arguments and state."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+
+def _inert_class(qualified_name: str) -> type:
+    module, _, name = qualified_name.rpartition(".")
+    stand_in = type(name, (_InertObject,), {})
+    stand_in.__module__ = module
+    stand_in.__qualname__ = name
+    return stand_in
+
+
+def load_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read the tensors of an original checkpoint without executing code from it; strip `module.` prefixes."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - retried with stand-ins below, or re-raised with context
+        try:
+            unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+        except Exception:  # noqa: BLE001
+            raise CheckpointConversionError(f"{path} is not a readable torch checkpoint: {error}") from error
+        if not unsafe:
+            raise CheckpointConversionError(f"{path} could not be loaded with weights_only=True: {error}") from error
+        logger.warning("%s holds pickled objects %s; replacing them with inert placeholders", path, unsafe)
+        with torch.serialization.safe_globals([_inert_class(name) for name in unsafe]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+
+    state_dict = obj.get("state_dict", obj) if isinstance(obj, Mapping) else obj
+    if not isinstance(state_dict, Mapping):
+        raise CheckpointConversionError(f"{path}: expected a dict with a 'state_dict' entry, got {type(obj).__name__}")
+    tensors = {}
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointConversionError(f"{path}: state_dict entry {key!r} is a {type(value).__name__}, not a tensor")
+        # DDP adds `module.` (the original checks only the first key; we strip it wherever it leads a key).
+        tensors[re.sub(r"^(module\.)+", "", key)] = value
+    return tensors
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Key mapping
+# --------------------------------------------------------------------------------------------------------------
+
+_TEXT_BLOCK = {"ln_1": "layer_norm1", "ln_2": "layer_norm2", "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2",
+               "attn.out_proj": "self_attn.out_proj"}
+_VIDEO_BLOCK = {"ln_1": "layer_norm1", "ln_2": "layer_norm2", "ln_3": "temporal_layer_norm", "mlp.c_fc": "mlp.fc1",
+                "mlp.c_proj": "mlp.fc2", "attn.proj": "self_attn.out_proj", "timeattn.proj": "temporal_attn.out_proj"}
+_SORT_BLOCK = {"norm1": "layer_norm1", "norm2": "layer_norm2", "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2",
+               "attn.proj": "self_attn.out_proj"}
+_SINGLE = {
+    "text_positional_embedding": "text_model.embeddings.position_embedding.weight",
+    "text_token_embedding.weight": "text_model.embeddings.token_embedding.weight",
+    "text_ln_final.weight": "text_model.final_layer_norm.weight",
+    "text_ln_final.bias": "text_model.final_layer_norm.bias",
+    "video_model.class_embedding": "vision_model.embeddings.class_embedding",
+    "video_model.positional_embedding": "vision_model.embeddings.position_embedding.weight",
+    "video_model.temporal_embedding": "vision_model.embeddings.temporal_embedding",
+    "video_model.conv1.weight": "vision_model.embeddings.patch_embedding.weight",
+    "video_model.ln_pre.weight": "vision_model.pre_layrnorm.weight",
+    "video_model.ln_pre.bias": "vision_model.pre_layrnorm.bias",
+    "video_model.ln_post.weight": "vision_model.post_layernorm.weight",
+    "video_model.ln_post.bias": "vision_model.post_layernorm.bias",
+    "pred_model.norm.weight": "sort_head.final_layer_norm.weight",
+    "pred_model.norm.bias": "sort_head.final_layer_norm.bias",
+    "pred_model.head.weight": "sort_head.classifier.weight",
+    "pred_model.head.bias": "sort_head.classifier.bias",
+}
+_BLOCK_PATTERNS = [
+    # (original block key, our block prefix, renames inside the block, fused q/k/v prefixes -> our attention module)
+    (re.compile(r"text_model\.resblocks\.(\d+)\.(.+)"), "text_model.encoder.layers.{}.", _TEXT_BLOCK,
+     {"attn.in_proj_": "self_attn"}),
+    (re.compile(r"video_model\.transformer\.resblocks\.(\d+)\.(.+)"), "vision_model.encoder.layers.{}.",
+     _VIDEO_BLOCK, {"attn.qkv.": "self_attn", "timeattn.qkv.": "temporal_attn"}),
+    (re.compile(r"pred_model\.blocks\.(\d+)\.(.+)"), "sort_head.layers.{}.", _SORT_BLOCK, {"attn.qkv.": "self_attn"}),
+]
+
+
+def _split_qkv(value: torch.Tensor, target_prefix: str, suffix: str) -> dict[str, torch.Tensor]:
+    # q, k, v are stacked along dim 0 (torch MultiheadAttention's in_proj layout).
+    if value.shape[0] % 3:
+        raise CheckpointConversionError(f"fused q/k/v tensor for {target_prefix} has {value.shape[0]} rows, not 3·D")
+    return {
+        f"{target_prefix}.{name}_proj.{suffix}": part.clone() for name, part in zip("qkv", value.chunk(3, dim=0))
+    }
+
+
+def _map_block_tensor(key: str, value: torch.Tensor) -> dict[str, torch.Tensor] | None:
+    for pattern, target, renames, fused in _BLOCK_PATTERNS:
+        match = pattern.fullmatch(key)
+        if match is None:
+            continue
+        prefix, rest = target.format(match.group(1)), match.group(2)
+        for fused_prefix, attention in fused.items():
+            if rest.startswith(fused_prefix) and rest[len(fused_prefix) :] in ("weight", "bias"):
+                return _split_qkv(value, prefix + attention, rest[len(fused_prefix) :])
+        module, _, param = rest.rpartition(".")
+        if module in renames and param in ("weight", "bias"):
+            return {f"{prefix}{renames[module]}.{param}": value}
+        return None
+    return None
+
+
+def map_original_state_dict(original: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Rename/split/transpose original tensors to our names. Returns (mapped, unmapped original keys)."""
+    mapped: dict[str, torch.Tensor] = {}
+    unmapped: list[str] = []
+    for key, value in original.items():
+        if key in _SINGLE:
+            mapped[_SINGLE[key]] = value
+        elif key == "text_projection":  # used as x @ P; nn.Linear stores P^T
+            mapped["text_projection.weight"] = value.t().contiguous()
+        elif key == "video_model.proj":
+            mapped["visual_projection.weight"] = value.t().contiguous()
+        elif key == "pred_model.type_embed":  # [1, 2, D] -> [2, D]
+            mapped["sort_head.type_embeddings"] = value.reshape(value.shape[-2], value.shape[-1])
+        elif (block := _map_block_tensor(key, value)) is not None:
+            mapped.update(block)
+        else:
+            unmapped.append(key)
+    return mapped, unmapped
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Config inference
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _count_blocks(keys, pattern: str) -> int:
+    indices = {int(m.group(1)) for k in keys if (m := re.match(pattern, k))}
+    if indices and indices != set(range(len(indices))):
+        raise CheckpointConversionError(f"non-contiguous block indices for {pattern}: {sorted(indices)}")
+    return len(indices)
+
+
+def _require(original: Mapping[str, torch.Tensor], *keys: str) -> None:
+    missing = [k for k in keys if k not in original]
+    if missing:
+        found = sorted(original)[:8]
+        raise CheckpointConversionError(
+            f"Not an original TVTSv2 checkpoint: missing {missing}. First keys found: {found}"
+        )
+
+
+def infer_config(
+    original: Mapping[str, torch.Tensor],
+    variant: str | None = None,
+    layout: str | None = None,
+    vision_heads: int | None = None,
+    text_heads: int | None = None,
+    sort_heads: int | None = None,
+) -> TVTSv2Config:
+    """Build a `TVTSv2Config` from tensor shapes plus what shapes cannot tell (heads, activation/LN layout)."""
+    _require(
+        original,
+        "video_model.class_embedding", "video_model.conv1.weight", "video_model.positional_embedding",
+        "video_model.temporal_embedding", "video_model.proj", "text_token_embedding.weight",
+        "text_positional_embedding", "text_projection",
+    )
+    keys = list(original)
+    width = original["video_model.class_embedding"].shape[0]
+    patch = original["video_model.conv1.weight"].shape[-1]
+    positions = original["video_model.positional_embedding"].shape[0]
+    grid = round((positions - 1) ** 0.5)
+    if grid * grid != positions - 1:
+        raise CheckpointConversionError(f"video_model.positional_embedding has {positions} rows, not 1 + a square")
+    vision_layers = _count_blocks(keys, r"video_model\.transformer\.resblocks\.(\d+)\.")
+    text_layers = _count_blocks(keys, r"text_model\.resblocks\.(\d+)\.")
+    sort_layers = _count_blocks(keys, r"pred_model\.blocks\.(\d+)\.")
+    if not vision_layers or not text_layers:
+        raise CheckpointConversionError("checkpoint has no video_model.transformer.resblocks.* or text_model.resblocks.*")
+    vocab, text_width = original["text_token_embedding.weight"].shape
+    projection_dim = original["video_model.proj"].shape[1]
+
+    if variant is None:
+        variant = _detect_variant(width, patch, vision_layers, text_width, text_layers, grid * patch)
+    if variant is not None:
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        default_heads = VARIANT_HEADS[variant]
+        layout = layout or VARIANT_LAYOUT[variant]
+        vision_heads = vision_heads or default_heads[0]
+        text_heads = text_heads or default_heads[1]
+        sort_heads = sort_heads or default_heads[2]
+    missing = [n for n, v in (("--vision-heads", vision_heads), ("--text-heads", text_heads), ("--layout", layout))
+               if v is None]
+    if sort_layers and sort_heads is None:
+        missing.append("--sort-heads")
+    if missing:
+        raise CheckpointConversionError(
+            f"This checkpoint is not one of the released sizes ({', '.join(VARIANTS)}); pass {' '.join(missing)} "
+            "(attention heads and the CLIP layout cannot be read from tensor shapes)."
+        )
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    openai = layout == "openai-clip"
+    act = "quick_gelu" if openai else "gelu"
+
+    sort_kwargs = {}
+    if sort_layers:
+        sort_kwargs = dict(
+            sort_head_num_layers=sort_layers,
+            sort_head_num_attention_heads=sort_heads,
+            sort_head_num_classes=original["pred_model.head.weight"].shape[0],
+            sort_head_mlp_ratio=original["pred_model.blocks.0.mlp.fc1.weight"].shape[0] / projection_dim,
+        )
+    elif sort_heads:
+        sort_kwargs = dict(sort_head_num_attention_heads=sort_heads)
+    # CLIP's two special tokens are the last two ids of the vocabulary (49406/49407 for the real one).
+    special = dict(bos_token_id=vocab - 2, eos_token_id=vocab - 1, pad_token_id=vocab - 1)
+    preset_extras = {}
+    if variant is not None:
+        preset = TVTSv2Config.from_preset(variant)
+        preset_extras = dict(
+            pretraining_mask_ratio=preset.pretraining_mask_ratio, num_frozen_text_layers=preset.num_frozen_text_layers
+        )
+    else:
+        preset_extras = dict(num_frozen_text_layers=max(text_layers * 3 // 4, 0))
+    return TVTSv2Config(
+        vision_config=dict(
+            hidden_size=width,
+            intermediate_size=original["video_model.transformer.resblocks.0.mlp.c_fc.weight"].shape[0],
+            num_hidden_layers=vision_layers,
+            num_attention_heads=vision_heads,
+            image_size=grid * patch,
+            patch_size=patch,
+            num_frames=original["video_model.temporal_embedding"].shape[0],
+            hidden_act=act,
+            layer_norm_upcast=openai,
+        ),
+        text_config=dict(
+            vocab_size=vocab,
+            hidden_size=text_width,
+            intermediate_size=original["text_model.resblocks.0.mlp.c_fc.weight"].shape[0],
+            num_hidden_layers=text_layers,
+            num_attention_heads=text_heads,
+            max_position_embeddings=original["text_positional_embedding"].shape[0],
+            hidden_act=act,
+            layer_norm_upcast=openai,
+            **special,
+        ),
+        projection_dim=projection_dim,
+        sort_head_video_tokens="all_tokens_post_ln" if openai else "patch_tokens_pre_ln",
+        **sort_kwargs,
+        **preset_extras,
+    )
+
+
+def _detect_variant(width, patch, vision_layers, text_width, text_layers, image_size) -> str | None:
+    for name in VARIANTS:
+        preset = TVTSv2Config.from_preset(name)
+        v, t = preset.vision_config, preset.text_config
+        if (v.hidden_size, v.patch_size, v.num_hidden_layers, t.hidden_size, t.num_hidden_layers, v.image_size) == (
+            width, patch, vision_layers, text_width, text_layers, image_size
+        ):
+            return name
+    return None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Conversion
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ConversionResult:
+    model: TVTSv2Model
+    config: TVTSv2Config
+    has_sort_head: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def convert_state_dict(original: Mapping[str, torch.Tensor], config: TVTSv2Config) -> ConversionResult:
+    """Map the tensors into a freshly built model, refusing unmapped, missing or mis-shaped tensors."""
+    mapped, unmapped = map_original_state_dict(original)
+    if unmapped:
+        raise CheckpointConversionError(f"Unmapped checkpoint keys (not part of the TVTSv2 layout): {sorted(unmapped)}")
+    has_sort_head = any(k.startswith("sort_head.") for k in mapped)
+    model_cls = TVTSv2ForPreTraining if has_sort_head else TVTSv2Model
+    with torch.device("meta"):
+        reference = model_cls(config)
+    expected = reference.state_dict()
+    missing = sorted(set(expected) - set(mapped))
+    unexpected = sorted(set(mapped) - set(expected))
+    mismatched = sorted(
+        f"{k}: checkpoint {tuple(mapped[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(expected) & set(mapped)
+        if mapped[k].shape != expected[k].shape
+    )
+    problems = []
+    if missing:
+        problems.append(f"missing tensors {missing}")
+    if unexpected:
+        problems.append(f"tensors the model does not have {unexpected}")
+    if mismatched:
+        problems.append(f"shape mismatches {mismatched}")
+    if problems:
+        raise CheckpointConversionError("Checkpoint does not fit the inferred config: " + "; ".join(problems))
+    model = model_cls(config)
+    model.load_state_dict({k: v.to(torch.float32) for k, v in mapped.items()}, strict=True)
+    notes = []
+    if not has_sort_head:
+        notes.append(
+            "The checkpoint has no sort head (pred_model.*): it was saved as TVTSv2Model. "
+            "TVTSv2ForPreTraining.from_pretrained on it initialises a fresh sort head."
+        )
+    return ConversionResult(model=model.eval(), config=config, has_sort_head=has_sort_head, notes=notes)
+
+
+def convert_checkpoint(
+    checkpoint: str | Path,
+    output_dir: str | Path | None = None,
+    variant: str | None = None,
+    layout: str | None = None,
+    vision_heads: int | None = None,
+    text_heads: int | None = None,
+    sort_heads: int | None = None,
+    save_processor: bool = True,
+) -> ConversionResult:
+    """Convert an original `.pth` file; with `output_dir`, save `config.json` + `model.safetensors` (+ processor)."""
+    original = load_original_checkpoint(checkpoint)
+    config = infer_config(original, variant, layout, vision_heads, text_heads, sort_heads)
+    result = convert_state_dict(original, config)
+    for note in result.notes:
+        logger.warning(note)
+    if output_dir is not None:
+        output_dir = Path(output_dir)
+        result.model.save_pretrained(output_dir)
+        if save_processor:
+            _save_default_processor(config, output_dir, result)
+    return result
+
+
+def _save_default_processor(config: TVTSv2Config, output_dir: Path, result: ConversionResult) -> None:
+    try:
+        from .processing_tvtsv2 import TVTSv2Processor
+    except ImportError as error:  # processor dependencies missing: the weights are still usable
+        result.notes.append(f"processor files not written: {error}")
+        return
+    if config.text_config.vocab_size != 49408:
+        result.notes.append("processor files not written: the text vocabulary is not CLIP's (49408 tokens)")
+        return
+    processor = TVTSv2Processor.from_defaults(
+        image_size=config.vision_config.image_size, num_frames=config.vision_config.num_frames
+    )
+    processor.save_pretrained(output_dir)
