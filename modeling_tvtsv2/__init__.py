@@ -23,10 +23,6 @@ __version__ = "0.1.0"
 AutoConfig.register(TVTSv2Config.model_type, TVTSv2Config, exist_ok=True)
 AutoModel.register(TVTSv2Config, TVTSv2Model, exist_ok=True)
 AutoModelForPreTraining.register(TVTSv2Config, TVTSv2ForPreTraining, exist_ok=True)
-# Hub export: `save_pretrained` then writes `auto_map` and copies the flat module files.
-TVTSv2Config.register_for_auto_class("AutoConfig")
-TVTSv2Model.register_for_auto_class("AutoModel")
-TVTSv2ForPreTraining.register_for_auto_class("AutoModelForPreTraining")
 
 __all__ = [
     "TVTSv2Config",

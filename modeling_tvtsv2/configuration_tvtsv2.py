@@ -3,7 +3,6 @@
 This file is a flat Hub file: it imports only transformers/huggingface_hub and siblings (`from .x import y`).
 """
 
-from __future__ import annotations
 
 import json
 import os

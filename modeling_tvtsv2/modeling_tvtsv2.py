@@ -11,7 +11,6 @@ weights map one to one; the new parameters are `temporal_attn`, `temporal_layer_
 This file is a flat Hub file: project imports are sibling-relative only.
 """
 
-from __future__ import annotations
 
 import math
 from collections.abc import Callable
@@ -158,10 +157,18 @@ def eager_attention_forward(
     return attn_output, attn_weights
 
 
+def _set_init(module: nn.Module, scheme: str, std: float = 0.0) -> nn.Module:
+    """Record how `_init_weights` initialises this leaf layer: `"normal"` (CLIP-style, bias 0), `"zeros"`, `"ones"`
+    (weight; bias 0) or `"torch"` (PyTorch's default). transformers initialises custom-code models leaf by leaf, so
+    the scheme is stored on the leaf itself."""
+    module._tvtsv2_init = (scheme, std)
+    return module
+
+
 class TVTSv2Attention(nn.Module):
     """Multi-head attention over a flat sequence (text tower, sort head)."""
 
-    def __init__(self, config, hidden_size: int, num_heads: int, is_causal: bool):
+    def __init__(self, config, hidden_size: int, num_heads: int, is_causal: bool, num_layers: int | None = None):
         super().__init__()
         self.config = config
         self.embed_dim = hidden_size
@@ -174,6 +181,11 @@ class TVTSv2Attention(nn.Module):
         self.k_proj = nn.Linear(hidden_size, hidden_size)
         self.v_proj = nn.Linear(hidden_size, hidden_size)
         self.out_proj = nn.Linear(hidden_size, hidden_size)
+        if num_layers is None:  # sort head: the original keeps PyTorch's default init
+            for proj in (self.q_proj, self.k_proj, self.v_proj, self.out_proj):
+                _set_init(proj, "torch")
+        else:
+            _set_clip_attention_init(self, config, num_layers)
 
     def forward(
         self,
@@ -204,6 +216,14 @@ class TVTSv2Attention(nn.Module):
         return attn_output, attn_weights
 
 
+def _set_clip_attention_init(attention: nn.Module, config, num_layers: int) -> None:
+    factor = getattr(config, "initializer_factor", 1.0)
+    in_std = (attention.embed_dim**-0.5) * ((2 * num_layers) ** -0.5) * factor
+    for proj in (attention.q_proj, attention.k_proj, attention.v_proj):
+        _set_init(proj, "normal", in_std)
+    _set_init(attention.out_proj, "normal", (attention.embed_dim**-0.5) * factor)
+
+
 class TVTSv2DividedAttention(nn.Module):
     """One half of divided space-time attention over `[CLS, frame 0 patches, frame 1 patches, ...]`.
 
@@ -231,6 +251,14 @@ class TVTSv2DividedAttention(nn.Module):
         self.k_proj = nn.Linear(self.embed_dim, self.embed_dim)
         self.v_proj = nn.Linear(self.embed_dim, self.embed_dim)
         self.out_proj = nn.Linear(self.embed_dim, self.embed_dim)
+        if mode == "time":
+            # Original init of the new time attention: zero q/k/v and an all-ones output projection, so its output
+            # is exactly 0 at the start and the model begins as CLIP applied frame by frame (plus a joint CLS).
+            for proj in (self.q_proj, self.k_proj, self.v_proj):
+                _set_init(proj, "zeros")
+            _set_init(self.out_proj, "ones")
+        else:
+            _set_clip_attention_init(self, config, config.num_hidden_layers)
 
     def _group(self, patches: torch.Tensor, batch: int, frames: int, per_frame: int) -> torch.Tensor:
         # [B, T·n, H·d] -> [B·groups, heads, group_len, d]
@@ -295,11 +323,20 @@ class TVTSv2DividedAttention(nn.Module):
 
 
 class TVTSv2MLP(nn.Module):
-    def __init__(self, hidden_size: int, intermediate_size: int, hidden_act: str):
+    def __init__(
+        self, hidden_size: int, intermediate_size: int, hidden_act: str, num_layers: int | None = None,
+        factor: float = 1.0,
+    ):
         super().__init__()
         self.activation_fn = ACT2FN[hidden_act]
         self.fc1 = nn.Linear(hidden_size, intermediate_size)
         self.fc2 = nn.Linear(intermediate_size, hidden_size)
+        if num_layers is None:  # sort head: PyTorch defaults
+            _set_init(self.fc1, "torch")
+            _set_init(self.fc2, "torch")
+        else:
+            _set_init(self.fc1, "normal", (2 * hidden_size) ** -0.5 * factor)
+            _set_init(self.fc2, "normal", hidden_size**-0.5 * (2 * num_layers) ** -0.5 * factor)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.activation_fn(self.fc1(hidden_states)))
@@ -320,7 +357,10 @@ class TVTSv2VisionLayer(GradientCheckpointingLayer):
         self.layer_norm1 = TVTSv2LayerNorm(config.hidden_size, eps=eps, upcast=upcast)
         self.self_attn = TVTSv2DividedAttention(config, mode="space")
         self.layer_norm2 = TVTSv2LayerNorm(config.hidden_size, eps=eps, upcast=upcast)
-        self.mlp = TVTSv2MLP(config.hidden_size, config.intermediate_size, config.hidden_act)
+        self.mlp = TVTSv2MLP(
+            config.hidden_size, config.intermediate_size, config.hidden_act, config.num_hidden_layers,
+            config.initializer_factor,
+        )
 
     def forward(
         self, hidden_states: torch.Tensor, num_frames: int, **kwargs: Unpack[TransformersKwargs]
@@ -337,9 +377,15 @@ class TVTSv2TextLayer(GradientCheckpointingLayer):
     def __init__(self, config: TVTSv2TextConfig):
         super().__init__()
         eps, upcast = config.layer_norm_eps, config.layer_norm_upcast
-        self.self_attn = TVTSv2Attention(config, config.hidden_size, config.num_attention_heads, is_causal=True)
+        self.self_attn = TVTSv2Attention(
+            config, config.hidden_size, config.num_attention_heads, is_causal=True,
+            num_layers=config.num_hidden_layers,
+        )
         self.layer_norm1 = TVTSv2LayerNorm(config.hidden_size, eps=eps, upcast=upcast)
-        self.mlp = TVTSv2MLP(config.hidden_size, config.intermediate_size, config.hidden_act)
+        self.mlp = TVTSv2MLP(
+            config.hidden_size, config.intermediate_size, config.hidden_act, config.num_hidden_layers,
+            config.initializer_factor,
+        )
         self.layer_norm2 = TVTSv2LayerNorm(config.hidden_size, eps=eps, upcast=upcast)
 
     def forward(
@@ -389,6 +435,9 @@ class TVTSv2VisionEmbeddings(nn.Module):
         )
         self.position_embedding = nn.Embedding(self.num_positions, self.embed_dim)
         self.temporal_embedding = nn.Parameter(torch.empty(config.num_frames, self.embed_dim))
+        std = config.initializer_range * config.initializer_factor
+        _set_init(self.patch_embedding, "normal", std)
+        _set_init(self.position_embedding, "normal", std)
 
     def _spatial_positions(self, height: int, width: int, interpolate: bool) -> torch.Tensor:
         """`[1 + h·w, D]` spatial table (CLS first), bicubically resized for another resolution when allowed."""
@@ -454,6 +503,8 @@ class TVTSv2TextEmbeddings(nn.Module):
         super().__init__()
         self.token_embedding = nn.Embedding(config.vocab_size, config.hidden_size)
         self.position_embedding = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        _set_init(self.token_embedding, "normal", 0.02 * config.initializer_factor)
+        _set_init(self.position_embedding, "normal", 0.01 * config.initializer_factor)
         self.register_buffer(
             "position_ids", torch.arange(config.max_position_embeddings).expand((1, -1)), persistent=False
         )
@@ -474,14 +525,6 @@ class TVTSv2TextEmbeddings(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _default_linear_init(module: nn.Linear) -> None:
-    # PyTorch's own nn.Linear init: the original sort head never applies its custom init.
-    init.kaiming_uniform_(module.weight, a=math.sqrt(5))
-    if module.bias is not None:
-        bound = 1 / math.sqrt(module.weight.shape[1]) if module.weight.shape[1] > 0 else 0
-        init.uniform_(module.bias, -bound, bound)
-
-
 class TVTSv2PreTrainedModel(PreTrainedModel):
     config: TVTSv2Config
     base_model_prefix = "tvtsv2"
@@ -498,56 +541,38 @@ class TVTSv2PreTrainedModel(PreTrainedModel):
 
         New parameters (original code): time attention q/k/v weights and biases 0, output projection weight 1 and
         bias 0 (so the time attention starts as exactly zero), `temporal_embedding ~ N(0, width^-0.5)`, LayerNorms
-        (1, 0), sort head with PyTorch defaults and zero type embeddings.
+        (1, 0), sort head with PyTorch defaults and zero type embeddings. Leaf layers carry their scheme
+        (`_set_init`); the `init` helpers skip tensors already loaded from a checkpoint.
         """
-        config = self.config
-        factor = getattr(config, "initializer_factor", 1.0)
-        if isinstance(module, TVTSv2DividedAttention) and module.mode == "time":
-            for proj in (module.q_proj, module.k_proj, module.v_proj):
-                init.zeros_(proj.weight)
-                init.zeros_(proj.bias)
-            init.ones_(module.out_proj.weight)
-            init.zeros_(module.out_proj.bias)
-        elif isinstance(module, TVTSv2SortHead):
-            init.zeros_(module.type_embeddings)
-            for sub in module.modules():
-                if isinstance(sub, nn.Linear):
-                    _default_linear_init(sub)
-        elif isinstance(module, (TVTSv2DividedAttention, TVTSv2Attention)) and not self._in_sort_head(module):
-            layers = module.config.num_hidden_layers
-            in_std = (module.embed_dim**-0.5) * ((2 * layers) ** -0.5) * factor
-            for proj in (module.q_proj, module.k_proj, module.v_proj):
-                init.normal_(proj.weight, std=in_std)
-                init.zeros_(proj.bias)
-            init.normal_(module.out_proj.weight, std=(module.embed_dim**-0.5) * factor)
-            init.zeros_(module.out_proj.bias)
-        elif isinstance(module, TVTSv2MLP) and not self._in_sort_head(module):
-            hidden = module.fc1.in_features
-            init.normal_(module.fc1.weight, std=(2 * hidden) ** -0.5 * factor)
-            init.normal_(module.fc2.weight, std=hidden**-0.5 * factor)
-            init.zeros_(module.fc1.bias)
-            init.zeros_(module.fc2.bias)
-        elif isinstance(module, TVTSv2VisionEmbeddings):
-            init.normal_(module.class_embedding, std=module.embed_dim**-0.5 * factor)
-            init.normal_(module.patch_embedding.weight, std=module.config.initializer_range * factor)
-            init.normal_(module.position_embedding.weight, std=module.config.initializer_range * factor)
-            init.normal_(module.temporal_embedding, std=module.embed_dim**-0.5)
-        elif isinstance(module, TVTSv2TextEmbeddings):
-            init.normal_(module.token_embedding.weight, std=0.02 * factor)
-            init.normal_(module.position_embedding.weight, std=0.01 * factor)
-            init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
+        scheme = getattr(module, "_tvtsv2_init", None)
+        if scheme is not None:
+            kind, std = scheme
+            if kind == "normal":
+                init.normal_(module.weight, std=std)
+            elif kind == "zeros":
+                init.zeros_(module.weight)
+            elif kind == "ones":
+                init.ones_(module.weight)
+            else:  # PyTorch's own nn.Linear default (kaiming-uniform weight, fan-in-bounded bias)
+                init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+                if getattr(module, "bias", None) is not None:
+                    bound = module.weight.shape[1] ** -0.5
+                    init.uniform_(module.bias, -bound, bound)
+                return
+            if getattr(module, "bias", None) is not None:
+                init.zeros_(module.bias)
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
-        elif isinstance(module, TVTSv2Model):
-            init.normal_(module.visual_projection.weight, std=module.visual_projection.in_features**-0.5 * factor)
-            init.normal_(module.text_projection.weight, std=module.text_projection.in_features**-0.5 * factor)
-            if module.logit_scale is not None:
-                init.constant_(module.logit_scale, math.log(1.0 / module.config.temperature))
-
-    def _in_sort_head(self, module: nn.Module) -> bool:
-        sort_head = getattr(self, "sort_head", None)
-        return sort_head is not None and any(module is sub for sub in sort_head.modules())
+        elif isinstance(module, TVTSv2VisionEmbeddings):
+            init.normal_(module.class_embedding, std=module.embed_dim**-0.5 * module.config.initializer_factor)
+            init.normal_(module.temporal_embedding, std=module.embed_dim**-0.5)
+        elif isinstance(module, TVTSv2TextEmbeddings):
+            init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
+        elif isinstance(module, TVTSv2SortHead):
+            init.zeros_(module.type_embeddings)
+        elif isinstance(module, TVTSv2Model) and module.logit_scale is not None:
+            init.constant_(module.logit_scale, math.log(1.0 / module.config.temperature))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -722,7 +747,7 @@ class TVTSv2SortHead(nn.Module):
         self.type_embeddings = nn.Parameter(torch.empty(2, dim))
         self.layers = nn.ModuleList([TVTSv2SortLayer(config) for _ in range(config.sort_head_num_layers)])
         self.final_layer_norm = nn.LayerNorm(dim, eps=config.sort_head_layer_norm_eps)
-        self.classifier = nn.Linear(dim, config.sort_head_num_classes)
+        self.classifier = _set_init(nn.Linear(dim, config.sort_head_num_classes), "torch")
 
     def forward(self, video_tokens: torch.Tensor, text_embeds: torch.Tensor, **kwargs) -> torch.Tensor:
         """`video_tokens [B, Nv, D]`, `text_embeds [B, K, D]` → logits `[B, K, num_classes]`."""
@@ -761,8 +786,11 @@ class TVTSv2Model(TVTSv2PreTrainedModel):
     def _build_dual_encoder(self, config: TVTSv2Config) -> None:
         self.text_model = TVTSv2TextModel._from_config(config.text_config)
         self.vision_model = TVTSv2VisionModel._from_config(config.vision_config)
+        factor = config.initializer_factor
         self.visual_projection = nn.Linear(config.vision_config.hidden_size, config.projection_dim, bias=False)
         self.text_projection = nn.Linear(config.text_config.hidden_size, config.projection_dim, bias=False)
+        _set_init(self.visual_projection, "normal", config.vision_config.hidden_size**-0.5 * factor)
+        _set_init(self.text_projection, "normal", config.text_config.hidden_size**-0.5 * factor)
         # The paper fixes the temperature (0.05); a learnable one is an opt-in scalar parameter.
         self.logit_scale = (
             nn.Parameter(torch.tensor(math.log(1.0 / config.temperature))) if config.learnable_temperature else None

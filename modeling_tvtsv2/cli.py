@@ -1,0 +1,76 @@
+"""`tvtsv2` command line (also `python -m modeling_tvtsv2`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def _add_convert_subparser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "convert",
+        help="convert an original TVTSv2 .pth checkpoint to a transformers model folder",
+        description="Convert an original TVTSv2 checkpoint (trainer or downstream format) to config.json + "
+        "model.safetensors (+ processor files). Released sizes are detected from tensor shapes; other sizes need "
+        "--layout and the head counts.",
+    )
+    parser.add_argument("--checkpoint", required=True, help="original .pth file")
+    parser.add_argument("--output", required=True, help="output folder")
+    parser.add_argument("--variant", choices=["b32", "b16", "h14"], help="released variant (default: detect)")
+    parser.add_argument("--layout", choices=["openai-clip", "open-clip"], help="CLIP flavour of a non-standard size")
+    parser.add_argument("--vision-heads", type=int, help="attention heads of the video tower")
+    parser.add_argument("--text-heads", type=int, help="attention heads of the text tower")
+    parser.add_argument("--sort-heads", type=int, help="attention heads of the sort head")
+    parser.add_argument("--no-processor", action="store_true", help="do not write processor/tokenizer files")
+    parser.add_argument("--hub", action="store_true", help="also write a Hub-ready folder (remote code, model card)")
+    parser.set_defaults(func=_run_convert)
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from .convert import CheckpointConversionError, convert_checkpoint
+
+    try:
+        result = convert_checkpoint(
+            args.checkpoint,
+            args.output,
+            variant=args.variant,
+            layout=args.layout,
+            vision_heads=args.vision_heads,
+            text_heads=args.text_heads,
+            sort_heads=args.sort_heads,
+            save_processor=not args.no_processor,
+        )
+    except (CheckpointConversionError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.hub:
+        from .hub_export import export_for_hub
+
+        export_for_hub(args.output, args.output)
+    kind = "TVTSv2ForPreTraining (with sort head)" if result.has_sort_head else "TVTSv2Model (no sort head)"
+    n_params = sum(p.numel() for p in result.model.parameters())
+    print(f"converted {args.checkpoint} -> {args.output}: {kind}, {n_params:,} parameters")
+    for note in result.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tvtsv2", description="TVTSv2 tools for 🤗 Transformers")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _add_convert_subparser(subparsers)
+    try:
+        from .hub_export import add_export_subparser
+    except ImportError:  # pragma: no cover - hub export not available in this install
+        pass
+    else:
+        add_export_subparser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    return args.func(args)

@@ -1,0 +1,547 @@
+"""Build TVTSv2 pre-training corpora as 🤗 Datasets saved to disk.
+
+Two sources:
+
+* :func:`build_transcript_corpus`: a folder of videos with a transcript next to each one (same stem):
+  ``clip.mp4`` + ``clip.json`` (YT-Temporal ASR), ``clip.vtt`` / ``clip.en.vtt`` (WebVTT, YouTube auto-captions
+  included) or ``clip.srt``.
+* :func:`build_caption_corpus`: a CSV / TSV / JSONL (or JSON list) file of video paths and captions.
+
+Every video is probed with PyAV before it enters the corpus (:func:`probe_video`: the file opens, has a video
+stream, a frame decodes, and the duration is measured from the demuxed packets rather than trusted from the
+header). Members that fail (unreadable video, unparsable subtitle, transcript without words, empty caption,
+missing file) are reported and skipped, never fatal. The output folder holds a ``DatasetDict`` (``train`` and,
+with ``validation_size``, ``validation``) with the schemas of :mod:`modeling_tvtsv2.data`, a short dataset card
+``README.md`` and ``build_report.json`` (every skipped member and why). Load it with
+:func:`modeling_tvtsv2.data.load_corpus`.
+
+Videos are either embedded in the dataset (``embed_videos=True``: a ``Video(decode=False)`` column, portable,
+larger) or referenced by absolute path (a ``string`` column; the files must stay where they are).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import shutil
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .data import caption_features, transcript_features
+from .subtitles import (
+    SUBTITLE_SUFFIXES,
+    Segment,
+    SubtitleParseError,
+    Transcript,
+    load_transcript,
+    segments_to_rows,
+    words_to_rows,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "VIDEO_EXTENSIONS",
+    "CorpusBuildReport",
+    "SkippedMember",
+    "VideoProbe",
+    "VideoProbeError",
+    "build_caption_corpus",
+    "build_transcript_corpus",
+    "find_transcript_pairs",
+    "probe_video",
+    "read_caption_metadata",
+]
+
+#: Video suffixes a folder scan picks up (lower case).
+VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".ts")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Video probe
+# --------------------------------------------------------------------------------------------------------------
+
+
+class VideoProbeError(ValueError):
+    """A video cannot be used (the message says why)."""
+
+
+@dataclass(frozen=True)
+class VideoProbe:
+    """What :func:`probe_video` measured."""
+
+    duration: float
+    width: int
+    height: int
+    num_packets: int
+    header_duration: float | None
+
+
+def probe_video(video: str | os.PathLike[str] | bytes, *, max_first_frame_packets: int = 512) -> VideoProbe:
+    """Quick check that a video is usable, and its duration.
+
+    The file must open, have a video stream, and decode a frame within the first ``max_first_frame_packets``
+    video packets. The duration is the end of the last video packet (demuxing only, no decoding: cheap, and it
+    sees truncation and wrong headers), falling back to the header when packets carry no timestamps.
+
+    Raises:
+        VideoProbeError: with the reason.
+    """
+    import av
+
+    name = "<bytes>" if isinstance(video, bytes) else str(video)
+    try:
+        container = av.open(io.BytesIO(video) if isinstance(video, bytes) else str(video))
+    except Exception as error:  # noqa: BLE001 - PyAV raises many error types for bad input
+        raise VideoProbeError(f"{name}: cannot open ({type(error).__name__}: {error})") from error
+    with container:
+        streams = [s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)]
+        if not streams:
+            raise VideoProbeError(f"{name}: no video stream")
+        stream = streams[0]
+        header_duration = None
+        if stream.duration and stream.time_base:
+            header_duration = float(stream.duration * stream.time_base)
+        elif container.duration:
+            header_duration = container.duration / 1_000_000
+
+        # 1) a frame decodes
+        decoded = None
+        packets_seen = 0
+        try:
+            for packet in container.demux(stream):
+                packets_seen += 1
+                for frame in packet.decode():
+                    decoded = frame
+                    break
+                if decoded is not None or packets_seen >= max_first_frame_packets:
+                    break
+        except Exception as error:  # noqa: BLE001
+            raise VideoProbeError(f"{name}: decoding failed ({type(error).__name__}: {error})") from error
+        if decoded is None:
+            raise VideoProbeError(f"{name}: no frame decodes in the first {packets_seen} packets")
+        width, height = decoded.width, decoded.height
+
+        # 2) duration from the packets (the last packets may be damaged: keep what was demuxed)
+        first_pts, last_end, count = None, None, 0
+        try:
+            container.seek(0, stream=stream)
+        except Exception:  # noqa: BLE001 - unseekable input: fall back to the header
+            pass
+        try:
+            for packet in container.demux(stream):
+                if packet.pts is None or packet.size == 0:
+                    continue
+                count += 1
+                start = packet.pts
+                end = packet.pts + (packet.duration or 0)
+                first_pts = start if first_pts is None else min(first_pts, start)
+                last_end = end if last_end is None else max(last_end, end)
+        except Exception:  # noqa: BLE001
+            logger.debug("%s: demuxing stopped early", name)
+        duration = None
+        if last_end is not None and stream.time_base:
+            duration = float((last_end - (first_pts or 0)) * stream.time_base)
+        if not duration or duration <= 0:
+            duration = header_duration
+        if not duration or duration <= 0:
+            raise VideoProbeError(f"{name}: duration unknown")
+    return VideoProbe(duration, width, height, count, header_duration)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Reports
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SkippedMember:
+    """A source member left out of the corpus."""
+
+    source: str
+    reason: str
+    detail: str = ""
+
+
+@dataclass
+class CorpusBuildReport:
+    """Result of a corpus build."""
+
+    output_dir: str
+    kind: str
+    timing: str | None
+    num_rows: dict[str, int]
+    skipped: list[SkippedMember] = field(default_factory=list)
+    embed_videos: bool = False
+
+    @property
+    def skipped_counts(self) -> dict[str, int]:
+        return dict(Counter(member.reason for member in self.skipped))
+
+    def summary(self) -> str:
+        rows = ", ".join(f"{split}: {n}" for split, n in self.num_rows.items())
+        skipped = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.skipped_counts.items())) or "none"
+        return f"{self.kind} corpus at {self.output_dir} ({rows} rows); skipped {len(self.skipped)} ({skipped})"
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["skipped_counts"] = self.skipped_counts
+        return data
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _prepare_output(output_dir: Path, overwrite: bool) -> None:
+    if output_dir.exists() and any(output_dir.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{output_dir} exists and is not empty (pass overwrite=True / --overwrite)")
+        shutil.rmtree(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _probe_one(path: str) -> tuple[str, VideoProbe | None, str]:
+    try:
+        return path, probe_video(path), ""
+    except VideoProbeError as error:
+        return path, None, str(error)
+    except Exception as error:  # noqa: BLE001 - one bad file must not stop a build
+        return path, None, f"{type(error).__name__}: {error}"
+
+
+def _probe_all(paths: Sequence[str], num_workers: int) -> dict[str, tuple[VideoProbe | None, str]]:
+    if num_workers > 1 and len(paths) > 1:
+        with ProcessPoolExecutor(max_workers=num_workers) as pool:
+            results = list(pool.map(_probe_one, paths, chunksize=8))
+    else:
+        results = [_probe_one(path) for path in paths]
+    return {path: (probe, error) for path, probe, error in results}
+
+
+def _video_value(path: Path, embed_videos: bool) -> Any:
+    # With a Video column, save_to_disk reads the file and embeds its bytes (the path becomes the file name).
+    return {"bytes": None, "path": str(path)} if embed_videos else str(path)
+
+
+def _save(
+    rows: list[dict[str, Any]],
+    features,
+    output_dir: Path,
+    *,
+    validation_size: float | int,
+    seed: int,
+) -> dict[str, int]:
+    from datasets import Dataset, DatasetDict
+
+    dataset = Dataset.from_list(rows, features=features)
+    if validation_size and len(dataset) > 1:
+        split = dataset.train_test_split(test_size=validation_size, seed=seed, shuffle=True)
+        splits = DatasetDict({"train": split["train"], "validation": split["test"]})
+    else:
+        splits = DatasetDict({"train": dataset})
+    splits.save_to_disk(str(output_dir))
+    return {name: len(split) for name, split in splits.items()}
+
+
+def _write_card(output_dir: Path, report: CorpusBuildReport, source: str, extra: str = "") -> None:
+    if report.kind == "transcript":
+        schema = (
+            "| column | type |\n|---|---|\n"
+            f"| `video` | {'`Video(decode=False)` (embedded bytes)' if report.embed_videos else '`string` (absolute path)'} |\n"
+            "| `video_id` | `string` |\n| `duration` | `float32` seconds (measured from the demuxed packets) |\n"
+            + (
+                "| `words` | `List({word: string, time: float32})` |\n"
+                if report.timing == "words"
+                else "| `segments` | `List({start: float32, end: float32, text: string})` |\n"
+            )
+        )
+    else:
+        schema = (
+            "| column | type |\n|---|---|\n"
+            f"| `video` | {'`Video(decode=False)` (embedded bytes)' if report.embed_videos else '`string` (absolute path)'} |\n"
+            "| `video_id` | `string` |\n| `caption` | `string` |\n| `duration` | `float32` seconds |\n"
+        )
+    splits = "\n".join(f"| `{name}` | {n} |" for name, n in report.num_rows.items())
+    skipped_lines = "\n".join(
+        f"| `{Path(m.source).name}` | {m.reason} | {m.detail[:120].replace('|', '/')} |" for m in report.skipped[:50]
+    )
+    more = f"\n\n… and {len(report.skipped) - 50} more (see `build_report.json`)." if len(report.skipped) > 50 else ""
+    card = f"""---
+tags:
+- video
+- tvtsv2
+- {report.kind}-corpus
+---
+
+# TVTSv2 {report.kind} corpus
+
+Built by `modeling_tvtsv2.corpus` from `{source}`.{extra}
+Load with `modeling_tvtsv2.data.load_corpus(path, split="train")` (or `datasets.load_from_disk`).
+
+## Splits
+
+| split | rows |
+|---|---|
+{splits}
+
+## Schema
+
+{schema}
+## Skipped members ({len(report.skipped)})
+
+{("| member | reason | detail |" + chr(10) + "|---|---|---|" + chr(10) + skipped_lines + more) if report.skipped else "None."}
+"""
+    (output_dir / "README.md").write_text(card, encoding="utf-8")
+    (output_dir / "build_report.json").write_text(json.dumps(report.to_json(), indent=2), encoding="utf-8")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Transcript corpora
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _transcript_candidates(video: Path) -> list[Path]:
+    """Transcripts for ``video``: ``<stem><suffix>`` first, then ``<stem>.<tag><suffix>`` (e.g. ``clip.en.vtt``),
+    in the order of :data:`SUBTITLE_SUFFIXES`."""
+    found: list[Path] = []
+    for suffix in SUBTITLE_SUFFIXES:
+        exact = video.with_suffix(suffix)
+        if exact.is_file():
+            found.append(exact)
+        found.extend(sorted(p for p in video.parent.glob(f"{video.stem}.*{suffix}") if p.is_file() and p != exact))
+    return found
+
+
+def find_transcript_pairs(
+    videos_dir: str | os.PathLike[str],
+    *,
+    video_extensions: Iterable[str] = VIDEO_EXTENSIONS,
+    recursive: bool = True,
+) -> list[tuple[Path, Path | None]]:
+    """``(video, transcript or None)`` for every video under ``videos_dir`` (sorted, deterministic)."""
+    root = Path(videos_dir)
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root} is not a directory")
+    extensions = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in video_extensions}
+    pattern = "**/*" if recursive else "*"
+    videos = sorted(p for p in root.glob(pattern) if p.is_file() and p.suffix.lower() in extensions)
+    pairs = []
+    for video in videos:
+        candidates = _transcript_candidates(video)
+        pairs.append((video, candidates[0] if candidates else None))
+    return pairs
+
+
+def _words_as_segments(transcript: Transcript) -> list[Segment]:
+    return [Segment(w.time, w.time, w.word) for w in transcript.to_words()]
+
+
+def build_transcript_corpus(
+    videos_dir: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    embed_videos: bool = False,
+    timing: Literal["auto", "segments", "words"] = "auto",
+    validation_size: float | int = 0,
+    min_words: int = 1,
+    video_extensions: Iterable[str] = VIDEO_EXTENSIONS,
+    recursive: bool = True,
+    num_workers: int = 1,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+) -> CorpusBuildReport:
+    """Build a transcript corpus from a folder of videos with ``.json`` / ``.vtt`` / ``.srt`` transcripts.
+
+    Args:
+        videos_dir: folder to scan (recursively by default).
+        output_dir: where the ``DatasetDict`` and its card go.
+        embed_videos: embed the video bytes (``Video(decode=False)``) instead of keeping absolute paths.
+        timing: ``"words"`` (word-level column), ``"segments"`` (cue-level column) or ``"auto"``: words when any
+            transcript has word timings (YT-Temporal JSON, YouTube auto-captions), else segments. Cue-only
+            transcripts in a words corpus are spread over their cues; word-only ones in a segments corpus become
+            one-word segments.
+        validation_size: fraction (< 1) or number of rows for a ``validation`` split (0: ``train`` only).
+        min_words: transcripts with fewer words are skipped.
+        video_extensions, recursive: which files are videos.
+        num_workers: processes for probing videos.
+        seed: seed of the train/validation split.
+        overwrite: replace a non-empty ``output_dir``.
+        progress: optional wrapper for progress display (e.g. ``tqdm.tqdm``).
+
+    Returns:
+        A :class:`CorpusBuildReport`; skipped members are also logged.
+    """
+    output_dir = Path(output_dir)
+    _prepare_output(output_dir, overwrite)
+    skipped: list[SkippedMember] = []
+    parsed: list[tuple[Path, str, Transcript]] = []
+    root = Path(videos_dir)
+
+    for video, transcript_path in find_transcript_pairs(root, video_extensions=video_extensions, recursive=recursive):
+        if transcript_path is None:
+            skipped.append(SkippedMember(str(video), "no_transcript", "no .json/.vtt/.srt with the same stem"))
+            continue
+        try:
+            transcript = load_transcript(transcript_path)
+        except (SubtitleParseError, OSError, UnicodeError) as error:
+            skipped.append(SkippedMember(str(transcript_path), "unparsable_transcript", str(error)))
+            continue
+        if len(transcript) < min_words:
+            skipped.append(SkippedMember(str(transcript_path), "no_words", f"{len(transcript)} words"))
+            continue
+        video_id = video.relative_to(root).with_suffix("").as_posix()
+        parsed.append((video, video_id, transcript))
+
+    probes = _probe_all([str(video) for video, _, _ in parsed], num_workers)
+    if timing == "auto":
+        timing = "words" if any(t.has_word_timings for _, _, t in parsed) else "segments"
+    if timing not in ("segments", "words"):
+        raise ValueError(f"timing must be 'auto', 'segments' or 'words', got {timing!r}")
+
+    rows: list[dict[str, Any]] = []
+    iterator: Iterable[Any] = progress(parsed) if progress is not None else parsed
+    for video, video_id, transcript in iterator:
+        probe, error = probes[str(video)]
+        if probe is None:
+            skipped.append(SkippedMember(str(video), "unreadable_video", error))
+            continue
+        words = transcript.to_words()
+        if transcript.words is not None or timing == "words":
+            beyond = sum(1 for w in words if w.time > probe.duration)
+        else:
+            beyond = sum(1 for s in transcript.segments if s.start > probe.duration)
+        if beyond:
+            logger.info("%s: %d transcript entries start after the video ends (%.2f s)", video, beyond, probe.duration)
+        row: dict[str, Any] = {
+            "video": _video_value(video.resolve(), embed_videos),
+            "video_id": video_id,
+            "duration": probe.duration,
+        }
+        if timing == "words":
+            row["words"] = words_to_rows(words)
+        else:
+            segments = transcript.segments if transcript.words is None else _words_as_segments(transcript)
+            row["segments"] = segments_to_rows(segments)
+        rows.append(row)
+
+    for member in skipped:
+        logger.warning("skipped %s (%s): %s", member.source, member.reason, member.detail)
+    if not rows:
+        raise ValueError(f"no usable video/transcript pair under {root} ({len(skipped)} skipped)")
+    num_rows = _save(rows, transcript_features(timing, embed_videos=embed_videos), output_dir,
+                     validation_size=validation_size, seed=seed)
+    report = CorpusBuildReport(str(output_dir), "transcript", timing, num_rows, skipped, embed_videos)
+    _write_card(output_dir, report, str(root))
+    logger.info(report.summary())
+    return report
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Caption corpora
+# --------------------------------------------------------------------------------------------------------------
+
+
+def read_caption_metadata(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Rows of a metadata file: ``.csv`` (comma), ``.tsv`` (tab), ``.jsonl`` (one object a line) or ``.json`` (a
+    list of objects, or JSON lines). CSV/TSV files need a header line."""
+    path = Path(path)
+    text = path.read_bytes().decode("utf-8-sig")
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        return list(csv.DictReader(io.StringIO(text), delimiter="\t" if suffix == ".tsv" else ","))
+    if suffix in (".jsonl", ".json"):
+        stripped = text.strip()
+        if suffix == ".json" and stripped.startswith("["):
+            return list(json.loads(stripped))
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    raise ValueError(f"unsupported metadata file {path} (expected .csv, .tsv, .jsonl or .json)")
+
+
+def build_caption_corpus(
+    metadata: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    video_column: str = "video",
+    caption_column: str = "caption",
+    id_column: str | None = None,
+    video_root: str | os.PathLike[str] | None = None,
+    video_suffix: str = "",
+    embed_videos: bool = False,
+    validation_size: float | int = 0,
+    num_workers: int = 1,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> CorpusBuildReport:
+    """Build a caption corpus from a metadata file of video paths and captions.
+
+    Args:
+        metadata: ``.csv`` / ``.tsv`` / ``.jsonl`` / ``.json`` file (see :func:`read_caption_metadata`).
+        output_dir: where the ``DatasetDict`` and its card go.
+        video_column, caption_column: column names of the video path and the caption.
+        id_column: column with a video id (default: the video path without its suffix).
+        video_root: folder relative video paths start from (default: the metadata file's folder).
+        video_suffix: appended to paths that have no suffix (WebVid's metadata lists ids without ``.mp4``).
+        embed_videos, validation_size, num_workers, seed, overwrite: as :func:`build_transcript_corpus`.
+    """
+    metadata = Path(metadata)
+    output_dir = Path(output_dir)
+    _prepare_output(output_dir, overwrite)
+    root = Path(video_root) if video_root is not None else metadata.parent
+    skipped: list[SkippedMember] = []
+    entries: list[tuple[Path, str, str]] = []
+    for number, record in enumerate(read_caption_metadata(metadata), start=1):
+        where = f"{metadata.name}:{number}"
+        raw_path = str(record.get(video_column) or "").strip()
+        caption = " ".join(str(record.get(caption_column) or "").split())
+        if not raw_path:
+            skipped.append(SkippedMember(where, "no_video_path", f"column {video_column!r} empty or missing"))
+            continue
+        path = Path(raw_path)
+        if video_suffix and not path.suffix:
+            path = path.with_name(path.name + video_suffix)
+        if not path.is_absolute():
+            path = root / path
+        if not caption:
+            skipped.append(SkippedMember(str(path), "empty_caption"))
+            continue
+        if not path.is_file():
+            skipped.append(SkippedMember(str(path), "missing_video", "file not found"))
+            continue
+        video_id = str(record.get(id_column) or "") if id_column else ""
+        entries.append((path, video_id or Path(raw_path).with_suffix("").as_posix(), caption))
+
+    probes = _probe_all(sorted({str(p) for p, _, _ in entries}), num_workers)
+    rows = []
+    for path, video_id, caption in entries:
+        probe, error = probes[str(path)]
+        if probe is None:
+            skipped.append(SkippedMember(str(path), "unreadable_video", error))
+            continue
+        rows.append(
+            {
+                "video": _video_value(path.resolve(), embed_videos),
+                "video_id": video_id,
+                "caption": caption,
+                "duration": probe.duration,
+            }
+        )
+    for member in skipped:
+        logger.warning("skipped %s (%s): %s", member.source, member.reason, member.detail)
+    if not rows:
+        raise ValueError(f"no usable row in {metadata} ({len(skipped)} skipped)")
+    num_rows = _save(rows, caption_features(embed_videos=embed_videos), output_dir,
+                     validation_size=validation_size, seed=seed)
+    report = CorpusBuildReport(str(output_dir), "caption", None, num_rows, skipped, embed_videos)
+    _write_card(output_dir, report, str(metadata))
+    logger.info(report.summary())
+    return report

@@ -1,0 +1,690 @@
+"""Zero-shot evaluation of TVTSv2: text <-> video retrieval, zero-shot classification and multiple choice.
+
+The protocols follow the original research code (TencentARC/TVTS `v2/downstream`):
+
+* **retrieval** (`zero_ret_*`): every caption and every video is embedded, similarities are cosines and the
+  metrics are `metrics.retrieval_metrics` (R@1/5/10/50, MedR, MeanR; original tie handling), in both directions;
+  no dual-softmax / DSL post-processing;
+* **zero-shot classification** (`zero_recognition_*`): each class name is put into prompt templates (the paper uses
+  the single template `"a person {}"`); per template the text embedding is L2-normalised, the templates are
+  averaged and the mean is re-normalised. logits = 100 * <video, class>, top-1 / top-5 accuracy;
+* **multiple choice** (`zero_ssv2_mc_*`, SSv2-MC): each video is scored against its *own* options, top-1 accuracy.
+
+Inputs are 🤗 Datasets (rows = videos) loaded from disk. The video column may hold paths, bytes, or
+`datasets.Video(decode=False)` dicts `{"bytes", "path"}` (datasets' own video decoding needs torchcodec; it is
+switched off here and decoding is done by the TVTSv2 video processor with PyAV). Embeddings are computed in
+batches, with progress bars, optionally decoding videos in DataLoader worker processes.
+
+Command line: `python training/run_eval.py --help` (the same arguments as `modeling_tvtsv2.evaluation.main`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .metrics import (
+    cosine_similarity_matrix,
+    multiple_choice_accuracy,
+    retrieval_metrics,
+    zero_shot_classification_metrics,
+)
+
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TEMPLATES: tuple[str, ...] = ("a person {}",)
+"""The single prompt template of the original zero-shot recognition scripts."""
+
+ZERO_SHOT_LOGIT_SCALE = 100.0
+"""logits = 100 * cosine in the original zero-shot recognition and SSv2-MC scripts (does not change accuracies)."""
+
+TASKS = ("retrieval", "classification", "multiple-choice")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------------------------
+
+
+def video_source(item: Any, video_root: str | None = None) -> Any:
+    """Turns one dataset cell into something the video processor reads: a path, bytes or an array.
+
+    `datasets.Video(decode=False)` / `Video` storage cells are dicts `{"bytes": ..., "path": ...}`: the bytes win
+    (they are the embedded file), otherwise the path is used. Relative paths are resolved against `video_root`.
+    """
+    if isinstance(item, dict):
+        if item.get("bytes"):
+            return item["bytes"]
+        item = item.get("path")
+        if item is None:
+            raise ValueError("A video cell has neither bytes nor a path.")
+    if isinstance(item, os.PathLike):
+        item = os.fspath(item)
+    if isinstance(item, str) and video_root is not None and not os.path.isabs(item):
+        item = os.path.join(video_root, item)
+    return item
+
+
+def load_eval_dataset(path: str, split: str | None = None, video_column: str | None = None):
+    """Loads a dataset saved with `save_to_disk` (a `Dataset` or a `DatasetDict`, then `split`, default "test").
+
+    A `datasets.Video` column is cast to `Video(decode=False)` so that rows give `{"bytes", "path"}` instead of
+    requiring torchcodec.
+    """
+    import datasets
+
+    dataset = datasets.load_from_disk(path)
+    if isinstance(dataset, datasets.DatasetDict):
+        if split is None:
+            split = "test" if "test" in dataset else next(iter(dataset))
+            logger.info("Using split %r of %s", split, path)
+        dataset = dataset[split]
+    elif split is not None:
+        logger.info("%s is a single Dataset; ignoring split=%r", path, split)
+    return _undecoded_videos(dataset, video_column)
+
+
+def _undecoded_videos(dataset, video_column: str | None):
+    import datasets
+
+    columns = [video_column] if video_column else list(dataset.features)
+    for column in columns:
+        feature = dataset.features.get(column)
+        if isinstance(feature, datasets.Video) and feature.decode:
+            dataset = dataset.cast_column(column, datasets.Video(decode=False))
+    return dataset
+
+
+class _VideoRows(torch.utils.data.Dataset):
+    """Decodes and preprocesses one row's video; used with a DataLoader so decoding can run in worker processes."""
+
+    def __init__(self, videos: Sequence[Any] | Callable[[int], Any], length: int, video_processor, video_kwargs):
+        self.videos = videos
+        self.length = length
+        self.video_processor = video_processor
+        self.video_kwargs = video_kwargs
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        video = self.videos(index) if callable(self.videos) else self.videos[index]
+        outputs = self.video_processor(videos=[video], return_tensors="pt", **self.video_kwargs)
+        return outputs["pixel_values_videos"][0]
+
+
+def _model_device_dtype(model) -> tuple[torch.device, torch.dtype]:
+    parameter = next(model.parameters())
+    return parameter.device, parameter.dtype
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Embeddings
+# --------------------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def compute_video_embeddings(
+    model,
+    processor,
+    videos: Sequence[Any] | Callable[[int], Any],
+    num_videos: int | None = None,
+    batch_size: int = 16,
+    num_workers: int = 0,
+    normalize: bool = True,
+    show_progress: bool = True,
+    video_kwargs: dict[str, Any] | None = None,
+) -> torch.Tensor:
+    """Embeds videos in batches.
+
+    Args:
+        model: a `TVTSv2Model` (or any model with `get_video_features`, e.g. a `PeftModel` around one), on the
+            device and in the dtype to run in.
+        processor: a `TVTSv2Processor` (its `video_processor` is used) or a video processor.
+        videos: a sequence of videos (paths, bytes, `[T, H, W, C]` arrays, `{"bytes", "path"}` dicts), or a
+            function `index -> video` (then `num_videos` is required), which avoids loading a whole dataset column.
+        batch_size: videos per forward pass.
+        num_workers: DataLoader workers decoding videos in parallel (0 = in this process).
+        normalize: L2-normalise the embeddings.
+        video_kwargs: extra keyword arguments for the video processor, e.g. `{"num_frames": 12}`.
+
+    Returns:
+        `[N, D]` float32 embeddings on the CPU.
+    """
+    video_processor = getattr(processor, "video_processor", processor)
+    if num_videos is None:
+        if callable(videos):
+            raise ValueError("`num_videos` is required when `videos` is a function.")
+        num_videos = len(videos)
+    resolved = videos if callable(videos) else [video_source(v) for v in videos]
+    loader = torch.utils.data.DataLoader(
+        _VideoRows(resolved, num_videos, video_processor, dict(video_kwargs or {})),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=torch.stack,
+    )
+    device, dtype = _model_device_dtype(model)
+    chunks = []
+    for pixel_values in tqdm(loader, desc="Video embeddings", unit="batch", disable=not show_progress):
+        output = model.get_video_features(pixel_values_videos=pixel_values.to(device=device, dtype=dtype))
+        chunks.append(output.pooler_output.float().cpu())
+    if not chunks:
+        raise ValueError("No videos to embed.")
+    embeddings = torch.cat(chunks)
+    return F.normalize(embeddings, dim=-1) if normalize else embeddings
+
+
+@torch.no_grad()
+def compute_text_embeddings(
+    model,
+    processor,
+    texts: Sequence[str],
+    batch_size: int = 256,
+    normalize: bool = True,
+    show_progress: bool = True,
+) -> torch.Tensor:
+    """Embeds texts in batches with the processor's tokenizer settings (CLIP BPE, 77 tokens, truncation).
+
+    Returns:
+        `[N, D]` float32 embeddings on the CPU (L2-normalised when `normalize`).
+    """
+    texts = list(texts)
+    if not texts:
+        raise ValueError("No texts to embed.")
+    device, _ = _model_device_dtype(model)
+    chunks = []
+    batches = range(0, len(texts), batch_size)
+    for start in tqdm(batches, desc="Text embeddings", unit="batch", disable=not show_progress):
+        inputs = _tokenize(processor, texts[start : start + batch_size])
+        output = model.get_text_features(
+            input_ids=inputs["input_ids"].to(device), attention_mask=_optional_to(inputs.get("attention_mask"), device)
+        )
+        chunks.append(output.pooler_output.float().cpu())
+    embeddings = torch.cat(chunks)
+    return F.normalize(embeddings, dim=-1) if normalize else embeddings
+
+
+def _tokenize(processor, texts: list[str]):
+    # A TVTSv2Processor applies its own text defaults (padding to 77, truncation keeping EOT); a bare tokenizer
+    # gets the same settings explicitly.
+    if hasattr(processor, "tokenizer"):
+        return processor(text=texts, return_tensors="pt")
+    return processor(texts, padding="max_length", truncation=True, max_length=77, return_tensors="pt")
+
+
+def _optional_to(tensor, device):
+    return None if tensor is None else tensor.to(device)
+
+
+def format_prompts(class_names: Sequence[str], templates: Sequence[str] | str = DEFAULT_TEMPLATES) -> list[list[str]]:
+    """`[[template.format(name) for template in templates] for name in class_names]`."""
+    templates = [templates] if isinstance(templates, str) else list(templates)
+    if not templates:
+        raise ValueError("At least one prompt template is needed.")
+    for template in templates:
+        if "{}" not in template:
+            raise ValueError(f"Template {template!r} has no '{{}}' placeholder for the class name.")
+    return [[template.format(name) for template in templates] for name in class_names]
+
+
+def build_class_embeddings(
+    model,
+    processor,
+    class_names: Sequence[str],
+    templates: Sequence[str] | str = DEFAULT_TEMPLATES,
+    batch_size: int = 256,
+    show_progress: bool = True,
+) -> torch.Tensor:
+    """Zero-shot classifier weights: one normalised embedding per class.
+
+    For each class, every template is filled with the class name and embedded; the embeddings are L2-normalised
+    per template, averaged over templates and re-normalised (the original's procedure, with one template).
+
+    Returns:
+        `[C, D]` float32 tensor on the CPU.
+    """
+    prompts = format_prompts(class_names, templates)
+    num_templates = len(prompts[0])
+    flat = [prompt for per_class in prompts for prompt in per_class]
+    embeddings = compute_text_embeddings(model, processor, flat, batch_size, normalize=True, show_progress=show_progress)
+    embeddings = embeddings.reshape(len(class_names), num_templates, -1).mean(dim=1)
+    return F.normalize(embeddings, dim=-1)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Runners
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Common:
+    """Settings shared by the three runners (keyword arguments of each `evaluate_*` function)."""
+
+    video_batch_size: int = 16
+    text_batch_size: int = 256
+    num_workers: int = 0
+    video_root: str | None = None
+    show_progress: bool = True
+
+
+class _DatasetVideos:
+    """`index -> video source` over one dataset column, read row by row (never the whole column of bytes).
+
+    A class rather than a closure so that it pickles into DataLoader worker processes under any start method.
+    """
+
+    def __init__(self, dataset, video_column: str, video_root: str | None):
+        if video_column not in dataset.column_names:
+            raise ValueError(f"Video column {video_column!r} not found; columns: {dataset.column_names}")
+        self.column = _undecoded_videos(dataset, video_column).select_columns([video_column])
+        self.video_column = video_column
+        self.video_root = video_root
+
+    def __call__(self, index: int) -> Any:
+        return video_source(self.column[index][self.video_column], self.video_root)
+
+
+def _video_embeddings_for(dataset, model, processor, video_column, common: _Common, video_kwargs) -> torch.Tensor:
+    return compute_video_embeddings(
+        model,
+        processor,
+        _DatasetVideos(dataset, video_column, common.video_root),
+        num_videos=len(dataset),
+        batch_size=common.video_batch_size,
+        num_workers=common.num_workers,
+        show_progress=common.show_progress,
+        video_kwargs=video_kwargs,
+    )
+
+
+def evaluate_retrieval(
+    model,
+    processor,
+    dataset,
+    video_column: str = "video",
+    text_column: str = "caption",
+    video_kwargs: dict[str, Any] | None = None,
+    **common: Any,
+) -> dict[str, Any]:
+    """Zero-shot text -> video and video -> text retrieval over a dataset whose rows are videos.
+
+    Args:
+        dataset: a `datasets.Dataset`; `text_column` holds one caption (str) or several (list of str) per video.
+            With several captions, every caption is a text query and each video takes its best caption for v2t.
+        video_kwargs: video processor options (`num_frames`, sampling, ...).
+        **common: `video_batch_size`, `text_batch_size`, `num_workers`, `video_root`, `show_progress`.
+
+    Returns:
+        `{"metrics": {"t2v": {...}, "v2t": {...}}, "num_videos": N, "num_texts": M}`.
+    """
+    settings = _Common(**common)
+    if text_column not in dataset.column_names:
+        raise ValueError(f"Text column {text_column!r} not found; columns: {dataset.column_names}")
+    texts, caption_to_video = [], []
+    for video_index, captions in enumerate(dataset[text_column]):
+        captions = [captions] if isinstance(captions, str) else list(captions)
+        texts.extend(captions)
+        caption_to_video.extend([video_index] * len(captions))
+    video_embeds = _video_embeddings_for(dataset, model, processor, video_column, settings, video_kwargs)
+    text_embeds = compute_text_embeddings(
+        model, processor, texts, settings.text_batch_size, show_progress=settings.show_progress
+    )
+    sims = cosine_similarity_matrix(text_embeds, video_embeds)
+    return {
+        "metrics": retrieval_metrics(sims, caption_to_video=caption_to_video),
+        "num_videos": len(dataset),
+        "num_texts": len(texts),
+    }
+
+
+def _class_names_and_labels(dataset, label_column: str, class_names: Sequence[str] | None):
+    import datasets
+
+    if label_column not in dataset.column_names:
+        raise ValueError(f"Label column {label_column!r} not found; columns: {dataset.column_names}")
+    feature = dataset.features[label_column]
+    raw = dataset[label_column]
+    if isinstance(feature, datasets.ClassLabel):
+        return list(class_names or feature.names), np.asarray(raw, dtype=np.int64)
+    if raw and isinstance(raw[0], str):
+        names = list(class_names) if class_names is not None else sorted(set(raw))
+        lookup = {name: index for index, name in enumerate(names)}
+        unknown = sorted(set(raw) - set(lookup))
+        if unknown:
+            raise ValueError(f"Labels not among the class names: {unknown[:10]}")
+        return names, np.asarray([lookup[label] for label in raw], dtype=np.int64)
+    if class_names is None:
+        raise ValueError(
+            f"Column {label_column!r} holds integer labels without ClassLabel names: pass `class_names` "
+            "(index i = the name of label i)."
+        )
+    return list(class_names), np.asarray(raw, dtype=np.int64)
+
+
+def evaluate_zero_shot_classification(
+    model,
+    processor,
+    dataset,
+    video_column: str = "video",
+    label_column: str = "label",
+    class_names: Sequence[str] | None = None,
+    templates: Sequence[str] | str = DEFAULT_TEMPLATES,
+    ks: Sequence[int] = (1, 5),
+    video_kwargs: dict[str, Any] | None = None,
+    **common: Any,
+) -> dict[str, Any]:
+    """Zero-shot action recognition: classify each video among all class prompts.
+
+    Args:
+        dataset: rows = videos; `label_column` is a `ClassLabel` (names taken from it), a string label, or an int
+            with `class_names` given.
+        class_names: names put into the templates, indexed by label (the original uses the raw names).
+        templates: prompt templates with a `{}` placeholder; several are averaged (see `build_class_embeddings`).
+        ks: top-k accuracies to report.
+
+    Returns:
+        `{"metrics": {"top1", "top5", "num_samples"}, "num_videos", "num_classes", "class_names", "templates",
+        "predictions"}` (`predictions`: the top-1 class index per video).
+    """
+    settings = _Common(**common)
+    names, labels = _class_names_and_labels(dataset, label_column, class_names)
+    templates = [templates] if isinstance(templates, str) else list(templates)
+    classes = build_class_embeddings(
+        model, processor, names, templates, settings.text_batch_size, show_progress=settings.show_progress
+    )
+    video_embeds = _video_embeddings_for(dataset, model, processor, video_column, settings, video_kwargs)
+    logits = ZERO_SHOT_LOGIT_SCALE * video_embeds @ classes.T
+    ks = [k for k in ks if k <= len(names)] or [1]
+    return {
+        "metrics": zero_shot_classification_metrics(logits, labels, ks=ks),
+        "num_videos": len(dataset),
+        "num_classes": len(names),
+        "class_names": names,
+        "templates": templates,
+        "predictions": logits.argmax(dim=-1).tolist(),
+    }
+
+
+def evaluate_multiple_choice(
+    model,
+    processor,
+    dataset,
+    video_column: str = "video",
+    options_column: str = "options",
+    answer_column: str = "answer",
+    ks: Sequence[int] = (1,),
+    video_kwargs: dict[str, Any] | None = None,
+    **common: Any,
+) -> dict[str, Any]:
+    """Multiple choice per video (SSv2-MC): score each video against its own candidate sentences.
+
+    Args:
+        dataset: rows = videos; `options_column` is a list of strings (its length may vary between rows),
+            `answer_column` the index of the correct option.
+        ks: top-k accuracies (the original reports top-1, and top-5 for 174-way SSv2-MC).
+
+    Returns:
+        `{"metrics": {"top1", ..., "num_samples"}, "num_videos", "predictions"}`.
+    """
+    settings = _Common(**common)
+    for column in (options_column, answer_column):
+        if column not in dataset.column_names:
+            raise ValueError(f"Column {column!r} not found; columns: {dataset.column_names}")
+    options = [list(row) for row in dataset[options_column]]
+    answers = np.asarray(dataset[answer_column], dtype=np.int64)
+    if any(len(row) == 0 for row in options):
+        raise ValueError("A row has no options.")
+    flat = [option for row in options for option in row]
+    text_embeds = compute_text_embeddings(
+        model, processor, flat, settings.text_batch_size, show_progress=settings.show_progress
+    )
+    video_embeds = _video_embeddings_for(dataset, model, processor, video_column, settings, video_kwargs)
+    logits, start = [], 0
+    for index, row in enumerate(options):
+        own = text_embeds[start : start + len(row)]
+        logits.append((ZERO_SHOT_LOGIT_SCALE * own @ video_embeds[index]).numpy())
+        start += len(row)
+    max_options = max(len(row) for row in options)
+    ks = [k for k in ks if k <= max_options] or [1]
+    return {
+        "metrics": multiple_choice_accuracy(logits, answers, ks=ks),
+        "num_videos": len(dataset),
+        "predictions": [int(np.argmax(row)) for row in logits],
+    }
+
+
+# --------------------------------------------------------------------------------------------------------------
+# End to end: load, run, write JSON
+# --------------------------------------------------------------------------------------------------------------
+
+
+def load_model_and_processor(
+    model_name_or_path: str,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    trust_remote_code: bool = False,
+):
+    """Loads a TVTSv2 model (`AutoModel`) and its processor (`AutoProcessor`) for evaluation.
+
+    A folder without processor files (e.g. a bare `save_pretrained` of the model) gets the default TVTSv2
+    processor for the model's image size and number of frames.
+    """
+    # This module lives in the `modeling_tvtsv2` package, whose import registered the Auto classes.
+    from transformers import AutoModel, AutoProcessor
+
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    model = AutoModel.from_pretrained(
+        model_name_or_path, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code
+    )
+    model.eval().to(device or "cpu")
+    try:
+        processor = AutoProcessor.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        from .processing_tvtsv2 import TVTSv2Processor
+
+        logger.warning("No processor in %s (%s); using the default TVTSv2 processor.", model_name_or_path, error)
+        vision = model.config.vision_config
+        processor = TVTSv2Processor.from_defaults(image_size=vision.image_size, num_frames=vision.num_frames)
+    return model, processor
+
+
+def run_evaluation(
+    task: str,
+    model,
+    processor,
+    dataset,
+    output_file: str | None = None,
+    dataset_name: str | None = None,
+    split: str | None = None,
+    model_name: str | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Runs one evaluation task and returns (and optionally writes) a JSON-serialisable result record.
+
+    Args:
+        task: `"retrieval"`, `"classification"` or `"multiple-choice"`.
+        dataset: a `datasets.Dataset`, or a path to a dataset saved with `save_to_disk` (then `split` picks the
+            split of a `DatasetDict`).
+        output_file: where to write the record as JSON (parent folders are created).
+        dataset_name: a display name (e.g. `"MSR-VTT 1k-A"`) used by the model card; defaults to the folder name.
+        model_name: recorded in the output; defaults to the model's `name_or_path`.
+        **kwargs: passed to the task's `evaluate_*` function (columns, templates, batch sizes, `video_kwargs`...).
+
+    Returns:
+        `{"task", "model", "dataset": {"name", "path", "split"}, "metrics", "settings", ...}`: the format that
+        `tvtsv2 export --eval-results` turns into the model card's `model-index`.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    dataset_path = None
+    if isinstance(dataset, (str, os.PathLike)):
+        dataset_path = os.fspath(dataset)
+        dataset = load_eval_dataset(dataset_path, split=split, video_column=kwargs.get("video_column"))
+    runner = {
+        "retrieval": evaluate_retrieval,
+        "classification": evaluate_zero_shot_classification,
+        "multiple-choice": evaluate_multiple_choice,
+    }[task]
+    outcome = runner(model, processor, dataset, **kwargs)
+    if dataset_name is None:
+        dataset_name = os.path.basename(os.path.normpath(dataset_path)) if dataset_path else "dataset"
+    if split is None and getattr(dataset, "split", None) is not None:
+        split = str(dataset.split)
+    record = {
+        "task": task,
+        "model": model_name or getattr(getattr(model, "config", None), "name_or_path", None),
+        "dataset": {"name": dataset_name, "path": dataset_path, "split": split},
+        "metrics": outcome.pop("metrics"),
+        "settings": {k: v for k, v in kwargs.items() if k not in ("show_progress", "class_names")},
+        **outcome,
+    }
+    record = _jsonable(record)
+    if output_file:
+        write_results(record, output_file)
+    return record
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def write_results(results: dict[str, Any] | list[dict[str, Any]], path: str) -> None:
+    """Writes evaluation records as indented JSON (creating parent folders)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(_jsonable(results), handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------------------------
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Adds the evaluation arguments to `parser` (used by `training/run_eval.py`)."""
+    parser.add_argument("--task", choices=TASKS, required=True)
+    parser.add_argument("--model", required=True, help="model folder or Hub id")
+    parser.add_argument("--dataset", required=True, help="a 🤗 dataset saved with save_to_disk")
+    parser.add_argument("--output", required=True, help="results JSON file")
+    parser.add_argument("--split", default=None, help="split of a DatasetDict (default: test)")
+    parser.add_argument("--dataset-name", default=None, help="display name for the results / model card")
+    parser.add_argument("--video-column", default="video")
+    parser.add_argument("--text-column", default="caption", help="retrieval: a caption or a list of captions")
+    parser.add_argument("--label-column", default="label", help="classification")
+    parser.add_argument("--options-column", default="options", help="multiple-choice")
+    parser.add_argument("--answer-column", default="answer", help="multiple-choice")
+    parser.add_argument(
+        "--template",
+        dest="templates",
+        action="append",
+        default=None,
+        help=f"classification prompt template with '{{}}' (repeat to average several; default {DEFAULT_TEMPLATES[0]!r})",
+    )
+    parser.add_argument(
+        "--class-names", default=None, help="classification: JSON list or text file (one name per line) by label id"
+    )
+    parser.add_argument("--video-root", default=None, help="folder that relative video paths are resolved against")
+    parser.add_argument("--num-frames", type=int, default=None, help="frames per video (default: the processor's)")
+    parser.add_argument(
+        "--video-kwargs", default=None, help='JSON dict of extra video processor options, e.g. \'{"sampling": "middle"}\''
+    )
+    parser.add_argument("--batch-size", type=int, default=16, help="videos per forward pass")
+    parser.add_argument("--text-batch-size", type=int, default=256)
+    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers decoding videos")
+    parser.add_argument("--max-samples", type=int, default=None, help="evaluate only the first N rows (smoke tests)")
+    parser.add_argument("--device", default=None, help="e.g. cuda, cuda:1, cpu (default: cuda if available)")
+    parser.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--trust-remote-code", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return parser
+
+
+def _read_class_names(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    with open(value, encoding="utf-8") as handle:
+        text = handle.read()
+    if value.endswith(".json"):
+        names = json.loads(text)
+        # label2id files map name -> id: order by id (the original relied on the file order instead)
+        return sorted(names, key=names.get) if isinstance(names, dict) else list(names)
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Runs the evaluation described by parsed `add_eval_arguments` arguments and writes the JSON file."""
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, processor = load_model_and_processor(args.model, device, args.dtype, args.trust_remote_code)
+    dataset = load_eval_dataset(args.dataset, split=args.split, video_column=args.video_column)
+    if args.max_samples is not None:
+        dataset = dataset.select(range(min(args.max_samples, len(dataset))))
+    video_kwargs = json.loads(args.video_kwargs) if args.video_kwargs else {}
+    if args.num_frames is not None:
+        video_kwargs["num_frames"] = args.num_frames
+    options: dict[str, Any] = {
+        "video_column": args.video_column,
+        "video_kwargs": video_kwargs,
+        "video_batch_size": args.batch_size,
+        "text_batch_size": args.text_batch_size,
+        "num_workers": args.num_workers,
+        "video_root": args.video_root,
+        "show_progress": not args.no_progress,
+    }
+    if args.task == "retrieval":
+        options["text_column"] = args.text_column
+    elif args.task == "classification":
+        options.update(
+            label_column=args.label_column,
+            class_names=_read_class_names(args.class_names),
+            templates=args.templates or list(DEFAULT_TEMPLATES),
+        )
+    else:
+        options.update(options_column=args.options_column, answer_column=args.answer_column)
+    record = run_evaluation(
+        args.task,
+        model,
+        processor,
+        dataset,
+        dataset_name=args.dataset_name or os.path.basename(os.path.normpath(args.dataset)),
+        split=args.split,
+        model_name=args.model,
+        **options,
+    )
+    record["dataset"]["path"] = args.dataset
+    write_results(record, args.output)
+    return record
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """`python training/run_eval.py ...`: zero-shot evaluation of a TVTSv2 model; prints and writes the metrics."""
+    parser = add_eval_arguments(
+        argparse.ArgumentParser(description="Zero-shot evaluation of a TVTSv2 model on a 🤗 dataset saved to disk.")
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    record = run_from_args(args)
+    print(json.dumps(record["metrics"], indent=2))
+    print(f"Results written to {args.output}")
+    return record

@@ -1,0 +1,309 @@
+"""Pipelines for TVTSv2: zero-shot video classification and video feature extraction.
+
+transformers 5.24 has neither task, so both are custom pipelines registered with `PIPELINE_REGISTRY` (by
+`register_pipelines()`, which `import modeling_tvtsv2` calls) and exported to Hub folders as remote code
+(`config.json["custom_pipelines"]`), so that
+
+    pipe = pipeline("zero-shot-video-classification", model="path/or/hub-id", trust_remote_code=True)
+    pipe("clip.mp4", candidate_labels=["dancing", "cooking"])
+
+works with or without the `tvtsv2` package installed.
+
+This is a flat Hub file: it imports nothing from the project (only transformers, torch and numpy), so it runs
+unchanged from a Hub folder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import AutoModel, Pipeline
+from transformers.pipelines import PIPELINE_REGISTRY
+from transformers.pipelines.base import no_collate_fn
+from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
+
+
+ZERO_SHOT_VIDEO_CLASSIFICATION = "zero-shot-video-classification"
+VIDEO_FEATURE_EXTRACTION = "video-feature-extraction"
+
+DEFAULT_HYPOTHESIS_TEMPLATE = "a person {}"
+"""The prompt template of the original TVTSv2 zero-shot action recognition."""
+
+DEFAULT_LOGIT_SCALE = 100.0
+"""logits = 100 * cosine, as in the original zero-shot recognition scripts; softmax scores depend on it."""
+
+
+def _video_source(video: Any) -> Any:
+    """Accepts what 🤗 Datasets gives for a `Video(decode=False)` cell (`{"bytes", "path"}`) and path-likes."""
+    if isinstance(video, dict) and ("bytes" in video or "path" in video):
+        video = video.get("bytes") or video.get("path")
+    if isinstance(video, os.PathLike):
+        video = os.fspath(video)
+    if video is None:
+        raise ValueError("No video given (a None input, or a dict with neither 'bytes' nor 'path').")
+    return video
+
+
+def _collate_videos(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Batches preprocessed items: video tensors are concatenated, everything else is kept as a list."""
+    batch = {}
+    for key in items[0]:
+        values = [item[key] for item in items]
+        batch[key] = torch.cat(values) if isinstance(values[0], torch.Tensor) else values
+    return batch
+
+
+class _TVTSv2VideoPipeline(Pipeline):
+    """Shared plumbing: video decoding through the TVTSv2 video processor, dtype handling and batching."""
+
+    _load_processor = False
+    _load_image_processor = False
+    _load_feature_extractor = False
+    _load_video_processor = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A TVTSv2Processor may be passed as `processor=`: take its parts.
+        if self.processor is not None:
+            if self.video_processor is None:
+                self.video_processor = getattr(self.processor, "video_processor", None)
+            if self.tokenizer is None:
+                self.tokenizer = getattr(self.processor, "tokenizer", None)
+        if self.video_processor is None:
+            raise ValueError(f"{type(self).__name__} needs a TVTSv2 video processor (`video_processor=`).")
+
+    def _video_processor_kwarg_names(self) -> set[str]:
+        valid = getattr(self.video_processor, "valid_kwargs", None)
+        return set(getattr(valid, "__annotations__", {})) - {"return_tensors", "device"}
+
+    def _split_video_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Moves sampling/transform options (`num_frames`, `sampling`, `start`, `end`, ...) to the video processor."""
+        video_kwargs = dict(kwargs.pop("video_kwargs", None) or {})
+        for name in self._video_processor_kwarg_names() & set(kwargs):
+            video_kwargs[name] = kwargs.pop(name)
+        return video_kwargs
+
+    def _preprocess_video(self, video: Any, video_kwargs: dict[str, Any]) -> torch.Tensor:
+        outputs = self.video_processor(videos=[_video_source(video)], return_tensors="pt", **video_kwargs)
+        pixel_values = outputs["pixel_values_videos"]
+        return pixel_values.to(self.dtype) if self.dtype is not None else pixel_values
+
+    def _video_embeddings(self, pixel_values_videos: torch.Tensor) -> torch.Tensor:
+        embeds = self.model.get_video_features(pixel_values_videos=pixel_values_videos).pooler_output
+        return F.normalize(embeds.float(), dim=-1)
+
+    def get_iterator(
+        self, inputs, num_workers: int, batch_size: int, preprocess_params, forward_params, postprocess_params
+    ):
+        # The base implementation pads batches with the tokenizer/feature extractor collator, which does not know
+        # video tensors and refuses to batch without a tokenizer; videos of one call all have the same shape (the
+        # processor samples a fixed number of frames), so concatenation is all that is needed.
+        if "TOKENIZERS_PARALLELISM" not in os.environ:
+            os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        dataset = PipelineDataset(inputs, self.preprocess, preprocess_params)
+        collate_fn = no_collate_fn if batch_size == 1 else _collate_videos
+        loader = torch.utils.data.DataLoader(
+            dataset, num_workers=num_workers, batch_size=batch_size, collate_fn=collate_fn
+        )
+        model_iterator = PipelineIterator(loader, self.forward, forward_params, loader_batch_size=batch_size)
+        return PipelineIterator(model_iterator, self.postprocess, postprocess_params)
+
+
+class ZeroShotVideoClassificationPipeline(_TVTSv2VideoPipeline):
+    """Zero-shot video classification with a TVTSv2 (or any CLIP-style video-text) model.
+
+    The labels are put into `hypothesis_template` (the paper's `"a person {}"` by default; pass a list of templates
+    to average them: normalised per template, averaged, re-normalised), embedded by the text tower and compared
+    with the video embedding by cosine similarity; scores are `softmax(logit_scale * cosine)`, sorted.
+
+    Example:
+
+    ```python
+    >>> import modeling_tvtsv2  # registers the task (not needed with trust_remote_code=True)
+    >>> from transformers import pipeline
+    >>> classifier = pipeline("zero-shot-video-classification", model="path/to/tvtsv2", device="cpu")
+    >>> classifier("park.mp4", candidate_labels=["walking a dog", "playing guitar", "cooking"])
+    [{'score': 0.91, 'label': 'walking a dog'}, {'score': 0.06, 'label': 'cooking'}, ...]
+    >>> classifier(["a.mp4", "b.mp4"], candidate_labels=[...], batch_size=2)  # a list in -> a list of lists out
+    ```
+
+    Call arguments:
+        videos: a path, `bytes`, a `[T, H, W, C]` uint8 array/tensor, a 🤗 Datasets `{"bytes", "path"}` dict, or a
+            list of those (a list is always a batch of videos, never a list of frames).
+        candidate_labels (`list[str]`): the classes.
+        hypothesis_template (`str` or `list[str]`, defaults to `"a person {}"`): prompt template(s) with `{}`.
+        logit_scale (`float`, defaults to 100): multiplier of the cosines before the softmax.
+        top_k (`int`, *optional*): return only the best k labels.
+        num_frames, sampling, start, end, ...: any video processor option, or `video_kwargs={...}`.
+        batch_size (`int`): videos per forward pass for a list input.
+    """
+
+    _load_tokenizer = True
+
+    def __call__(self, videos: Any, candidate_labels: Sequence[str] | None = None, **kwargs: Any):
+        if "video" in kwargs:
+            videos = kwargs.pop("video")
+        if candidate_labels is None:
+            raise ValueError("`candidate_labels` is required, e.g. candidate_labels=['dancing', 'cooking'].")
+        return super().__call__(videos, candidate_labels=candidate_labels, **kwargs)
+
+    def _sanitize_parameters(self, **kwargs):
+        video_kwargs = self._split_video_kwargs(kwargs)
+        preprocess_params: dict[str, Any] = {}
+        if video_kwargs:
+            preprocess_params["video_kwargs"] = video_kwargs
+        for name in ("candidate_labels", "hypothesis_template", "tokenizer_kwargs"):
+            if name in kwargs:
+                preprocess_params[name] = kwargs.pop(name)
+        postprocess_params = {name: kwargs.pop(name) for name in ("logit_scale", "top_k") if name in kwargs}
+        if kwargs:
+            raise TypeError(f"Unexpected arguments for {ZERO_SHOT_VIDEO_CLASSIFICATION}: {sorted(kwargs)}")
+        return preprocess_params, {}, postprocess_params
+
+    def preprocess(
+        self,
+        video: Any,
+        candidate_labels: Sequence[str] | None = None,
+        hypothesis_template: str | Sequence[str] = DEFAULT_HYPOTHESIS_TEMPLATE,
+        video_kwargs: dict[str, Any] | None = None,
+        tokenizer_kwargs: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        if not candidate_labels:
+            raise ValueError("`candidate_labels` must be a non-empty list of strings.")
+        candidate_labels = [candidate_labels] if isinstance(candidate_labels, str) else list(candidate_labels)
+        templates = [hypothesis_template] if isinstance(hypothesis_template, str) else list(hypothesis_template)
+        if not templates or any("{}" not in template for template in templates):
+            raise ValueError(f"Every hypothesis template needs a '{{}}' placeholder, got {templates}.")
+        # label-major order: [label0/template0, label0/template1, ..., label1/template0, ...]
+        sequences = [template.format(label) for label in candidate_labels for template in templates]
+        max_length = getattr(getattr(self.model.config, "text_config", None), "max_position_embeddings", 77)
+        # Padding to the longest prompt is enough: the text tower is causal and pools at the first end token.
+        text_kwargs = {"padding": True, "truncation": True, "max_length": max_length, **(tokenizer_kwargs or {})}
+        text_inputs = dict(self.tokenizer(sequences, return_tensors="pt", **text_kwargs))
+        text_inputs["num_templates"] = len(templates)
+        return {
+            "pixel_values_videos": self._preprocess_video(video, video_kwargs or {}),
+            "candidate_labels": candidate_labels,
+            # Wrapped in a list so that batching keeps one copy per video instead of concatenating token tensors
+            # (all videos of one call share the labels; the first copy is used).
+            "text_inputs": [text_inputs],
+        }
+
+    def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
+        text_inputs = model_inputs["text_inputs"]
+        text_inputs = dict(text_inputs[0][0] if isinstance(text_inputs[0], list) else text_inputs[0])
+        num_templates = text_inputs.pop("num_templates")
+        text_embeds = self.model.get_text_features(**text_inputs).pooler_output
+        text_embeds = F.normalize(text_embeds.float(), dim=-1)
+        # Average the templates of each label on the unit sphere, then re-normalise (the original recipe).
+        class_embeds = F.normalize(text_embeds.reshape(-1, num_templates, text_embeds.shape[-1]).mean(dim=1), dim=-1)
+        video_embeds = self._video_embeddings(model_inputs["pixel_values_videos"])
+        return {"cosine": video_embeds @ class_embeds.T, "candidate_labels": model_inputs["candidate_labels"]}
+
+    def postprocess(
+        self, model_outputs: dict[str, Any], logit_scale: float = DEFAULT_LOGIT_SCALE, top_k: int | None = None
+    ) -> list[dict[str, Any]]:
+        labels = model_outputs["candidate_labels"]
+        scores = (logit_scale * model_outputs["cosine"][0]).softmax(dim=-1).tolist()
+        # Stable sort: equal scores keep the order of `candidate_labels`.
+        order = sorted(range(len(labels)), key=lambda i: -scores[i])
+        if top_k is not None:
+            order = order[:top_k]
+        return [{"score": scores[i], "label": labels[i]} for i in order]
+
+
+class VideoFeatureExtractionPipeline(_TVTSv2VideoPipeline):
+    """Video -> embedding with a TVTSv2 model: the projected CLS embedding, L2-normalised by default.
+
+    Example:
+
+    ```python
+    >>> extractor = pipeline("video-feature-extraction", model="path/to/tvtsv2")
+    >>> embedding = extractor("park.mp4")                      # list of `projection_dim` floats, unit norm
+    >>> embeddings = extractor(["a.mp4", "b.mp4"], batch_size=2, return_tensors=True)  # list of 1-D tensors
+    ```
+
+    Call arguments:
+        videos: a path, `bytes`, a `[T, H, W, C]` uint8 array/tensor, a `{"bytes", "path"}` dict, or a list of those.
+        normalize (`bool`, defaults to `True`): L2-normalise (cosine similarity = dot product). `False` returns the
+            model's raw `pooler_output` (the original's unnormalised video embedding).
+        return_tensors (`bool`, defaults to `False`): a 1-D `torch.Tensor` instead of a list of floats.
+        num_frames, sampling, start, end, ...: any video processor option, or `video_kwargs={...}`.
+
+    Unlike transformers' `feature-extraction`, the output is one flat vector per video (no leading batch axis).
+    """
+
+    _load_tokenizer = False
+
+    def _sanitize_parameters(self, **kwargs):
+        video_kwargs = self._split_video_kwargs(kwargs)
+        preprocess_params = {"video_kwargs": video_kwargs} if video_kwargs else {}
+        forward_params = {"normalize": kwargs.pop("normalize")} if "normalize" in kwargs else {}
+        postprocess_params = {"return_tensors": kwargs.pop("return_tensors")} if "return_tensors" in kwargs else {}
+        if kwargs:
+            raise TypeError(f"Unexpected arguments for {VIDEO_FEATURE_EXTRACTION}: {sorted(kwargs)}")
+        return preprocess_params, forward_params, postprocess_params
+
+    def preprocess(self, video: Any, video_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"pixel_values_videos": self._preprocess_video(video, video_kwargs or {})}
+
+    def _forward(self, model_inputs: dict[str, Any], normalize: bool = True) -> dict[str, Any]:
+        embeds = self.model.get_video_features(pixel_values_videos=model_inputs["pixel_values_videos"]).pooler_output
+        embeds = embeds.float()
+        return {"video_embeds": F.normalize(embeds, dim=-1) if normalize else embeds}
+
+    def postprocess(self, model_outputs: dict[str, Any], return_tensors: bool = False) -> torch.Tensor | list[float]:
+        embedding = model_outputs["video_embeds"][0]
+        return embedding if return_tensors else embedding.tolist()
+
+
+def register_pipelines() -> None:
+    """Registers both tasks with transformers' `PIPELINE_REGISTRY` (idempotent).
+
+    Afterwards `pipeline("zero-shot-video-classification", model=...)` and
+    `pipeline("video-feature-extraction", model=...)` work for TVTSv2 models, and `Pipeline.save_pretrained` /
+    `push_to_hub` record the task in `config.json["custom_pipelines"]` and copy this file.
+    """
+    tasks = {
+        ZERO_SHOT_VIDEO_CLASSIFICATION: (ZeroShotVideoClassificationPipeline, "multimodal"),
+        VIDEO_FEATURE_EXTRACTION: (VideoFeatureExtractionPipeline, "video"),
+    }
+    supported = PIPELINE_REGISTRY.supported_tasks
+    for task, (pipeline_class, kind) in tasks.items():
+        if supported.get(task, {}).get("impl") is pipeline_class:
+            continue  # already registered: avoid transformers' "Overwriting pipeline" warning
+        PIPELINE_REGISTRY.register_pipeline(task, pipeline_class=pipeline_class, pt_model=AutoModel, type=kind)
+
+
+def custom_pipelines_config() -> dict[str, dict[str, Any]]:
+    """The `config.json["custom_pipelines"]` entry for a Hub folder holding this file as `pipeline_tvtsv2.py`.
+
+    Same format as `Pipeline.save_pretrained` writes: `{"task": {"impl": "pipeline_tvtsv2.Class", "pt": [...],
+    "type": ...}}`.
+    """
+    module = __name__.rsplit(".", 1)[-1]
+    return {
+        ZERO_SHOT_VIDEO_CLASSIFICATION: {
+            "impl": f"{module}.{ZeroShotVideoClassificationPipeline.__name__}",
+            "pt": ["AutoModel"],
+            "type": "multimodal",
+        },
+        VIDEO_FEATURE_EXTRACTION: {
+            "impl": f"{module}.{VideoFeatureExtractionPipeline.__name__}",
+            "pt": ["AutoModel"],
+            "type": "video",
+        },
+    }
+
+
+__all__ = [
+    "DEFAULT_HYPOTHESIS_TEMPLATE",
+    "VideoFeatureExtractionPipeline",
+    "ZeroShotVideoClassificationPipeline",
+    "custom_pipelines_config",
+    "register_pipelines",
+]

@@ -1,0 +1,843 @@
+"""Video decoding, frame sampling and pixel preprocessing for TVTSv2 (torch + PyAV, no torchvision).
+
+transformers' stock ``BaseVideoProcessor`` needs torchvision, which cannot be installed beside the CPU torch
+build this project targets, so :class:`TVTSv2VideoProcessor` is built directly on ``VideoProcessorMixin`` and
+decodes with PyAV (``av``). This file is a flat Hub file: it only imports installed packages and (``av`` is
+optional at import time, like transformers' ``check_imports`` requires).
+
+Decoding (:func:`read_video`)
+    Container headers are not trusted. The frame list of the video stream is built from the demuxed packets
+    (no decoding: presentation timestamps and keyframe flags), skipping packets the demuxer marks as discarded
+    (e.g. outside an MP4 edit list: ``park.mp4``'s header says 18 frames, 17 are presented and decode). Only the
+    sampled frames are decoded: the reader seeks to the keyframe before each needed frame and stops once the last
+    needed frame is out. If a sampled frame turns out not to decode (damaged or truncated file), it is dropped from
+    the frame list and sampling is redone on the frames that remain, so sampling always runs over frames that
+    decode. A time window (``start``/``end``) is indexed from the keyframe before ``start`` only: the start of a
+    long file is neither decoded nor demuxed. Files without usable timestamps fall back to one sequential decode.
+
+Timestamps
+    Seconds on the player's timeline: 0 is the container's start time (e.g. a video stream that starts 0.5 s after
+    its audio has its first frame at 0.5 s). They come from the frames' own timestamps, so variable frame rate
+    videos get their true times.
+
+Sampling strategies (``sampling=``), applied to the frames of the whole video or of the ``start``/``end`` window
+    * ``"uniform"``: the original TVTSv2 evaluation datasets. The ``n`` frames are cut into ``T`` equal segments
+      with edges ``linspace(0, n, T + 1)`` (floored); each segment ``[a, b]`` (``b`` = next edge - 1) gives its
+      middle frame ``(a + b) // 2``.
+    * ``"linspace"``: the original feature-extraction script: frames ``linspace(0, n - 1, T)`` rounded down (the
+      first and last frames are included).
+    * ``"random"``: training. Same segments as ``"uniform"``, one uniformly random frame in each (use
+      ``generator`` for reproducibility). The original code drew from ``range(a, b)`` and so never picked a
+      segment's last frame (and failed on one-frame segments); here any frame of ``[a, b]`` can be drawn.
+    * ``fps=`` (any strategy name is then ignored): frames at a fixed rate, ``t = t0 + k / fps`` for
+      ``k = 0..T-1`` from the window start ``t0`` (0 without a window); each time takes the frame on screen at
+      that time. With ``num_frames=None`` all steps up to the end of the window/video are returned.
+    * ``num_frames=None`` without ``fps``: every frame of the window/video.
+
+Short videos (fewer than ``T`` frames in the window): frames are repeated, never padded and never an error.
+    ``"uniform"`` takes the frame on screen at the middle of each of the ``T`` segments (``floor((i + 0.5) n / T)``),
+    so every frame is used, in order, each repeated ``T/n`` times (rounded); ``"random"`` draws a random time in
+    each segment; ``"linspace"`` repeats through its own formula; fixed-``fps`` sampling past the end repeats the
+    last frame. A window that contains no frame start yields the frame on screen at ``start``.
+
+Transforms (:func:`preprocess_frames`, ``S`` = image size, 224 for all released models)
+    * ``"eval"``: shorter side to ``int(1.2 S)`` (268) with Pillow-exact NEAREST interpolation (longer side
+      ``int(268 * long / short)``), centre crop ``S`` (torchvision's ``round((size - S) / 2)`` offsets), /255,
+      ImageNet mean/std. This is the original evaluation transform, bit-exact with Pillow.
+    * ``"extract"``: bilinear squash to ``S x S`` (no crop), as the original feature-extraction script did with
+      ``torchvision.transforms.Resize((S, S))`` on PIL images. torch's antialiased uint8 bilinear kernel is used;
+      it matches Pillow's bilinear within one grey level (about 99 % of values identical).
+    * ``"train"``: the ``"eval"`` resize, then one random ``S x S`` crop shared by all frames (no flip, no colour
+      jitter), as the original training transform.
+    ImageNet mean/std are the defaults because every original TVTSv2 pipeline used them, not CLIP's constants.
+"""
+
+import bisect
+import io
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, BinaryIO, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers.feature_extraction_utils import BatchFeature
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, validate_kwargs
+from transformers.processing_utils import Unpack, VideosKwargs
+from transformers.video_processing_utils import VideoProcessorMixin
+from transformers.video_utils import VideoMetadata
+
+
+try:  # optional at import time (transformers' check_imports ignores imports inside try blocks)
+    import av
+except ImportError:  # pragma: no cover - exercised only without PyAV installed
+    av = None
+
+
+__all__ = [
+    "SAMPLING_STRATEGIES",
+    "TRANSFORMS",
+    "TVTSv2VideoMetadata",
+    "TVTSv2VideoProcessor",
+    "TVTSv2VideosKwargs",
+    "VideoDecodeError",
+    "VideoFileNotFoundError",
+    "preprocess_frames",
+    "read_video",
+    "sample_frame_indices",
+]
+
+SAMPLING_STRATEGIES = ("uniform", "linspace", "random")
+TRANSFORMS = ("eval", "extract", "train")
+
+# A few packets the demuxer returns after the window end can still be frames inside it (B-frame reordering).
+_REORDER_SLACK_PACKETS = 32
+# Seeking is skipped when the next needed keyframe is this close: decoding through is cheaper than a flush.
+_MIN_FRAMES_SKIPPED_BY_SEEK = 8
+# A run of this many packets in a row that all fail to decode ends the run (damaged stream).
+_MAX_CONSECUTIVE_DECODE_ERRORS = 64
+# Rounds of "drop the frames that did not decode and sample again".
+_MAX_RESAMPLE_ROUNDS = 3
+
+VideoSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
+
+
+class VideoDecodeError(ValueError):
+    """A video cannot be read: the file cannot be opened, has no video stream, or no frame decodes.
+
+    The message names the file and the reason.
+    """
+
+
+class VideoFileNotFoundError(VideoDecodeError, FileNotFoundError):
+    """The video path does not exist (both a :class:`VideoDecodeError` and a ``FileNotFoundError``)."""
+
+
+@dataclass
+class TVTSv2VideoMetadata(VideoMetadata):
+    """``VideoMetadata`` with exact frame times and decode statistics.
+
+    Counts describe what the stream holds, not what its header claims:
+
+    * ``total_num_frames``: frames in the sampled range (the whole video, or the ``start``/``end`` window), counted
+      from the demuxed packets, minus any that turned out not to decode.
+    * ``frames_indices``: the sampled frames, indices into that range (repeated for short videos).
+    * ``fps``: average frame rate measured from the frame timestamps (header rate when only one frame is known).
+    * ``duration``: seconds from 0 to the end of the last frame for whole-video reads; for window reads, which do
+      not look at the rest of the file, the container's duration (a header value).
+    * ``timestamps`` (property): exact presentation time in seconds of each sampled frame.
+    * ``decoded_frames``: frames the decoder produced for this read (its cost; ``len(frames_indices)`` is the floor).
+    * ``window``: the ``(start, end)`` requested, if any; ``source``: the file name or a description.
+    """
+
+    frame_timestamps: list[float] | None = None
+    decoded_frames: int = 0
+    window: tuple[float | None, float | None] | None = None
+    source: str | None = None
+
+    @property
+    def timestamps(self) -> list[float]:
+        "Timestamps of the sampled frames in seconds."
+        if self.frame_timestamps is not None:
+            return list(self.frame_timestamps)
+        return super().timestamps
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Frame sampling
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _segment_edges(n: int, num_frames: int) -> np.ndarray:
+    # Exactly the original's `np.linspace(start=0, stop=vlen, num=num_frames + 1).astype(int)`: computed with
+    # numpy so that float rounding at the edges is identical.
+    return np.linspace(start=0, stop=n, num=num_frames + 1).astype(int)
+
+
+def sample_frame_indices(
+    num_available: int,
+    num_frames: int,
+    sampling: str = "uniform",
+    generator: torch.Generator | None = None,
+) -> list[int]:
+    """Indices of ``num_frames`` frames out of ``num_available`` with a named strategy (see the module docstring).
+
+    Fewer available frames than requested repeats frames (in temporal order) instead of failing.
+    """
+    if num_available < 1:
+        raise ValueError("cannot sample from a video with no frames")
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    n, t = int(num_available), int(num_frames)
+    if sampling == "linspace":
+        return np.linspace(0, n - 1, t).astype(int).tolist()
+    if sampling not in ("uniform", "random"):
+        raise ValueError(f"unknown sampling {sampling!r}; expected one of {SAMPLING_STRATEGIES} (or pass fps=)")
+    if n < t:
+        # Short-video policy: T equal segments of the continuous time line [0, n); take the frame on screen at the
+        # segment's middle ("uniform") or at a random time inside it ("random").
+        if sampling == "uniform":
+            offsets = torch.full((t,), 0.5, dtype=torch.float64)
+        else:
+            offsets = torch.rand(t, generator=generator, dtype=torch.float64)
+        positions = (torch.arange(t, dtype=torch.float64) + offsets) * n / t
+        return positions.floor().clamp(0, n - 1).long().tolist()
+    edges = _segment_edges(n, t)
+    starts, ends = edges[:-1], edges[1:] - 1
+    if sampling == "uniform":
+        return ((starts + ends) // 2).tolist()
+    lengths = torch.as_tensor(ends - starts + 1, dtype=torch.float64)
+    draws = (torch.rand(t, generator=generator, dtype=torch.float64) * lengths).floor().long()
+    return (torch.as_tensor(starts) + torch.minimum(draws, lengths.long() - 1)).tolist()
+
+
+def _select_positions(
+    times: Sequence[float],
+    num_frames: int | None,
+    sampling: str,
+    fps: float | None,
+    generator: torch.Generator | None,
+    t0: float,
+    t_end: float,
+) -> list[int]:
+    """Positions into ``times`` (sorted frame times of the sampling range) for the requested frames."""
+    n = len(times)
+    if fps is not None:
+        if fps <= 0:
+            raise ValueError(f"fps must be > 0, got {fps}")
+        count = num_frames if num_frames is not None else max(1, math.ceil((t_end - t0) * fps - 1e-9))
+        positions = []
+        for k in range(count):
+            # The frame on screen at time t is the last one that started at or before t (tiny epsilon: times are
+            # rationals converted to float, so t0 + k/fps can land a hair before a frame's start).
+            pos = bisect.bisect_right(times, t0 + k / fps + 1e-6) - 1
+            positions.append(min(max(pos, 0), n - 1))
+        return positions
+    if num_frames is None:
+        return list(range(n))
+    return sample_frame_indices(n, num_frames, sampling, generator)
+
+
+def _window_positions(times: Sequence[float], start: float | None, end: float | None) -> tuple[int, int]:
+    """Half-open range ``[lo, hi)`` of positions of the frames that start inside ``[start, end)``."""
+    lo = 0 if start is None else bisect.bisect_left(times, start - 1e-9)
+    hi = len(times) if end is None else bisect.bisect_left(times, end - 1e-9)
+    if hi <= lo:
+        # No frame starts inside the window: use the frame on screen at `start` (a window shorter than a frame).
+        on_screen = max(bisect.bisect_right(times, (start or 0.0) + 1e-9) - 1, 0)
+        return on_screen, on_screen + 1
+    return lo, hi
+
+
+def _check_window(start: float | None, end: float | None) -> None:
+    if start is not None and start < 0:
+        raise ValueError(f"start must be >= 0 seconds, got {start}")
+    if start is not None and end is not None and end <= start:
+        raise ValueError(f"end ({end}) must be after start ({start})")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# PyAV decoding
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _describe(video: Any) -> str:
+    if isinstance(video, (str, os.PathLike)):
+        return os.fspath(video)
+    if isinstance(video, (bytes, bytearray, memoryview)):
+        return f"<{len(video)} bytes>"
+    name = getattr(video, "name", None)
+    return name if isinstance(name, str) else f"<{type(video).__name__}>"
+
+
+@dataclass
+class _Frame:
+    """One entry of the frame list built from the demuxed packets, in presentation order."""
+
+    pts: int
+    keyframe: bool
+
+
+class _PyAVVideo:
+    """An open video stream with a packet-level frame list and a targeted decoder.
+
+    Frame identity is the presentation timestamp (pts) in the stream's time base; decoded frames are matched to
+    the list by pts, which is what lets the reader seek and still know exactly which frame it holds.
+    """
+
+    def __init__(self, video: VideoSource, name: str):
+        if av is None:
+            raise ImportError("reading video files needs PyAV: pip install av")
+        self.name = name
+        if isinstance(video, (bytes, bytearray, memoryview)):
+            if len(video) == 0:
+                raise VideoDecodeError(f"cannot read video {name}: the data is empty (0 bytes)")
+            source: Any = io.BytesIO(bytes(video))
+        elif isinstance(video, (str, os.PathLike)):
+            path = os.fspath(video)
+            if not os.path.exists(path):
+                raise VideoFileNotFoundError(f"cannot read video {name}: no such file")
+            if os.path.isdir(path):
+                raise VideoDecodeError(f"cannot read video {name}: it is a directory")
+            if os.path.getsize(path) == 0:
+                raise VideoDecodeError(f"cannot read video {name}: the file is empty (0 bytes)")
+            source = path
+        else:  # a binary file object; PyAV needs read() and seek(), so buffer non-seekable streams
+            seekable = getattr(video, "seekable", None)
+            source = video if seekable is not None and seekable() else io.BytesIO(video.read())
+        self._source = source
+        self._source_pos = source.tell() if hasattr(source, "tell") else 0
+        self._open()
+        self.decoded_frames = 0
+        self.index_reached_eof = False
+
+    def _open(self) -> None:
+        name = self.name
+        try:
+            self.container = av.open(self._source, mode="r", metadata_errors="ignore")
+        except av.FFmpegError as err:
+            raise VideoDecodeError(f"cannot read video {name}: FFmpeg cannot open it as media ({err})") from err
+        try:
+            self.stream = self._pick_stream()
+        except Exception:
+            self.container.close()
+            raise
+        self._fresh = True
+        # Frame + slice threading. Decoding is what costs; PyAV's default is slice threading only.
+        self.stream.thread_type = "AUTO"
+        self.time_base = self.stream.time_base
+        if self.container.start_time is not None:  # AV_TIME_BASE units (microseconds)
+            self.origin = self.container.start_time / 1_000_000
+        elif self.stream.start_time is not None and self.time_base is not None:
+            self.origin = float(self.stream.start_time * self.time_base)
+        else:
+            self.origin = 0.0
+
+    def rewind(self) -> None:
+        """Start again from the first byte (does not rely on seeking, which some files do not support)."""
+        if self._fresh:
+            return
+        self.container.close()
+        if hasattr(self._source, "seek"):
+            self._source.seek(self._source_pos)
+        self._open()
+
+    def _pick_stream(self):
+        videos = [s for s in self.container.streams.video if not _is_attached_picture(s)]
+        if not videos:
+            detail = "only a cover picture" if self.container.streams.video else "no video stream"
+            raise VideoDecodeError(f"cannot read video {self.name}: {detail}")
+        try:
+            best = self.container.streams.best("video")
+        except Exception:  # noqa: BLE001 - best() is a convenience; fall back to the first stream
+            best = None
+        return best if best in videos else videos[0]
+
+    def close(self) -> None:
+        self.container.close()
+
+    # -- timestamps ------------------------------------------------------------------------------------------
+    def seconds(self, pts: int) -> float:
+        return float(pts * self.time_base) - self.origin
+
+    def to_pts(self, seconds: float) -> int:
+        return int(math.floor((seconds + self.origin) / self.time_base))
+
+    @property
+    def header_fps(self) -> float | None:
+        rate = self.stream.average_rate or self.stream.guessed_rate or self.stream.base_rate
+        return float(rate) if rate else None
+
+    @property
+    def header_duration(self) -> float | None:
+        if self.container.duration is not None:
+            return self.container.duration / 1_000_000
+        if self.stream.duration is not None and self.time_base is not None:
+            return float(self.stream.duration * self.time_base)
+        return None
+
+    # -- frame list ------------------------------------------------------------------------------------------
+    def _packets(self):
+        """Video packets from the current position; a demuxer error ends the stream (truncated/damaged tail)."""
+        self._fresh = False
+        demux = self.container.demux(self.stream)
+        while True:
+            try:
+                packet = next(demux)
+            except StopIteration:
+                return
+            except (av.FFmpegError, EOFError, OSError):
+                return
+            yield packet
+
+    def _seek(self, pts: int) -> bool:
+        self._fresh = False
+        try:
+            self.container.seek(int(pts), backward=True, any_frame=False, stream=self.stream)
+        except (av.FFmpegError, OSError):
+            return False
+        return True
+
+    def index(self, start: float | None, end: float | None) -> list[_Frame]:
+        """Frames whose packets lie around ``[start, end)``, from the packets alone (nothing is decoded).
+
+        Without ``start`` the list starts at the beginning of the stream; with it, at the keyframe before
+        ``start`` (the file before it is not read). Without ``end`` it runs to the end of the stream. An empty
+        list after a seek means nothing starts at or after ``start``.
+        """
+        if self.time_base is None:
+            return []
+        end_pts = self.to_pts(end) if end is not None else None
+        if start:
+            start_pts = self.to_pts(start)
+            # Some containers seek imprecisely and land after the target: back off, finally read from the start.
+            for backoff in (0.0, 5.0, 60.0):
+                if self._seek(start_pts - int(backoff / self.time_base)):
+                    frames = self._scan(end_pts)
+                    if not frames or frames[0].pts <= start_pts:
+                        return frames
+        self.rewind()
+        return self._scan(end_pts)
+
+    def _scan(self, end_pts: int | None) -> list[_Frame]:
+        by_pts: dict[int, _Frame] = {}
+        after_end = 0
+        self.index_reached_eof = False
+        for packet in self._packets():
+            if packet.size == 0 or packet.is_discard:
+                continue  # flush packet / outside the edit list: never presented
+            pts = packet.pts if packet.pts is not None else packet.dts
+            if pts is None:
+                continue
+            if end_pts is not None and pts >= end_pts:
+                # Decode order != presentation order: keep reading a few packets in case a B-frame inside the
+                # window follows. Once dts (monotonic) passes the end, nothing earlier can follow.
+                if packet.dts is not None and packet.dts >= end_pts:
+                    break
+                after_end += 1
+                if after_end > _REORDER_SLACK_PACKETS:
+                    break
+            entry = by_pts.get(pts)
+            if entry is None:
+                by_pts[pts] = _Frame(pts=pts, keyframe=bool(packet.is_keyframe))
+            elif packet.is_keyframe:
+                entry.keyframe = True
+        else:
+            self.index_reached_eof = True
+        return sorted(by_pts.values(), key=lambda f: f.pts)
+
+
+    # -- decoding --------------------------------------------------------------------------------------------
+    def frames_from(self, seek_pts: int | None, stats: dict[str, bool]):
+        """Decoded frames from the keyframe at or before ``seek_pts`` (from the current position if None).
+
+        Sets ``stats["eof"]`` when the stream is exhausted (or broken beyond repair) rather than abandoned by the
+        caller. Undecodable packets are skipped; a long run of them ends the stream, which bounds the cost.
+        """
+        stats["eof"] = False
+        if seek_pts is not None and not self._seek(seek_pts):
+            stats["eof"] = True
+            return
+        errors = 0
+        for packet in self._packets():
+            try:
+                decoded = packet.decode()
+            except (av.FFmpegError, ValueError):
+                errors += 1
+                if errors > _MAX_CONSECUTIVE_DECODE_ERRORS:
+                    break
+                continue
+            errors = 0
+            for frame in decoded:
+                self.decoded_frames += 1
+                yield frame
+        stats["eof"] = True
+
+    def decode_targets(
+        self, frames: list[_Frame], targets: Sequence[int], budget: int | None
+    ) -> tuple[dict[int, np.ndarray], set[int], int | None]:
+        """Decode the frames at positions ``targets`` of ``frames`` (the packet-level frame list).
+
+        Returns ``(RGB pixels by position, positions that did not decode, eof_pts)``; ``eof_pts`` is the last pts
+        that came out when a run reached the end of the stream before its frames (a truncated tail), else None.
+        Each run seeks to the keyframe before its first frame, continues through frames it needs and seeks again
+        only when the next needed keyframe is well ahead.
+        """
+        wanted = sorted(set(targets))
+        pts_list = [f.pts for f in frames]
+        key_before = []
+        last_key = 0
+        for pos, f in enumerate(frames):
+            if f.keyframe:
+                last_key = pos
+            key_before.append(last_key)
+        out: dict[int, np.ndarray] = {}
+        missing: set[int] = set()
+        eof_pts: int | None = None
+        size: tuple[int, int] | None = None
+        i = 0
+        while i < len(wanted):
+            if budget is not None and self.decoded_frames >= budget:
+                missing.update(wanted[i:])
+                break
+            target_pts = pts_list[wanted[i]]
+            # Where to start: the keyframe before the target; if the demuxer lands after the target anyway
+            # (imprecise seeking in some containers), an earlier keyframe; finally the start of the list.
+            key = key_before[wanted[i]]
+            starts = list(dict.fromkeys([key, key_before[key - 1] if key > 0 else 0, 0]))
+            for attempt, start_pos in enumerate(starts):
+                stats: dict[str, bool] = {}
+                stream = self.frames_from(pts_list[start_pos], stats)
+                first = next((f for f in stream if f.pts is not None), None)
+                if (first is not None and first.pts <= target_pts) or attempt == len(starts) - 1:
+                    break
+                stream.close()  # nothing decoded, or landed after the target: start earlier
+            last_pts = None
+            frame = first
+            while frame is not None:
+                pts = frame.pts
+                if pts is not None:
+                    last_pts = pts
+                    # Frames come out in presentation order: every wanted pts <= this one is now settled.
+                    while i < len(wanted) and pts >= pts_list[wanted[i]]:
+                        if pts == pts_list[wanted[i]]:
+                            if size is None:
+                                size = (frame.width, frame.height)
+                            out[wanted[i]] = self._convert(frame, size)
+                        else:
+                            missing.add(wanted[i])  # its packet produced no frame
+                        i += 1
+                    if i == len(wanted) or (budget is not None and self.decoded_frames >= budget):
+                        break
+                    current = bisect.bisect_right(pts_list, pts) - 1
+                    if key_before[wanted[i]] - current > _MIN_FRAMES_SKIPPED_BY_SEEK:
+                        break  # seek ahead instead of decoding the frames in between
+                frame = next(stream, None)
+            stream.close()
+            if frame is None and stats.get("eof"):
+                # The stream ended before these frames came out: they do not decode (truncated/damaged tail).
+                eof_pts = last_pts if last_pts is not None else min(pts_list) - 1
+                missing.update(wanted[i:])
+                break
+        return out, missing, eof_pts
+
+    def _convert(self, frame, size: tuple[int, int] | None) -> np.ndarray:
+        if size is not None and (frame.width, frame.height) != size:
+            # Resolution changed mid-stream: bring the frame to the first sampled frame's size so they stack.
+            return frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
+        return frame.to_ndarray(format="rgb24")
+
+
+def _is_attached_picture(stream) -> bool:
+    """Cover art in audio/MP4 files is a one-picture "video" stream; it is not a video."""
+    flag = getattr(getattr(av, "stream", None), "Disposition", None)
+    disposition = getattr(stream, "disposition", None)
+    try:
+        return bool(flag is not None and disposition is not None and disposition & flag.attached_pic)
+    except TypeError:
+        return False
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# read_video
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _is_decoded_video(video: Any) -> bool:
+    """An already-decoded video: a [T, H, W, C] array/tensor or a list of [H, W, C] frames."""
+    if isinstance(video, (str, os.PathLike, bytes, bytearray, memoryview)):
+        return False
+    if isinstance(video, torch.Tensor) or hasattr(video, "__array_interface__") or hasattr(video, "__array__"):
+        return True
+    if isinstance(video, (list, tuple)):
+        return len(video) > 0 and all(_is_frame(f) for f in video)
+    return False
+
+
+def _is_frame(frame: Any) -> bool:
+    if isinstance(frame, torch.Tensor):
+        return frame.ndim == 3
+    if isinstance(frame, np.ndarray):
+        return frame.ndim == 3
+    # PIL images and other array-likes
+    return hasattr(frame, "__array_interface__") or hasattr(frame, "__array__")
+
+
+def _to_uint8_video(video: Any) -> torch.Tensor:
+    """An already-decoded video as a uint8 tensor [T, H, W, 3] (channels last)."""
+    if isinstance(video, (list, tuple)):
+        frames = [f if isinstance(f, torch.Tensor) else torch.as_tensor(np.asarray(f)) for f in video]
+        if any(f.ndim == 2 for f in frames):  # greyscale frames
+            frames = [f[..., None] if f.ndim == 2 else f for f in frames]
+        shapes = {tuple(f.shape) for f in frames}
+        if len(shapes) != 1:
+            raise ValueError(f"the frames of one video must all have the same shape, got {sorted(shapes)}")
+        tensor = torch.stack(frames)
+    elif isinstance(video, torch.Tensor):
+        tensor = video
+    else:
+        tensor = torch.as_tensor(np.asarray(video))
+    if tensor.ndim != 4:
+        raise ValueError(f"a decoded video must be [T, H, W, C] (or a list of [H, W, C] frames), got {list(tensor.shape)}")
+    if tensor.shape[-1] not in (1, 3, 4) and tensor.shape[1] in (1, 3, 4):
+        tensor = tensor.permute(0, 2, 3, 1)  # channels-first input
+    channels = tensor.shape[-1]
+    if channels == 4:
+        tensor = tensor[..., :3]  # drop alpha
+    elif channels == 1:
+        tensor = tensor.expand(-1, -1, -1, 3)
+    elif channels != 3:
+        raise ValueError(f"expected 1, 3 or 4 channels (last dimension), got shape {list(tensor.shape)}")
+    if tensor.dtype != torch.uint8:
+        if tensor.is_floating_point() or tensor.is_complex():
+            raise ValueError(
+                f"decoded frames must be uint8 (0..255), got {tensor.dtype}; convert with (x * 255).round() if "
+                "they are in [0, 1]"
+            )
+        if tensor.numel() and (int(tensor.min()) < 0 or int(tensor.max()) > 255):
+            raise ValueError(f"integer frames must hold values 0..255, got {int(tensor.min())}..{int(tensor.max())}")
+        tensor = tensor.to(torch.uint8)
+    if tensor.shape[0] == 0:
+        raise ValueError("the decoded video has no frames")
+    return tensor.contiguous()
+
+
+def read_video(
+    video: VideoSource | np.ndarray | torch.Tensor | Sequence[Any],
+    num_frames: int | None = 12,
+    sampling: str = "uniform",
+    start: float | None = None,
+    end: float | None = None,
+    fps: float | None = None,
+    generator: torch.Generator | None = None,
+    max_decode_frames: int | None = None,
+    *,
+    source_fps: float | None = None,
+) -> tuple[torch.Tensor, TVTSv2VideoMetadata]:
+    """Decode and sample frames of a video.
+
+    Args:
+        video: a path, ``bytes``, a binary file object, or an already-decoded video (``[T, H, W, C]`` uint8 array or
+            tensor, or a list of ``[H, W, C]`` frames).
+        num_frames: frames to return (``T``); ``None`` returns every frame (or every ``1/fps`` step) of the range.
+        sampling: ``"uniform"`` (original evaluation), ``"linspace"`` (original feature extraction) or
+            ``"random"`` (training); see the module docstring.
+        start, end: optional time window in seconds; sampling applies to the frames that start inside it.
+        fps: sample at this fixed rate instead (``sampling`` is then ignored).
+        generator: random generator for ``sampling="random"``.
+        max_decode_frames: hard cap on the number of frames the decoder may produce for this call.
+        source_fps: frame rate of an already-decoded input (needed there for ``start``/``end``/``fps``).
+
+    Returns:
+        ``(frames, metadata)``: uint8 tensor ``[T, H, W, 3]`` and a :class:`TVTSv2VideoMetadata`.
+
+    Raises:
+        VideoDecodeError: (a ``ValueError``) the file cannot be opened, has no video stream, or no frame decodes;
+            :class:`VideoFileNotFoundError` for a missing path.
+        ValueError: invalid arguments, or a window that starts after the end of the video.
+    """
+    _check_window(start, end)
+    if fps is None and sampling not in SAMPLING_STRATEGIES:
+        raise ValueError(f"unknown sampling {sampling!r}; expected one of {SAMPLING_STRATEGIES} (or pass fps=)")
+    if num_frames is not None and num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1 or None, got {num_frames}")
+    if _is_decoded_video(video):
+        return _read_decoded(video, num_frames, sampling, start, end, fps, generator, source_fps)
+    if not isinstance(video, (str, os.PathLike, bytes, bytearray, memoryview)) and not hasattr(video, "read"):
+        raise TypeError(f"cannot read a video from {type(video).__name__}")
+    name = _describe(video)
+    reader = _PyAVVideo(video, name)
+    try:
+        return _read_container(reader, num_frames, sampling, start, end, fps, generator, max_decode_frames)
+    finally:
+        reader.close()
+
+
+def _plan(
+    times: list[float],
+    video_end: float,
+    num_frames: int | None,
+    sampling: str,
+    start: float | None,
+    end: float | None,
+    fps: float | None,
+    generator: torch.Generator | None,
+    name: str,
+) -> tuple[int, int, list[int]]:
+    """Window bounds ``[lo, hi)`` in ``times`` and the sampled positions inside the window."""
+    if start is not None and start >= video_end:
+        raise ValueError(f"start={start} s is at or after the end of video {name} ({video_end:.3f} s)")
+    lo, hi = _window_positions(times, start, end)
+    t0 = start if start is not None else 0.0
+    t_end = min(end if end is not None else math.inf, video_end)
+    selected = _select_positions(times[lo:hi], num_frames, sampling, fps, generator, t0, t_end)
+    return lo, hi, selected
+
+
+def _measured_fps(times: Sequence[float], fallback: float | None) -> float | None:
+    if len(times) > 1 and times[-1] > times[0]:
+        return (len(times) - 1) / (times[-1] - times[0])
+    return fallback
+
+
+def _read_decoded(
+    video: Any,
+    num_frames: int | None,
+    sampling: str,
+    start: float | None,
+    end: float | None,
+    fps: float | None,
+    generator: torch.Generator | None,
+    source_fps: float | None,
+) -> tuple[torch.Tensor, TVTSv2VideoMetadata]:
+    frames = _to_uint8_video(video)
+    n = frames.shape[0]
+    if source_fps is None and (start is not None or end is not None or fps is not None):
+        raise ValueError("start/end/fps sampling of an already-decoded video needs its frame rate: pass source_fps")
+    if source_fps is not None and source_fps <= 0:
+        raise ValueError(f"source_fps must be > 0, got {source_fps}")
+    rate = source_fps or 1.0  # without a rate, times are frame numbers (only used for ordering)
+    times = [i / rate for i in range(n)]
+    lo, hi, selected = _plan(times, n / rate, num_frames, sampling, start, end, fps, generator, "<frames>")
+    positions = [lo + s for s in selected]
+    metadata = TVTSv2VideoMetadata(
+        total_num_frames=hi - lo,
+        fps=source_fps,
+        width=int(frames.shape[2]),
+        height=int(frames.shape[1]),
+        duration=n / source_fps if source_fps else None,
+        video_backend="decoded",
+        frames_indices=list(selected),
+        frame_timestamps=[times[p] for p in positions] if source_fps else None,
+        decoded_frames=0,
+        window=(start, end) if start is not None or end is not None else None,
+        source="<frames>",
+    )
+    return frames[positions], metadata
+
+
+def _read_container(
+    reader: _PyAVVideo,
+    num_frames: int | None,
+    sampling: str,
+    start: float | None,
+    end: float | None,
+    fps: float | None,
+    generator: torch.Generator | None,
+    max_decode_frames: int | None,
+) -> tuple[torch.Tensor, TVTSv2VideoMetadata]:
+    frames = reader.index(start, end)
+    if not frames and start:
+        # Nothing at/after `start` (or a seek failure): index the whole stream to tell which one it is.
+        frames = reader.index(None, end)
+    if not frames:
+        return _read_sequential(reader, num_frames, sampling, start, end, fps, generator, max_decode_frames)
+    reached_eof = reader.index_reached_eof
+    cache: dict[int, np.ndarray] = {}  # pts -> RGB frame
+    dropped: set[int] = set()  # pts of frames that turned out not to decode
+    for _ in range(_MAX_RESAMPLE_ROUNDS):
+        usable = [pos for pos, f in enumerate(frames) if f.pts not in dropped]
+        if not usable:
+            break
+        times = [reader.seconds(frames[pos].pts) for pos in usable]
+        frame_time = 1.0 / (_measured_fps(times, reader.header_fps) or 25.0)
+        video_end = times[-1] + frame_time if reached_eof else math.inf
+        lo, hi, selected = _plan(times, video_end, num_frames, sampling, start, end, fps, generator, reader.name)
+        positions = [usable[lo + s] for s in selected]
+        needed = [pos for pos in set(positions) if frames[pos].pts not in cache]
+        pixels, missing, eof_pts = reader.decode_targets(frames, needed, max_decode_frames)
+        cache.update({frames[pos].pts: array for pos, array in pixels.items()})
+        if not missing:
+            window_times = times[lo:hi]
+            whole = start is None and end is None
+            metadata = TVTSv2VideoMetadata(
+                total_num_frames=hi - lo,
+                fps=_measured_fps(window_times, None) or _measured_fps(times, reader.header_fps),
+                duration=video_end if whole and reached_eof else reader.header_duration,
+                video_backend="pyav",
+                frames_indices=list(selected),
+                frame_timestamps=[reader.seconds(frames[pos].pts) for pos in positions],
+                decoded_frames=reader.decoded_frames,
+                window=None if whole else (start, end),
+                source=reader.name,
+            )
+            return _stack([cache[frames[pos].pts] for pos in positions], metadata)
+        if max_decode_frames is not None and reader.decoded_frames >= max_decode_frames:
+            raise VideoDecodeError(
+                f"cannot read video {reader.name}: max_decode_frames={max_decode_frames} reached before the "
+                f"{len(missing)} remaining sampled frames decoded"
+            )
+        dropped.update(frames[pos].pts for pos in missing)
+        if eof_pts is not None:  # the stream really ends there: nothing after it decodes either
+            dropped.update(f.pts for f in frames if f.pts > eof_pts)
+            reached_eof = True
+    # Frames keep failing to come out where the packets say they are (broken timestamps, odd codecs): decode
+    # the stream once from the start instead, trusting only the decoder's output.
+    return _read_sequential(reader, num_frames, sampling, start, end, fps, generator, max_decode_frames)
+
+
+def _read_sequential(
+    reader: _PyAVVideo,
+    num_frames: int | None,
+    sampling: str,
+    start: float | None,
+    end: float | None,
+    fps: float | None,
+    generator: torch.Generator | None,
+    max_decode_frames: int | None,
+) -> tuple[torch.Tensor, TVTSv2VideoMetadata]:
+    """Fallback: pass 1 decodes (without converting) to count frames and read their times, pass 2 converts."""
+    budget = max_decode_frames if max_decode_frames is not None else math.inf
+    rate = reader.header_fps or 25.0
+    reader.rewind()
+    times: list[float] = []
+    stats: dict[str, bool] = {}
+    for frame in reader.frames_from(None, stats):
+        times.append(reader.seconds(frame.pts) if frame.pts is not None and reader.time_base else math.nan)
+        if end is not None and times[-1] >= end + 1.0 or reader.decoded_frames >= budget:
+            break
+    if not times:
+        raise VideoDecodeError(f"cannot read video {reader.name}: no frame decodes")
+    if any(math.isnan(t) for t in times) or any(b < a for a, b in zip(times, times[1:])):
+        times = [i / rate for i in range(len(times))]  # unusable timestamps: frame counter at the header rate
+    video_end = times[-1] + 1.0 / (_measured_fps(times, rate) or rate)
+    lo, hi, selected = _plan(times, video_end, num_frames, sampling, start, end, fps, generator, reader.name)
+    positions = [lo + s for s in selected]
+    wanted = set(positions)
+    last = max(wanted)
+    reader.rewind()
+    pixels: dict[int, np.ndarray] = {}
+    size = None
+    for i, frame in enumerate(reader.frames_from(None, stats)):
+        if i in wanted:
+            size = size or (frame.width, frame.height)
+            pixels[i] = reader._convert(frame, size)
+        if i >= last:
+            break
+    if len(pixels) < len(wanted):  # the second pass must see what the first saw; if not, use what exists
+        if not pixels:
+            raise VideoDecodeError(f"cannot read video {reader.name}: no frame decodes")
+        decoded = sorted(pixels)
+        positions = [decoded[min(bisect.bisect_left(decoded, p), len(decoded) - 1)] for p in positions]
+    whole = start is None and end is None
+    metadata = TVTSv2VideoMetadata(
+        total_num_frames=hi - lo,
+        fps=_measured_fps(times, rate),
+        duration=video_end if whole else reader.header_duration,
+        video_backend="pyav",
+        frames_indices=list(selected),
+        frame_timestamps=[times[p] for p in positions],
+        decoded_frames=reader.decoded_frames,
+        window=None if whole else (start, end),
+        source=reader.name,
+    )
+    return _stack([pixels[p] for p in positions], metadata)
+
+
+def _stack(arrays: list[np.ndarray], metadata: TVTSv2VideoMetadata) -> tuple[torch.Tensor, TVTSv2VideoMetadata]:
+    frames = torch.from_numpy(np.stack(arrays))
+    metadata.height, metadata.width = int(frames.shape[1]), int(frames.shape[2])
+    return frames, metadata
