@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
 
 from .configuration_tvtsv2 import TVTSv2Config
 from .modeling_tvtsv2 import TVTSv2ForPreTraining, TVTSv2Model
@@ -157,9 +158,16 @@ def _map_block_tensor(key: str, value: torch.Tensor) -> dict[str, torch.Tensor] 
 
 def map_original_state_dict(original: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Rename/split/transpose original tensors to our names. Returns (mapped, unmapped original keys)."""
+    mapped, unmapped, _ = _map_with_origin(original)
+    return mapped, unmapped
+
+
+def _map_with_origin(original: Mapping[str, torch.Tensor]):
     mapped: dict[str, torch.Tensor] = {}
     unmapped: list[str] = []
+    origin: dict[str, str] = {}  # our key -> the checkpoint key it came from (for error messages)
     for key, value in original.items():
+        before = set(mapped)
         if key in _SINGLE:
             mapped[_SINGLE[key]] = value
         elif key == "text_projection":  # used as x @ P; nn.Linear stores P^T
@@ -172,7 +180,8 @@ def map_original_state_dict(original: Mapping[str, torch.Tensor]) -> tuple[dict[
             mapped.update(block)
         else:
             unmapped.append(key)
-    return mapped, unmapped
+        origin.update({new_key: key for new_key in set(mapped) - before})
+    return mapped, unmapped, origin
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -270,6 +279,22 @@ def infer_config(
         )
     else:
         preset_extras = dict(num_frozen_text_layers=max(text_layers * 3 // 4, 0))
+    try:
+        return _build_config(
+            original, width, patch, grid, vision_layers, vision_heads, text_layers, text_heads, vocab, text_width,
+            projection_dim, openai, act, special, sort_kwargs, preset_extras,
+        )
+    except (ValueError, TypeError, StrictDataclassError) as error:
+        raise CheckpointConversionError(
+            f"The requested sizes do not fit this checkpoint (vision width {width}, text width {text_width}, "
+            f"projection {projection_dim}): {error}"
+        ) from error
+
+
+def _build_config(
+    original, width, patch, grid, vision_layers, vision_heads, text_layers, text_heads, vocab, text_width,
+    projection_dim, openai, act, special, sort_kwargs, preset_extras,
+) -> TVTSv2Config:
     return TVTSv2Config(
         vision_config=dict(
             hidden_size=width,
@@ -326,7 +351,7 @@ class ConversionResult:
 
 def convert_state_dict(original: Mapping[str, torch.Tensor], config: TVTSv2Config) -> ConversionResult:
     """Map the tensors into a freshly built model, refusing unmapped, missing or mis-shaped tensors."""
-    mapped, unmapped = map_original_state_dict(original)
+    mapped, unmapped, origin = _map_with_origin(original)
     if unmapped:
         raise CheckpointConversionError(f"Unmapped checkpoint keys (not part of the TVTSv2 layout): {sorted(unmapped)}")
     has_sort_head = any(k.startswith("sort_head.") for k in mapped)
@@ -335,17 +360,17 @@ def convert_state_dict(original: Mapping[str, torch.Tensor], config: TVTSv2Confi
         reference = model_cls(config)
     expected = reference.state_dict()
     missing = sorted(set(expected) - set(mapped))
-    unexpected = sorted(set(mapped) - set(expected))
+    unexpected = sorted({origin[k] for k in set(mapped) - set(expected)})
     mismatched = sorted(
-        f"{k}: checkpoint {tuple(mapped[k].shape)} vs model {tuple(expected[k].shape)}"
+        f"{origin[k]} {tuple(original[origin[k]].shape)} (-> {k}: model expects {tuple(expected[k].shape)})"
         for k in set(expected) & set(mapped)
         if mapped[k].shape != expected[k].shape
     )
     problems = []
     if missing:
-        problems.append(f"missing tensors {missing}")
+        problems.append(f"missing tensors (our names) {missing}")
     if unexpected:
-        problems.append(f"tensors the model does not have {unexpected}")
+        problems.append(f"checkpoint tensors the model does not have {unexpected}")
     if mismatched:
         problems.append(f"shape mismatches {mismatched}")
     if problems:
