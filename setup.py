@@ -19,7 +19,7 @@ setup(
     packages=["modeling_tvtsv2", "modeling_tvtsv2.presets"],
     package_dir={"modeling_tvtsv2": "modeling_tvtsv2", "modeling_tvtsv2.presets": "configuration"},
     package_data={
-        "modeling_tvtsv2": ["*.txt.gz", "metrics/*/*.py"],
+        "modeling_tvtsv2": ["*.txt.gz", "evaluate_metrics/*/*.py", "evaluate_metrics/*/*.md"],
         "modeling_tvtsv2.presets": ["*/*.json", "*/*.yaml", "*/*.md"],
     },
     install_requires=[

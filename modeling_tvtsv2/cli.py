@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_export_subparser(subparsers)
+    from .evaluation import add_eval_subparser
+
+    add_eval_subparser(subparsers)
     return parser
 
 

@@ -257,7 +257,9 @@ def build_class_embeddings(
     prompts = format_prompts(class_names, templates)
     num_templates = len(prompts[0])
     flat = [prompt for per_class in prompts for prompt in per_class]
-    embeddings = compute_text_embeddings(model, processor, flat, batch_size, normalize=True, show_progress=show_progress)
+    embeddings = compute_text_embeddings(
+        model, processor, flat, batch_size, normalize=True, show_progress=show_progress
+    )
     embeddings = embeddings.reshape(len(class_names), num_templates, -1).mean(dim=1)
     return F.normalize(embeddings, dim=-1)
 
@@ -481,7 +483,7 @@ def load_model_and_processor(
     processor for the model's image size and number of frames.
     """
     # This module lives in the `modeling_tvtsv2` package, whose import registered the Auto classes.
-    from transformers import AutoModel, AutoProcessor
+    from transformers import AutoModel
 
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
@@ -489,15 +491,26 @@ def load_model_and_processor(
         model_name_or_path, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code
     )
     model.eval().to(device or "cpu")
+    return model, load_processor_or_default(model_name_or_path, model.config, trust_remote_code)
+
+
+def load_processor_or_default(model_name_or_path: str, config, trust_remote_code: bool = False):
+    """`AutoProcessor.from_pretrained`, or the default TVTSv2 processor for the config's frame size when the folder
+    has no (complete) processor files."""
+    from transformers import AutoProcessor
+
     try:
         processor = AutoProcessor.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+        if getattr(processor, "video_processor", None) is not None and getattr(processor, "tokenizer", None):
+            return processor
+        reason = f"found only a {type(processor).__name__}"
     except (OSError, ValueError, TypeError, KeyError) as error:
-        from .processing_tvtsv2 import TVTSv2Processor
+        reason = str(error).splitlines()[0]
+    from .processing_tvtsv2 import TVTSv2Processor
 
-        logger.warning("No processor in %s (%s); using the default TVTSv2 processor.", model_name_or_path, error)
-        vision = model.config.vision_config
-        processor = TVTSv2Processor.from_defaults(image_size=vision.image_size, num_frames=vision.num_frames)
-    return model, processor
+    logger.warning("No TVTSv2 processor in %s (%s); using the default one.", model_name_or_path, reason)
+    vision = config.vision_config
+    return TVTSv2Processor.from_defaults(image_size=vision.image_size, num_frames=vision.num_frames)
 
 
 def run_evaluation(
@@ -509,6 +522,7 @@ def run_evaluation(
     dataset_name: str | None = None,
     split: str | None = None,
     model_name: str | None = None,
+    dataset_id: str | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Runs one evaluation task and returns (and optionally writes) a JSON-serialisable result record.
@@ -519,7 +533,9 @@ def run_evaluation(
             split of a `DatasetDict`).
         output_file: where to write the record as JSON (parent folders are created).
         dataset_name: a display name (e.g. `"MSR-VTT 1k-A"`) used by the model card; defaults to the folder name.
+        split: the split to load from a saved `DatasetDict` (default "test"), recorded in the output.
         model_name: recorded in the output; defaults to the model's `name_or_path`.
+        dataset_id: the Hub id of the benchmark dataset, if any: the model card's `model-index` dataset `type`.
         **kwargs: passed to the task's `evaluate_*` function (columns, templates, batch sizes, `video_kwargs`...).
 
     Returns:
@@ -545,7 +561,7 @@ def run_evaluation(
     record = {
         "task": task,
         "model": model_name or getattr(getattr(model, "config", None), "name_or_path", None),
-        "dataset": {"name": dataset_name, "path": dataset_path, "split": split},
+        "dataset": {"name": dataset_name, "type": dataset_id, "path": dataset_path, "split": split},
         "metrics": outcome.pop("metrics"),
         "settings": {k: v for k, v in kwargs.items() if k not in ("show_progress", "class_names")},
         **outcome,
@@ -590,6 +606,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--output", required=True, help="results JSON file")
     parser.add_argument("--split", default=None, help="split of a DatasetDict (default: test)")
     parser.add_argument("--dataset-name", default=None, help="display name for the results / model card")
+    parser.add_argument("--dataset-id", default=None, help="Hub id of the benchmark (model card model-index)")
     parser.add_argument("--video-column", default="video")
     parser.add_argument("--text-column", default="caption", help="retrieval: a caption or a list of captions")
     parser.add_argument("--label-column", default="label", help="classification")
@@ -600,7 +617,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
         dest="templates",
         action="append",
         default=None,
-        help=f"classification prompt template with '{{}}' (repeat to average several; default {DEFAULT_TEMPLATES[0]!r})",
+        help="classification prompt template with '{}' (repeat to average several; default "
+        f"{DEFAULT_TEMPLATES[0]!r})",
     )
     parser.add_argument(
         "--class-names", default=None, help="classification: JSON list or text file (one name per line) by label id"
@@ -608,7 +626,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--video-root", default=None, help="folder that relative video paths are resolved against")
     parser.add_argument("--num-frames", type=int, default=None, help="frames per video (default: the processor's)")
     parser.add_argument(
-        "--video-kwargs", default=None, help='JSON dict of extra video processor options, e.g. \'{"sampling": "middle"}\''
+        "--video-kwargs",
+        default=None,
+        help='JSON dict of extra video processor options, e.g. \'{"sampling": "linspace", "transform": "eval"}\'',
     )
     parser.add_argument("--batch-size", type=int, default=16, help="videos per forward pass")
     parser.add_argument("--text-batch-size", type=int, default=256)
@@ -670,11 +690,31 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
         dataset_name=args.dataset_name or os.path.basename(os.path.normpath(args.dataset)),
         split=args.split,
         model_name=args.model,
+        dataset_id=args.dataset_id,
         **options,
     )
     record["dataset"]["path"] = args.dataset
     write_results(record, args.output)
     return record
+
+
+def add_eval_subparser(subparsers) -> argparse.ArgumentParser:
+    """Adds `tvtsv2 eval` (the same arguments as `training/run_eval.py`) to the `tvtsv2` command's subparsers."""
+    parser = subparsers.add_parser(
+        "eval",
+        help="zero-shot retrieval / classification / multiple-choice evaluation, results as JSON",
+        description="Zero-shot evaluation of a TVTSv2 model on a 🤗 dataset saved to disk (original protocols).",
+    )
+    add_eval_arguments(parser)
+    parser.set_defaults(func=_run_eval_command)
+    return parser
+
+
+def _run_eval_command(args: argparse.Namespace) -> int:
+    record = run_from_args(args)
+    print(json.dumps(record["metrics"], indent=2))
+    print(f"Results written to {args.output}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

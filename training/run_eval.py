@@ -13,7 +13,8 @@ Tasks (the original TVTSv2 protocols, see `modeling_tvtsv2.evaluation`):
     # multiple choice per video (SSv2-MC): `options` = list of sentences, `answer` = index
     python training/run_eval.py --task multiple-choice --model MODEL_DIR --dataset ssv2_mc --output results/ssv2mc.json
 
-The JSON files feed the model card: `tvtsv2 export --model MODEL_DIR --output HUB_DIR --eval-results results/msrvtt.json`.
+The JSON files feed the model card:
+    tvtsv2 export --model MODEL_DIR --output HUB_DIR --eval-results results/msrvtt.json
 """
 
 import sys
