@@ -218,12 +218,15 @@ def _probe_one(path: str) -> tuple[str, VideoProbe | None, str]:
         return path, None, f"{type(error).__name__}: {error}"
 
 
-def _probe_all(paths: Sequence[str], num_workers: int) -> dict[str, tuple[VideoProbe | None, str]]:
+def _probe_all(
+    paths: Sequence[str], num_workers: int, progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None
+) -> dict[str, tuple[VideoProbe | None, str]]:
+    wrap = progress if progress is not None else (lambda iterable: iterable)
     if num_workers > 1 and len(paths) > 1:
         with ProcessPoolExecutor(max_workers=num_workers) as pool:
-            results = list(pool.map(_probe_one, paths, chunksize=8))
+            results = list(wrap(pool.map(_probe_one, paths, chunksize=8)))
     else:
-        results = [_probe_one(path) for path in paths]
+        results = [_probe_one(path) for path in wrap(paths)]
     return {path: (probe, error) for path, probe, error in results}
 
 
@@ -252,29 +255,28 @@ def _save(
     return {name: len(split) for name, split in splits.items()}
 
 
-def _write_card(output_dir: Path, report: CorpusBuildReport, source: str, extra: str = "") -> None:
-    if report.kind == "transcript":
-        schema = (
-            "| column | type |\n|---|---|\n"
-            f"| `video` | {'`Video(decode=False)` (embedded bytes)' if report.embed_videos else '`string` (absolute path)'} |\n"
-            "| `video_id` | `string` |\n| `duration` | `float32` seconds (measured from the demuxed packets) |\n"
-            + (
-                "| `words` | `List({word: string, time: float32})` |\n"
-                if report.timing == "words"
-                else "| `segments` | `List({start: float32, end: float32, text: string})` |\n"
-            )
-        )
+def _write_card(output_dir: Path, report: CorpusBuildReport, source: str) -> None:
+    """A short dataset card (``README.md``) and the full report (``build_report.json``)."""
+    video = "`Video(decode=False)` (embedded bytes)" if report.embed_videos else "`string` (absolute path)"
+    columns = [("video", video), ("video_id", "`string`"), ("duration", "`float32` seconds, measured by demuxing")]
+    if report.kind == "caption":
+        columns.append(("caption", "`string`"))
+    elif report.timing == "words":
+        columns.append(("words", "`List({word: string, time: float32})`"))
     else:
-        schema = (
-            "| column | type |\n|---|---|\n"
-            f"| `video` | {'`Video(decode=False)` (embedded bytes)' if report.embed_videos else '`string` (absolute path)'} |\n"
-            "| `video_id` | `string` |\n| `caption` | `string` |\n| `duration` | `float32` seconds |\n"
-        )
-    splits = "\n".join(f"| `{name}` | {n} |" for name, n in report.num_rows.items())
-    skipped_lines = "\n".join(
-        f"| `{Path(m.source).name}` | {m.reason} | {m.detail[:120].replace('|', '/')} |" for m in report.skipped[:50]
-    )
-    more = f"\n\n… and {len(report.skipped) - 50} more (see `build_report.json`)." if len(report.skipped) > 50 else ""
+        columns.append(("segments", "`List({start: float32, end: float32, text: string})`"))
+    schema = "\n".join(["| column | type |", "|---|---|"] + [f"| `{name}` | {kind} |" for name, kind in columns])
+    splits = "\n".join(["| split | rows |", "|---|---|"] + [f"| `{n}` | {rows} |" for n, rows in report.num_rows.items()])
+    if report.skipped:
+        lines = ["| member | reason | detail |", "|---|---|---|"]
+        for member in report.skipped[:50]:
+            detail = member.detail[:120].replace("|", "/").replace("\n", " ")
+            lines.append(f"| `{Path(member.source).name}` | {member.reason} | {detail} |")
+        if len(report.skipped) > 50:
+            lines.append(f"\n... and {len(report.skipped) - 50} more (see `build_report.json`).")
+        skipped = "\n".join(lines)
+    else:
+        skipped = "None."
     card = f"""---
 tags:
 - video
@@ -284,21 +286,20 @@ tags:
 
 # TVTSv2 {report.kind} corpus
 
-Built by `modeling_tvtsv2.corpus` from `{source}`.{extra}
-Load with `modeling_tvtsv2.data.load_corpus(path, split="train")` (or `datasets.load_from_disk`).
+Built by `modeling_tvtsv2.corpus` from `{source}`.
+Load with `modeling_tvtsv2.data.load_corpus(path, split="train")` (or `datasets.load_from_disk(path)`).
 
 ## Splits
 
-| split | rows |
-|---|---|
 {splits}
 
 ## Schema
 
 {schema}
+
 ## Skipped members ({len(report.skipped)})
 
-{("| member | reason | detail |" + chr(10) + "|---|---|---|" + chr(10) + skipped_lines + more) if report.skipped else "None."}
+{skipped}
 """
     (output_dir / "README.md").write_text(card, encoding="utf-8")
     (output_dir / "build_report.json").write_text(json.dumps(report.to_json(), indent=2), encoding="utf-8")
@@ -376,7 +377,7 @@ def build_transcript_corpus(
         num_workers: processes for probing videos.
         seed: seed of the train/validation split.
         overwrite: replace a non-empty ``output_dir``.
-        progress: optional wrapper for progress display (e.g. ``tqdm.tqdm``).
+        progress: optional wrapper of the video-probing loop for progress display (e.g. ``tqdm.tqdm``).
 
     Returns:
         A :class:`CorpusBuildReport`; skipped members are also logged.
@@ -387,30 +388,38 @@ def build_transcript_corpus(
     parsed: list[tuple[Path, str, Transcript]] = []
     root = Path(videos_dir)
 
-    for video, transcript_path in find_transcript_pairs(root, video_extensions=video_extensions, recursive=recursive):
-        if transcript_path is None:
+    for video, first_candidate in find_transcript_pairs(root, video_extensions=video_extensions, recursive=recursive):
+        if first_candidate is None:
             skipped.append(SkippedMember(str(video), "no_transcript", "no .json/.vtt/.srt with the same stem"))
             continue
-        try:
-            transcript = load_transcript(transcript_path)
-        except (SubtitleParseError, OSError, UnicodeError) as error:
-            skipped.append(SkippedMember(str(transcript_path), "unparsable_transcript", str(error)))
-            continue
-        if len(transcript) < min_words:
-            skipped.append(SkippedMember(str(transcript_path), "no_words", f"{len(transcript)} words"))
+        # Try the candidates in order: e.g. a youtube-dl "<stem>.info.json" is not a transcript, "<stem>.en.vtt" is.
+        transcript, failure = None, None
+        for candidate in _transcript_candidates(video):
+            try:
+                parsed_candidate = load_transcript(candidate)
+            except (SubtitleParseError, OSError, UnicodeError) as error:
+                failure = failure or SkippedMember(str(candidate), "unparsable_transcript", str(error))
+                continue
+            if len(parsed_candidate) < min_words:
+                failure = failure or SkippedMember(str(candidate), "no_words", f"{len(parsed_candidate)} words")
+                continue
+            transcript = parsed_candidate
+            break
+        if transcript is None:
+            assert failure is not None
+            skipped.append(failure)
             continue
         video_id = video.relative_to(root).with_suffix("").as_posix()
         parsed.append((video, video_id, transcript))
 
-    probes = _probe_all([str(video) for video, _, _ in parsed], num_workers)
+    probes = _probe_all([str(video) for video, _, _ in parsed], num_workers, progress)
     if timing == "auto":
         timing = "words" if any(t.has_word_timings for _, _, t in parsed) else "segments"
     if timing not in ("segments", "words"):
         raise ValueError(f"timing must be 'auto', 'segments' or 'words', got {timing!r}")
 
     rows: list[dict[str, Any]] = []
-    iterator: Iterable[Any] = progress(parsed) if progress is not None else parsed
-    for video, video_id, transcript in iterator:
+    for video, video_id, transcript in parsed:
         probe, error = probes[str(video)]
         if probe is None:
             skipped.append(SkippedMember(str(video), "unreadable_video", error))
@@ -481,6 +490,7 @@ def build_caption_corpus(
     num_workers: int = 1,
     seed: int = 0,
     overwrite: bool = False,
+    progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
 ) -> CorpusBuildReport:
     """Build a caption corpus from a metadata file of video paths and captions.
 
@@ -491,7 +501,7 @@ def build_caption_corpus(
         id_column: column with a video id (default: the video path without its suffix).
         video_root: folder relative video paths start from (default: the metadata file's folder).
         video_suffix: appended to paths that have no suffix (WebVid's metadata lists ids without ``.mp4``).
-        embed_videos, validation_size, num_workers, seed, overwrite: as :func:`build_transcript_corpus`.
+        embed_videos, validation_size, num_workers, seed, overwrite, progress: as :func:`build_transcript_corpus`.
     """
     metadata = Path(metadata)
     output_dir = Path(output_dir)
@@ -520,7 +530,7 @@ def build_caption_corpus(
         video_id = str(record.get(id_column) or "") if id_column else ""
         entries.append((path, video_id or Path(raw_path).with_suffix("").as_posix(), caption))
 
-    probes = _probe_all(sorted({str(p) for p, _, _ in entries}), num_workers)
+    probes = _probe_all(sorted({str(p) for p, _, _ in entries}), num_workers, progress)
     rows = []
     for path, video_id, caption in entries:
         probe, error = probes[str(path)]

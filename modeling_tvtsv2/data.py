@@ -83,13 +83,14 @@ they would keep the previous epoch.
 
 :class:`MixedCorpusBatchStream` does the same for streaming (🤗 ``IterableDataset``) corpora. In a multi-process
 run it needs ``TrainingArguments(accelerator_config={"dispatch_batches": False})`` (each rank reads and decodes
-its own batches); it orders its output so that accelerate's ``IterableDatasetShard`` and DataLoader workers
-reproduce the same per-step layout.
+its own batches); it orders its output so that accelerate's ``IterableDatasetShard`` and the DataLoader workers
+give every rank the same corpus at every step.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import math
 import os
@@ -101,7 +102,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from datasets import Features, List, Value, Video
+from datasets import Dataset, Features, List, Value, Video
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +124,7 @@ __all__ = [
     "caption_features",
     "corpus_kind",
     "is_empty_batch",
+    "iter_collated",
     "load_corpus",
     "row_word_timings",
     "sample_transcript_span",
@@ -196,7 +198,7 @@ def corpus_kind(dataset_or_row: Any) -> CorpusKind:
     raise ValueError(f"not a TVTSv2 corpus: columns {sorted(columns)} have none of 'segments', 'words', 'caption'")
 
 
-def load_corpus(path: str | os.PathLike[str], split: str = "train"):
+def load_corpus(path: str | os.PathLike[str], split: str = "train") -> "Dataset":
     """Load a corpus saved with ``save_to_disk`` (by :mod:`modeling_tvtsv2.corpus` or the demo builder).
 
     Accepts a saved ``DatasetDict`` (returns ``split``) or a saved ``Dataset`` (returned as is, ``split`` ignored).
@@ -476,6 +478,24 @@ class TVTSv2PretrainingCollator:
     ``n_keep = int(P * (1 - mask_ratio))`` with ``P = (image_size // patch_size) ** 2``; one random subset of patch
     positions per sample, shared by all its frames (tube masking). ``L`` is ``max_text_length`` (77) when
     ``pad_to_max_length`` (so that every batch has the same shape), else the longest text of the batch.
+
+    Args:
+        tokenizer: a 🤗 tokenizer (e.g. ``build_clip_tokenizer()``), called on the flat list of ``B * K`` texts.
+        num_frames: ``T`` (paper: 12).
+        image_size, patch_size: the model's; fix the crop size and the number of patches for masking.
+        mask_ratio: tube-mask ratio (paper: 0.5 for B/16, 0.7 for H/14, 0 for B/32).
+        num_transcripts: ``K`` for transcript corpora (paper: 4).
+        training: random spans, random frames per segment and random crops; else per-video deterministic spans,
+            segment-middle frames and centre crops.
+        seed: base of the per-sample RNGs (see "Randomness and resuming" in the module docstring).
+        window_min, window_max, window_gap, end_margin, min_words_per_window, max_span_tries: the span rule, see
+            :func:`sample_transcript_span` (defaults: the original's).
+        max_text_length, pad_to_max_length: tokenisation length (CLIP context 77).
+        max_decode_frames: cap on decoded frames per video (passed to ``read_video``).
+        video_root: folder that relative video paths start from.
+        skip_counter: a shared :class:`SkipCounter` (default: a new one, :attr:`skip_counter`).
+        single_thread: run with one torch thread while collating (much faster decoding when the collator runs in
+            the main process, ``dataloader_num_workers=0``); the thread count is restored afterwards.
     """
 
     def __init__(
@@ -500,6 +520,7 @@ class TVTSv2PretrainingCollator:
         max_decode_frames: int | None = None,
         video_root: str | os.PathLike[str] | None = None,
         skip_counter: SkipCounter | None = None,
+        single_thread: bool = True,
     ):
         if not 0.0 <= mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
@@ -524,6 +545,7 @@ class TVTSv2PretrainingCollator:
         self.max_decode_frames = max_decode_frames
         self.video_root = video_root
         self.skip_counter = skip_counter if skip_counter is not None else SkipCounter()
+        self.single_thread = single_thread
         self._calls = 0
 
     # -- sizes ---------------------------------------------------------------------------------------------
@@ -614,7 +636,8 @@ class TVTSv2PretrainingCollator:
             pixels = self._decode(row, torch_rng)
         sample: dict[str, Any] = {"texts": texts, "pixel_values_videos": pixels, "kind": kind}
         if self.mask_ratio > 0:
-            sample["keep_indices"] = torch.randperm(self.num_patches, generator=torch_rng)[: self.num_keep].sort().values
+            keep = torch.randperm(self.num_patches, generator=torch_rng)[: self.num_keep]
+            sample["keep_indices"] = keep.sort().values  # order does not matter to the model; sorted reads better
         return sample
 
     # -- batch ---------------------------------------------------------------------------------------------
@@ -636,10 +659,24 @@ class TVTSv2PretrainingCollator:
         kinds = {corpus_kind(row) for row in features}
         if len(kinds) != 1:
             raise ValueError(f"rows of different corpus kinds in one batch: {sorted(kinds)}")
-        entries = [(row, row.get("_tvtsv2_key") or self._row_key(row, i)) for i, row in enumerate(features)]
+        entries = [(row, self._row_key(row, i)) for i, row in enumerate(features)]
         return kinds.pop(), entries, []
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        # Decoding and the small per-sample tensor ops are many tiny calls: torch's intra-op thread pool only adds
+        # overhead there and its spinning threads starve PyAV's decoder (measured 15x slower with 2 threads on a
+        # busy 2-core machine). DataLoader workers already run single-threaded; do the same in the main process.
+        threads = torch.get_num_threads()
+        limit = self.single_thread and threads > 1
+        if limit:
+            torch.set_num_threads(1)
+        try:
+            return self._collate(features)
+        finally:
+            if limit:
+                torch.set_num_threads(threads)
+
+    def _collate(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         kind, entries, reserves = self._unpack(features)
         self._calls += 1
         samples: list[dict[str, Any]] = []
@@ -876,19 +913,39 @@ class MixedCorpusBatchDataset(torch.utils.data.Dataset):
         }
 
 
+def _iterate_rows(dataset: Any, chunk: int = 64) -> Iterator[dict[str, Any]]:
+    """All rows of ``dataset``, also inside a DataLoader worker.
+
+    A 🤗 ``IterableDataset`` iterated with ``for`` in a DataLoader worker yields only that worker's shards; its
+    public ``.iter(batch_size)`` does not, and gives the same rows in the same order.
+    """
+    from datasets import IterableDataset as HFIterableDataset
+
+    if isinstance(dataset, HFIterableDataset):
+        for batch in dataset.iter(batch_size=chunk):
+            columns = list(batch)
+            for i in range(len(batch[columns[0]]) if columns else 0):
+                yield {column: batch[column][i] for column in columns}
+    else:
+        yield from dataset
+
+
 class MixedCorpusBatchStream(torch.utils.data.IterableDataset):
     """Streaming counterpart of :class:`MixedCorpusBatchDataset` for 🤗 ``IterableDataset`` corpora.
 
-    Yields the same groups. An epoch ends when the primary (first) stream is exhausted; the other streams restart
-    when exhausted. Shuffle the streams yourself (``ds.shuffle(seed=..., buffer_size=...)``); ``set_epoch`` is
-    forwarded to them so the shuffle changes every epoch and every restart.
+    Yields the same kind of groups. An epoch ends when the primary (first) stream is exhausted; the other streams
+    restart when exhausted. Shuffle the streams yourself (``ds.shuffle(seed=..., buffer_size=...)``);
+    ``set_epoch`` is forwarded to them so that the shuffle changes every epoch and every restart.
 
-    Layout: output position ``p`` belongs to per-rank micro-step ``n = p // world_size`` of rank
-    ``p % world_size``; with ``W`` DataLoader workers, worker ``w`` yields the positions of the micro-steps
-    ``n ≡ w (mod W)``. Together with accelerate's ``IterableDatasetShard`` (``dispatch_batches=False``) and the
-    DataLoader's round-robin over workers, rank ``r`` therefore receives exactly the groups that
-    :class:`MixedCorpusBatchDataset` would give it. Each worker reads the whole streams (and drops what is not its
-    own): reading costs ``workers x ranks`` times the data, decoding does not.
+    Layout. The output is a sequence of *blocks*, one per per-rank micro-step ``n``: ``world_size`` consecutive
+    groups from the corpus of optimizer step ``n // gradient_accumulation_steps`` (by ``ratio``), group ``r`` for
+    rank ``r``. accelerate's ``IterableDatasetShard`` (``dispatch_batches=False``) hands position ``r`` of every
+    block to rank ``r``, so all ranks train on the same corpus at every step, on different rows.
+
+    DataLoader workers: worker ``w`` of ``W`` emits the blocks ``n = w, w + W, ...`` and the DataLoader's
+    round-robin over workers restores the order ``n = 0, 1, 2, ...``. To know which rows belong to which block,
+    every worker (and every rank) reads the whole streams and drops the rows of other blocks: reading costs
+    ``W x world_size`` times the data, decoding (the expensive part, in the collator) is not repeated.
     """
 
     def __init__(
@@ -912,7 +969,6 @@ class MixedCorpusBatchStream(torch.utils.data.IterableDataset):
         self.seed = seed
         self.epoch = 0
         self.pattern = _weighted_pattern(self.names, self.weights)
-        self.groups_per_step = self.world_size * self.gradient_accumulation_steps
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -923,10 +979,10 @@ class MixedCorpusBatchStream(torch.utils.data.IterableDataset):
         cycle = 0
         while True:
             if hasattr(dataset, "set_epoch"):
-                # distinct shuffles per epoch and per restart; deterministic on every rank and worker
+                # a distinct shuffle per epoch and per restart, the same on every rank and worker
                 dataset.set_epoch(self.epoch * 1000 + cycle)
             position = -1
-            for position, row in enumerate(dataset):
+            for position, row in enumerate(_iterate_rows(dataset)):
                 yield row, (corpus, self.epoch, cycle, position)
             if corpus == 0 or position < 0:
                 return
@@ -934,40 +990,35 @@ class MixedCorpusBatchStream(torch.utils.data.IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = torch.utils.data.get_worker_info()
-        num_workers, worker_id = (info.num_workers, info.id) if info is not None else (1, 0)
+        num_workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
         streams = [self._stream(i) for i in range(len(self.corpora))]
         group_size = self.batch_size + self.num_reserve
-        position = 0  # output position, see the class docstring
-        step = 0
-        while True:
+        for micro_step in itertools.count():
+            step = micro_step // self.gradient_accumulation_steps
             name = self.pattern[step % len(self.pattern)]
             corpus = self.names.index(name)
-            # Read all groups of this optimizer step first: an incomplete step ends the epoch.
-            groups = []
-            for _ in range(self.groups_per_step):
-                taken = []
-                for _ in range(group_size):
-                    try:
-                        taken.append(next(streams[corpus]))
-                    except StopIteration:
-                        return
-                groups.append(taken)
-            for taken in groups:
-                micro_step = position // self.world_size
-                if micro_step % num_workers == worker_id:
-                    rows, reserves = taken[: self.batch_size], taken[self.batch_size :]
-                    yield {
-                        _GROUP_FLAG: True,
-                        "corpus": name,
-                        "kind": self.kinds[corpus],
-                        "step": step,
-                        "rows": [row for row, _ in rows],
-                        "keys": [key for _, key in rows],
-                        "reserve_rows": [row for row, _ in reserves],
-                        "reserve_keys": [key for _, key in reserves],
-                    }
-                position += 1
-            step += 1
+            # Read the whole block first: an incomplete block ends the epoch (on every rank and worker alike).
+            block = []
+            for _ in range(self.world_size * group_size):
+                try:
+                    block.append(next(streams[corpus]))
+                except StopIteration:
+                    return
+            if micro_step % num_workers != worker:
+                continue  # another worker's block: its rows were read only to stay in step
+            for rank in range(self.world_size):
+                taken = block[rank * group_size : (rank + 1) * group_size]
+                rows, reserves = taken[: self.batch_size], taken[self.batch_size :]
+                yield {
+                    _GROUP_FLAG: True,
+                    "corpus": name,
+                    "kind": self.kinds[corpus],
+                    "step": step,
+                    "rows": [row for row, _ in rows],
+                    "keys": [key for _, key in rows],
+                    "reserve_rows": [row for row, _ in reserves],
+                    "reserve_keys": [key for _, key in reserves],
+                }
 
 
 def iter_collated(dataset: Iterable[Any], collator: TVTSv2PretrainingCollator) -> Iterator[dict[str, Any]]:

@@ -21,6 +21,17 @@ from .trainer import TVTSv2Trainer, TVTSv2TrainingArguments
 logger = logging.getLogger(__name__)
 
 DEMO_OUTPUT_DIR = "outputs/tvtsv2-demo"
+# The demo trains a *randomly initialised* tiny model, so every parameter must learn: one learning rate for all and
+# no frozen layers. The paper's recipe (1e-4 new / 1e-7 CLIP-initialised, shallow text frozen) assumes CLIP weights.
+DEMO_DEFAULTS = {
+    "--learning_rate": "5e-4",
+    "--clip_learning_rate": "5e-4",
+    "--freeze_schedule": "none",
+    "--num_train_epochs": "8",
+    "--warmup_steps": "0.05",
+    "--lr_scheduler_type": "cosine",
+    "--eval_strategy": "no",
+}
 
 
 @dataclass
@@ -78,7 +89,9 @@ def parse_arguments(argv: list[str] | None = None) -> tuple[ModelArguments, Data
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) == 1 and args[0].endswith(".json"):
         return HfArgumentParser((ModelArguments, DataArguments, TVTSv2TrainingArguments)).parse_json_file(args[0])
-    defaults = {
+    demo = not any(a == "--transcript_dataset" or a.startswith("--transcript_dataset=") for a in args)
+    defaults = dict(DEMO_DEFAULTS) if demo else {}
+    defaults.update({
         "--output_dir": DEMO_OUTPUT_DIR,
         "--learning_rate": "1e-4",
         "--adam_epsilon": "1e-6",
@@ -89,10 +102,9 @@ def parse_arguments(argv: list[str] | None = None) -> tuple[ModelArguments, Data
         "--logging_steps": "10",
         "--save_strategy": "no",
         "--report_to": "none",
-    }
-    if not any(a == "--num_train_epochs" or a.startswith("--num_train_epochs=") or a.startswith("--max_steps")
-               for a in args):
-        defaults["--num_train_epochs"] = "3"
+    } | ({k: v for k, v in DEMO_DEFAULTS.items()} if demo else {}))
+    if any(a.startswith("--max_steps") for a in args):
+        defaults.pop("--num_train_epochs", None)
     for key, value in defaults.items():
         if not any(a == key or a.startswith(key + "=") for a in args):
             args = [key, value, *args]

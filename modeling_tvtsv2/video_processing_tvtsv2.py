@@ -2,8 +2,8 @@
 
 transformers' stock ``BaseVideoProcessor`` needs torchvision, which cannot be installed beside the CPU torch
 build this project targets, so :class:`TVTSv2VideoProcessor` is built directly on ``VideoProcessorMixin`` and
-decodes with PyAV (``av``). This file is a flat Hub file: it only imports installed packages and (``av`` is
-optional at import time, like transformers' ``check_imports`` requires).
+decodes with PyAV (``av``). This file is a flat Hub file: it imports no project module, and ``av`` is imported
+inside ``try`` so that transformers' remote-code import check does not require it.
 
 Decoding (:func:`read_video`)
     Container headers are not trusted. The frame list of the video stream is built from the demuxed packets
@@ -12,8 +12,17 @@ Decoding (:func:`read_video`)
     sampled frames are decoded: the reader seeks to the keyframe before each needed frame and stops once the last
     needed frame is out. If a sampled frame turns out not to decode (damaged or truncated file), it is dropped from
     the frame list and sampling is redone on the frames that remain, so sampling always runs over frames that
-    decode. A time window (``start``/``end``) is indexed from the keyframe before ``start`` only: the start of a
-    long file is neither decoded nor demuxed. Files without usable timestamps fall back to one sequential decode.
+    decode. Frames that come out after a packet failed to decode are not trusted until the next keyframe (they
+    are error-concealment pictures), so a partly corrupt file yields the clean frames, in order. A time window
+    (``start``/``end``) is indexed from the keyframe before ``start`` only: the start of a long file is neither
+    decoded nor demuxed. Files without usable timestamps (raw streams) fall back to decoding the stream from its
+    first byte twice (count, then convert). Costs are bounded: every decoding run makes progress or ends, runs of
+    undecodable packets end a run, and ``max_decode_frames`` caps the decoder's work per call.
+
+Errors
+    A path that does not exist raises :class:`VideoFileNotFoundError`; an empty file, a file FFmpeg cannot open,
+    a file without a video stream (an audio file, cover art only) or one from which no frame decodes raises
+    :class:`VideoDecodeError`. Both are ``ValueError`` subclasses and name the file and the reason.
 
 Timestamps
     Seconds on the player's timeline: 0 is the container's start time (e.g. a video stream that starts 0.5 s after
@@ -64,6 +73,7 @@ from typing import Any, BinaryIO, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
+from huggingface_hub.dataclasses import validate_typed_dict
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, validate_kwargs
 from transformers.processing_utils import Unpack, VideosKwargs
@@ -101,6 +111,7 @@ _MIN_FRAMES_SKIPPED_BY_SEEK = 8
 _MAX_CONSECUTIVE_DECODE_ERRORS = 64
 # Rounds of "drop the frames that did not decode and sample again".
 _MAX_RESAMPLE_ROUNDS = 3
+_NETWORK_TIMEOUT_S = 60.0
 
 VideoSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
 
@@ -278,13 +289,16 @@ class _PyAVVideo:
             source: Any = io.BytesIO(bytes(video))
         elif isinstance(video, (str, os.PathLike)):
             path = os.fspath(video)
-            if not os.path.exists(path):
+            if "://" in path and not os.path.exists(path):
+                source = path  # a URL: FFmpeg's protocols (http, https, rtmp, ...) open it
+            elif not os.path.exists(path):
                 raise VideoFileNotFoundError(f"cannot read video {name}: no such file")
-            if os.path.isdir(path):
+            elif os.path.isdir(path):
                 raise VideoDecodeError(f"cannot read video {name}: it is a directory")
-            if os.path.getsize(path) == 0:
+            elif os.path.getsize(path) == 0:
                 raise VideoDecodeError(f"cannot read video {name}: the file is empty (0 bytes)")
-            source = path
+            else:
+                source = path
         else:  # a binary file object; PyAV needs read() and seek(), so buffer non-seekable streams
             seekable = getattr(video, "seekable", None)
             source = video if seekable is not None and seekable() else io.BytesIO(video.read())
@@ -296,8 +310,12 @@ class _PyAVVideo:
 
     def _open(self) -> None:
         name = self.name
+        # Network sources get a timeout (seconds, for opening and for each read) so a stalled server cannot hang.
+        network = isinstance(self._source, str) and "://" in self._source
         try:
-            self.container = av.open(self._source, mode="r", metadata_errors="ignore")
+            self.container = av.open(
+                self._source, mode="r", metadata_errors="ignore", timeout=_NETWORK_TIMEOUT_S if network else None
+            )
         except av.FFmpegError as err:
             raise VideoDecodeError(f"cannot read video {name}: FFmpeg cannot open it as media ({err})") from err
         try:
@@ -390,7 +408,8 @@ class _PyAVVideo:
         """
         if self.time_base is None:
             return []
-        end_pts = self.to_pts(end) if end is not None else None
+        # +1: a frame that starts before `end` by less than a time-base tick must stay in the list.
+        end_pts = self.to_pts(end) + 1 if end is not None else None
         if start:
             start_pts = self.to_pts(start)
             # Some containers seek imprecisely and land after the target: back off, finally read from the start.
@@ -429,42 +448,64 @@ class _PyAVVideo:
             self.index_reached_eof = True
         return sorted(by_pts.values(), key=lambda f: f.pts)
 
-
     # -- decoding --------------------------------------------------------------------------------------------
-    def frames_from(self, seek_pts: int | None, stats: dict[str, bool]):
-        """Decoded frames from the keyframe at or before ``seek_pts`` (from the current position if None).
+    def frames_from(self, seek_pts: int | None, stats: dict[str, bool], require_key: bool = True):
+        """Decode from the keyframe at or before ``seek_pts`` (from the current position if None).
 
-        Sets ``stats["eof"]`` when the stream is exhausted (or broken beyond repair) rather than abandoned by the
-        caller. Undecodable packets are skipped; a long run of them ends the stream, which bounds the cost.
+        Yields ``(frame, clean)``. A frame is *clean* when it can be trusted as the picture its pts names: it
+        comes after a keyframe of this run (``require_key``), no packet failed to decode since the last keyframe
+        (frames referencing lost data are concealment garbage), FFmpeg did not flag it corrupt, and its pts moves
+        forward. Undecodable packets are skipped; a long run of them ends the stream, which bounds the cost.
+        ``stats["eof"]`` is set when the stream is exhausted rather than abandoned by the caller.
         """
         stats["eof"] = False
         if seek_pts is not None and not self._seek(seek_pts):
             stats["eof"] = True
             return
         errors = 0
+        tainted = require_key  # until a keyframe comes out
+        failed_pts = -math.inf  # highest pts of a packet that failed to decode
+        last_pts = -math.inf
         for packet in self._packets():
             try:
                 decoded = packet.decode()
             except (av.FFmpegError, ValueError):
                 errors += 1
+                tainted = True
+                failed_pts = max(failed_pts, packet.pts if packet.pts is not None else last_pts)
                 if errors > _MAX_CONSECUTIVE_DECODE_ERRORS:
                     break
                 continue
             errors = 0
             for frame in decoded:
                 self.decoded_frames += 1
-                yield frame
-        stats["eof"] = True
+                pts = frame.pts
+                if frame.key_frame and (pts is None or pts > failed_pts):
+                    tainted = False
+                if pts is not None and pts <= last_pts:
+                    tainted = True  # the decoder lost its order: distrust it until the next keyframe
+                    yield frame, False
+                    continue
+                if pts is not None:
+                    last_pts = pts
+                # A frame without pts can still be clean (raw streams); the targeted reader skips it anyway.
+                yield frame, not tainted and not frame.is_corrupt
+        else:
+            stats["eof"] = True
+        if errors > _MAX_CONSECUTIVE_DECODE_ERRORS:
+            stats["eof"] = True
 
     def decode_targets(
         self, frames: list[_Frame], targets: Sequence[int], budget: int | None
     ) -> tuple[dict[int, np.ndarray], set[int], int | None]:
         """Decode the frames at positions ``targets`` of ``frames`` (the packet-level frame list).
 
-        Returns ``(RGB pixels by position, positions that did not decode, eof_pts)``; ``eof_pts`` is the last pts
-        that came out when a run reached the end of the stream before its frames (a truncated tail), else None.
-        Each run seeks to the keyframe before its first frame, continues through frames it needs and seeks again
-        only when the next needed keyframe is well ahead.
+        Returns ``(RGB pixels by position, positions found not to decode, eof_pts)``. Besides failed targets, the
+        positions found not to decode include every listed frame a run went past without a clean picture, so a
+        resampling round avoids all of them at once. ``eof_pts`` is the last pts that came out when a run reached
+        the end of the stream before its frames (a truncated tail), else None.
+        Each run seeks to the keyframe before its first frame, continues through the frames it needs and seeks
+        again only when the next needed keyframe is well ahead.
         """
         wanted = sorted(set(targets))
         pts_list = [f.pts for f in frames]
@@ -475,54 +516,69 @@ class _PyAVVideo:
                 last_key = pos
             key_before.append(last_key)
         out: dict[int, np.ndarray] = {}
-        missing: set[int] = set()
+        bad: set[int] = set()
         eof_pts: int | None = None
         size: tuple[int, int] | None = None
         i = 0
         while i < len(wanted):
             if budget is not None and self.decoded_frames >= budget:
-                missing.update(wanted[i:])
+                bad.update(wanted[i:])
                 break
             target_pts = pts_list[wanted[i]]
-            # Where to start: the keyframe before the target; if the demuxer lands after the target anyway
-            # (imprecise seeking in some containers), an earlier keyframe; finally the start of the list.
-            key = key_before[wanted[i]]
-            starts = list(dict.fromkeys([key, key_before[key - 1] if key > 0 else 0, 0]))
-            for attempt, start_pos in enumerate(starts):
+            key_pts = pts_list[key_before[wanted[i]]]
+            # Seek to the keyframe before the target. Some containers (MPEG-TS, raw streams) seek imprecisely and
+            # land after it: then back off 1 s and 5 s, finally re-open the file and decode from its start.
+            starts: list[int | None] = [key_pts, key_pts - int(1 / self.time_base), key_pts - int(5 / self.time_base)]
+            starts = list(dict.fromkeys(starts)) + [None]
+            for attempt, seek_pts in enumerate(starts):
                 stats: dict[str, bool] = {}
-                stream = self.frames_from(pts_list[start_pos], stats)
-                first = next((f for f in stream if f.pts is not None), None)
-                if (first is not None and first.pts <= target_pts) or attempt == len(starts) - 1:
+                if seek_pts is None:
+                    self.rewind()
+                stream = self.frames_from(seek_pts, stats)
+                first = next(((f, ok) for f, ok in stream if ok and f.pts is not None), None)
+                if (first is not None and first[0].pts <= target_pts) or attempt == len(starts) - 1:
                     break
                 stream.close()  # nothing decoded, or landed after the target: start earlier
+            settled_before = i
+            clean_pts: set[int] = set()
+            run_first = first[0].pts if first is not None else None
             last_pts = None
-            frame = first
-            while frame is not None:
+            item = first
+            while item is not None:
+                frame, clean = item
                 pts = frame.pts
                 if pts is not None:
-                    last_pts = pts
-                    # Frames come out in presentation order: every wanted pts <= this one is now settled.
+                    last_pts = pts if last_pts is None else max(last_pts, pts)
+                    if clean:
+                        clean_pts.add(pts)
+                    # Clean frames come out in presentation order: every wanted pts <= this one is now settled.
                     while i < len(wanted) and pts >= pts_list[wanted[i]]:
-                        if pts == pts_list[wanted[i]]:
-                            if size is None:
-                                size = (frame.width, frame.height)
+                        if clean and pts == pts_list[wanted[i]]:
+                            size = size or (frame.width, frame.height)
                             out[wanted[i]] = self._convert(frame, size)
                         else:
-                            missing.add(wanted[i])  # its packet produced no frame
+                            bad.add(wanted[i])
                         i += 1
                     if i == len(wanted) or (budget is not None and self.decoded_frames >= budget):
                         break
-                    current = bisect.bisect_right(pts_list, pts) - 1
-                    if key_before[wanted[i]] - current > _MIN_FRAMES_SKIPPED_BY_SEEK:
-                        break  # seek ahead instead of decoding the frames in between
-                frame = next(stream, None)
+                    # Seek ahead instead of decoding the frames in between, but only once this run has settled a
+                    # frame: every run then makes progress, even where seeking lands somewhere unexpected.
+                    if i > settled_before and pts < pts_list[key_before[wanted[i]]]:
+                        current = bisect.bisect_right(pts_list, pts) - 1
+                        if key_before[wanted[i]] - current > _MIN_FRAMES_SKIPPED_BY_SEEK:
+                            break
+                item = next(stream, None)
             stream.close()
-            if frame is None and stats.get("eof"):
+            if run_first is not None and last_pts is not None:
+                lo = bisect.bisect_left(pts_list, run_first)
+                hi = bisect.bisect_right(pts_list, last_pts)
+                bad.update(p for p in range(lo, hi) if pts_list[p] not in clean_pts)
+            if item is None and stats.get("eof"):
                 # The stream ended before these frames came out: they do not decode (truncated/damaged tail).
-                eof_pts = last_pts if last_pts is not None else min(pts_list) - 1
-                missing.update(wanted[i:])
+                eof_pts = last_pts if last_pts is not None else pts_list[0] - 1
+                bad.update(wanted[i:])
                 break
-        return out, missing, eof_pts
+        return out, bad - set(out), eof_pts
 
     def _convert(self, frame, size: tuple[int, int] | None) -> np.ndarray:
         if size is not None and (frame.width, frame.height) != size:
@@ -581,7 +637,8 @@ def _to_uint8_video(video: Any) -> torch.Tensor:
     else:
         tensor = torch.as_tensor(np.asarray(video))
     if tensor.ndim != 4:
-        raise ValueError(f"a decoded video must be [T, H, W, C] (or a list of [H, W, C] frames), got {list(tensor.shape)}")
+        shape = list(tensor.shape)
+        raise ValueError(f"a decoded video must be [T, H, W, C] (or a list of [H, W, C] frames), got {shape}")
     if tensor.shape[-1] not in (1, 3, 4) and tensor.shape[1] in (1, 3, 4):
         tensor = tensor.permute(0, 2, 3, 1)  # channels-first input
     channels = tensor.shape[-1]
@@ -789,39 +846,47 @@ def _read_sequential(
     generator: torch.Generator | None,
     max_decode_frames: int | None,
 ) -> tuple[torch.Tensor, TVTSv2VideoMetadata]:
-    """Fallback: pass 1 decodes (without converting) to count frames and read their times, pass 2 converts."""
+    """Fallback without seeking or packet timestamps: pass 1 decodes the stream from its first byte to count the
+    clean frames and read their times (nothing is converted), pass 2 decodes again and converts the sampled ones."""
     budget = max_decode_frames if max_decode_frames is not None else math.inf
     rate = reader.header_fps or 25.0
     reader.rewind()
     times: list[float] = []
     stats: dict[str, bool] = {}
-    for frame in reader.frames_from(None, stats):
-        times.append(reader.seconds(frame.pts) if frame.pts is not None and reader.time_base else math.nan)
-        if end is not None and times[-1] >= end + 1.0 or reader.decoded_frames >= budget:
+    for frame, clean in reader.frames_from(None, stats, require_key=False):
+        if clean:
+            known = frame.pts is not None and reader.time_base is not None
+            times.append(reader.seconds(frame.pts) if known else math.nan)
+            if end is not None and times[-1] >= end + 1.0:
+                break
+        if reader.decoded_frames >= budget:
             break
     if not times:
         raise VideoDecodeError(f"cannot read video {reader.name}: no frame decodes")
-    if any(math.isnan(t) for t in times) or any(b < a for a, b in zip(times, times[1:])):
+    if any(math.isnan(t) for t in times):
         times = [i / rate for i in range(len(times))]  # unusable timestamps: frame counter at the header rate
     video_end = times[-1] + 1.0 / (_measured_fps(times, rate) or rate)
     lo, hi, selected = _plan(times, video_end, num_frames, sampling, start, end, fps, generator, reader.name)
     positions = [lo + s for s in selected]
     wanted = set(positions)
-    last = max(wanted)
     reader.rewind()
     pixels: dict[int, np.ndarray] = {}
     size = None
-    for i, frame in enumerate(reader.frames_from(None, stats)):
-        if i in wanted:
+    count = 0
+    for frame, clean in reader.frames_from(None, stats, require_key=False):
+        if not clean:
+            continue
+        if count in wanted:
             size = size or (frame.width, frame.height)
-            pixels[i] = reader._convert(frame, size)
-        if i >= last:
+            pixels[count] = reader._convert(frame, size)
+        count += 1
+        if count > max(wanted):
             break
-    if len(pixels) < len(wanted):  # the second pass must see what the first saw; if not, use what exists
-        if not pixels:
-            raise VideoDecodeError(f"cannot read video {reader.name}: no frame decodes")
+    if not pixels:
+        raise VideoDecodeError(f"cannot read video {reader.name}: no frame decodes")
+    if len(pixels) < len(wanted):  # pass 2 saw fewer frames than pass 1: use the nearest that came out
         decoded = sorted(pixels)
-        positions = [decoded[min(bisect.bisect_left(decoded, p), len(decoded) - 1)] for p in positions]
+        positions = [min(decoded, key=lambda d: abs(d - p)) for p in positions]
     whole = start is None and end is None
     metadata = TVTSv2VideoMetadata(
         total_num_frames=hi - lo,
@@ -841,3 +906,310 @@ def _stack(arrays: list[np.ndarray], metadata: TVTSv2VideoMetadata) -> tuple[tor
     frames = torch.from_numpy(np.stack(arrays))
     metadata.height, metadata.width = int(frames.shape[1]), int(frames.shape[2])
     return frames, metadata
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pixel transforms
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def _pil_nearest_indices(size_in: int, size_out: int) -> torch.Tensor:
+    """Source index of each output pixel of Pillow's NEAREST resize along one axis.
+
+    Pillow (``ImagingScaleAffine``) walks a double ``x = scale / 2`` and adds ``scale = in / out`` once per output
+    pixel, truncating to int. The rounding of that running sum is what ``F.interpolate`` does not reproduce, so
+    the same sequential double-precision loop is run here (Python floats are IEEE doubles).
+    """
+    scale = size_in / size_out
+    x = scale * 0.5
+    indices = []
+    for _ in range(size_out):
+        indices.append(min(int(x), size_in - 1))
+        x += scale
+    return torch.tensor(indices, dtype=torch.long)
+
+
+def _short_side_size(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """torchvision ``Resize(int)`` on a PIL image: the shorter side becomes ``short_side``, the other
+    ``int(short_side * long / short)`` (truncated)."""
+    if width <= height:
+        return int(short_side * height / width), short_side
+    return short_side, int(short_side * width / height)
+
+
+def _center_offsets(height: int, width: int, crop_h: int, crop_w: int) -> tuple[int, int]:
+    """torchvision ``CenterCrop`` offsets: ``int(round((size - crop) / 2))`` (Python's round: halves to even)."""
+    return int(round((height - crop_h) / 2.0)), int(round((width - crop_w) / 2.0))
+
+
+def _normalize(frames_uint8: torch.Tensor, scale: float | None, mean, std) -> torch.Tensor:
+    """[T, H, W, 3] uint8 -> [T, 3, H, W] float32, rescaled and normalised (contiguous, in-place arithmetic)."""
+    x = frames_uint8.permute(0, 3, 1, 2).contiguous().to(torch.float32)  # reorder as bytes: 4x less to move
+    if scale is not None:
+        # Divide by 255 rather than multiply by 1/255, as torchvision's ToTensor does, so that the output is
+        # bit-identical to the original pipeline (x * (1/255) rounds differently for some values).
+        divisor = 1.0 / scale
+        if abs(divisor - round(divisor)) < 1e-6:
+            x.div_(round(divisor))
+        else:
+            x.mul_(scale)
+    if mean is not None and std is not None:
+        x.sub_(torch.as_tensor(mean, dtype=torch.float32).reshape(-1, 1, 1))
+        x.div_(torch.as_tensor(std, dtype=torch.float32).reshape(-1, 1, 1))
+    return x
+
+
+def _transform(
+    frames: torch.Tensor,
+    mode: str,
+    short_side: int,
+    crop_size: tuple[int, int],
+    generator: torch.Generator | None = None,
+    rescale_factor: float | None = 1 / 255,
+    image_mean=IMAGENET_DEFAULT_MEAN,
+    image_std=IMAGENET_DEFAULT_STD,
+) -> torch.Tensor:
+    """The three TVTSv2 transforms on uint8 frames [T, H, W, 3] -> float32 [T, 3, crop_h, crop_w]."""
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
+        raise ValueError(f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {list(frames.shape)}")
+    crop_h, crop_w = crop_size
+    _, height, width, _ = frames.shape
+    if mode == "extract":
+        # torchvision Resize((S, S)) on PIL = Pillow bilinear with antialiasing; torch's uint8 antialiased kernel
+        # follows Pillow's fixed-point algorithm (within one grey level).
+        squashed = F.interpolate(
+            frames.permute(0, 3, 1, 2), size=(crop_h, crop_w), mode="bilinear", antialias=True, align_corners=False
+        )
+        return _normalize(squashed.permute(0, 2, 3, 1), rescale_factor, image_mean, image_std)
+    if mode not in ("eval", "train"):
+        raise ValueError(f"unknown transform {mode!r}; expected one of {TRANSFORMS}")
+    new_h, new_w = _short_side_size(height, width, short_side)
+    if new_h < crop_h or new_w < crop_w:
+        raise ValueError(f"resized frames {new_h}x{new_w} are smaller than the crop {crop_h}x{crop_w}")
+    if mode == "eval":
+        top, left = _center_offsets(new_h, new_w, crop_h, crop_w)
+    else:  # torchvision RandomCrop.get_params: one location for the whole clip
+        top = int(torch.randint(0, new_h - crop_h + 1, (1,), generator=generator))
+        left = int(torch.randint(0, new_w - crop_w + 1, (1,), generator=generator))
+    # Resize and crop in one gather: only the source pixels that land inside the crop are read.
+    rows = _pil_nearest_indices(height, new_h)[top : top + crop_h]
+    cols = _pil_nearest_indices(width, new_w)[left : left + crop_w]
+    cropped = frames.index_select(1, rows).index_select(2, cols)
+    return _normalize(cropped, rescale_factor, image_mean, image_std)
+
+
+def preprocess_frames(
+    frames: torch.Tensor,
+    mode: str = "eval",
+    image_size: int = 224,
+    generator: torch.Generator | None = None,
+    image_mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
+    image_std: Sequence[float] = IMAGENET_DEFAULT_STD,
+) -> torch.Tensor:
+    """Turn uint8 frames ``[T, H, W, 3]`` into model pixels ``[T, 3, S, S]`` (float32), ``S = image_size``.
+
+    ``mode``: ``"eval"`` (shorter side to ``int(1.2 S)`` with Pillow-exact NEAREST, centre crop), ``"extract"``
+    (bilinear squash to ``S x S``) or ``"train"`` (eval resize + one random crop for all frames, drawn from
+    ``generator``). Pixels are scaled to [0, 1] and normalised with ``image_mean``/``image_std`` (ImageNet).
+    """
+    frames = _to_uint8_video(frames) if not isinstance(frames, torch.Tensor) or frames.dtype != torch.uint8 else frames
+    return _transform(
+        frames,
+        mode,
+        short_side=int(image_size * 1.2),
+        crop_size=(image_size, image_size),
+        generator=generator,
+        image_mean=image_mean,
+        image_std=image_std,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The transformers video processor
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class TVTSv2VideosKwargs(VideosKwargs, total=False):
+    """``VideosKwargs`` plus the TVTSv2 options (all optional at call time; defaults come from the processor).
+
+    sampling: ``"uniform"`` | ``"linspace"`` | ``"random"``.
+    transform: ``"eval"`` | ``"extract"`` | ``"train"``.
+    start, end: time window in seconds, one value for the batch or a list with one value (or None) per video.
+    generator: ``torch.Generator`` for random sampling and random crops.
+    max_decode_frames: cap on decoded frames per video.
+    """
+
+    sampling: str | None
+    transform: str | None
+    start: float | int | list[float | int | None] | None
+    end: float | int | list[float | int | None] | None
+    generator: Any
+    max_decode_frames: int | None
+
+
+def _per_video(value: Any, batch_size: int, name: str) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        if len(value) != batch_size:
+            raise ValueError(f"{name} has {len(value)} values for a batch of {batch_size} videos")
+        return list(value)
+    return [value] * batch_size
+
+
+class TVTSv2VideoProcessor(VideoProcessorMixin):
+    r"""TVTSv2 video processor: decode (PyAV), sample frames and transform them, torch only.
+
+    ``processor(videos, num_frames=12, sampling="uniform", start=None, end=None, transform="eval",
+    return_tensors="pt", return_metadata=False)`` returns a ``BatchFeature`` with ``pixel_values_videos``
+    ``[B, T, 3, S, S]``. ``videos`` is one video or a list of videos; a video is a path, ``bytes``, a binary file
+    object, a ``[T, H, W, C]`` uint8 array/tensor or a list of ``[H, W, C]`` frames, and videos of different
+    lengths and sizes can share a batch (every video gives ``T`` frames: short ones repeat frames). With
+    ``return_tensors=None`` (the transformers default) ``pixel_values_videos`` is a list of ``[T, 3, S, S]``
+    tensors. With ``return_metadata=True`` the output also holds ``video_metadata``, one
+    :class:`TVTSv2VideoMetadata` per video. ``fps=``, ``max_decode_frames=`` and ``generator=`` (random sampling
+    and crops) are accepted too; ``video_metadata=[{"fps": ...}]`` gives the frame rate of decoded-array inputs.
+
+    Saved attributes: ``size["shortest_edge"]`` (the eval/train resize, ``int(1.2 S)``), ``crop_size`` (``S``),
+    ``num_frames``, ``sampling``, ``transform``, ``fps``, rescale and normalisation settings.
+    ``TVTSv2VideoProcessor(image_size=S)`` derives ``size`` and ``crop_size`` from the model's image size.
+    Resizing/cropping is chosen by ``transform``; ``do_resize``/``do_center_crop`` cannot be switched off.
+    """
+
+    valid_kwargs = TVTSv2VideosKwargs
+    model_input_names = ["pixel_values_videos"]
+
+    size = {"shortest_edge": 268}
+    crop_size = {"height": 224, "width": 224}
+    default_to_square = False
+    do_rescale = True
+    rescale_factor = 1 / 255
+    do_normalize = True
+    image_mean = IMAGENET_DEFAULT_MEAN
+    image_std = IMAGENET_DEFAULT_STD
+    do_sample_frames = True
+    num_frames = 12
+    sampling = "uniform"
+    transform = "eval"
+    return_metadata = False
+
+    def __init__(self, image_size: int | None = None, **kwargs: Unpack[TVTSv2VideosKwargs]) -> None:
+        if image_size is not None:
+            kwargs.setdefault("size", {"shortest_edge": int(image_size * 1.2)})
+            kwargs.setdefault("crop_size", {"height": image_size, "width": image_size})
+        super().__init__(**kwargs)
+        # VideoProcessorMixin does not resolve attributes itself (the torchvision backend does): set every valid
+        # kwarg from kwargs or the class default so that save_pretrained writes them all.
+        self._set_attributes(**kwargs)
+
+    def sample_frames(
+        self,
+        metadata: VideoMetadata,
+        num_frames: int | None = None,
+        fps: float | None = None,
+        sampling: str | None = None,
+        generator: torch.Generator | None = None,
+        **kwargs,
+    ) -> np.ndarray:
+        """transformers-style hook: indices to sample from a video described by ``metadata`` (frame count and fps)."""
+        n = int(metadata.total_num_frames)
+        num_frames = num_frames if num_frames is not None else self.num_frames
+        if fps is not None:
+            if not metadata.fps:
+                raise ValueError("fps sampling needs metadata.fps")
+            times = [i / metadata.fps for i in range(n)]
+            return np.array(_select_positions(times, num_frames, "uniform", fps, None, 0.0, n / metadata.fps))
+        return np.array(sample_frame_indices(n, num_frames, sampling or self.sampling, generator))
+
+    @staticmethod
+    def _as_batch(videos: Any) -> list[Any]:
+        if isinstance(videos, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(videos, "read"):
+            return [videos]
+        if isinstance(videos, (torch.Tensor, np.ndarray)):
+            if videos.ndim == 5:
+                return list(videos)
+            if videos.ndim == 4:
+                return [videos]
+            raise ValueError(f"videos must be [T, H, W, C] or [B, T, H, W, C], got shape {list(videos.shape)}")
+        if isinstance(videos, (list, tuple)):
+            if len(videos) == 0:
+                raise ValueError("no videos given")
+            if all(_is_frame(v) and not _is_decoded_video_like(v) for v in videos):
+                return [videos]  # one video given as a list of frames
+            return list(videos)
+        raise TypeError(f"cannot read videos from {type(videos).__name__}")
+
+    def preprocess(self, videos: Any, **kwargs: Unpack[TVTSv2VideosKwargs]) -> BatchFeature:
+        validate_kwargs(
+            captured_kwargs=kwargs.keys(),
+            valid_processor_keys=list(self.valid_kwargs.__annotations__.keys()) + ["return_tensors"],
+        )
+        validate_typed_dict(self.valid_kwargs, kwargs)
+        for name in self.valid_kwargs.__annotations__:
+            kwargs.setdefault(name, getattr(self, name, None))
+        if kwargs.get("do_resize") is False or kwargs.get("do_center_crop") is False or kwargs.get("do_pad"):
+            raise ValueError("resizing and cropping are set by transform= ('eval', 'extract', 'train')")
+        kwargs = self._standardize_kwargs(**kwargs)
+        size, crop_size = kwargs["size"], kwargs["crop_size"]
+        transform = kwargs["transform"] or "eval"
+        if transform not in TRANSFORMS:
+            raise ValueError(f"unknown transform {transform!r}; expected one of {TRANSFORMS}")
+        sampling = kwargs["sampling"] or "uniform"
+        num_frames = kwargs["num_frames"] if kwargs["do_sample_frames"] is not False else None
+        generator = kwargs["generator"]
+        batch = self._as_batch(videos)
+        starts = _per_video(kwargs["start"], len(batch), "start")
+        ends = _per_video(kwargs["end"], len(batch), "end")
+        metadata_in = kwargs.get("video_metadata")
+        metadata_in = _per_video(metadata_in, len(batch), "video_metadata")
+        scale = kwargs["rescale_factor"] if kwargs["do_rescale"] else None
+        mean, std = (kwargs["image_mean"], kwargs["image_std"]) if kwargs["do_normalize"] else (None, None)
+
+        pixel_values, metadata = [], []
+        for video, start, end, meta in zip(batch, starts, ends, metadata_in):
+            source_fps = meta.get("fps") if isinstance(meta, (dict, VideoMetadata)) else None
+            frames, info = read_video(
+                video,
+                num_frames=num_frames,
+                sampling=sampling,
+                start=start,
+                end=end,
+                fps=kwargs["fps"],
+                generator=generator,
+                max_decode_frames=kwargs["max_decode_frames"],
+                source_fps=source_fps if _is_decoded_video(video) else None,
+            )
+            pixel_values.append(
+                _transform(
+                    frames,
+                    transform,
+                    short_side=size.shortest_edge,
+                    crop_size=(crop_size.height, crop_size.width),
+                    generator=generator,
+                    rescale_factor=scale,
+                    image_mean=mean,
+                    image_std=std,
+                )
+            )
+            metadata.append(info)
+        return_tensors = kwargs.get("return_tensors")
+        if return_tensors is not None and len({p.shape for p in pixel_values}) > 1:
+            raise ValueError(
+                "videos gave different numbers of frames and cannot be stacked into one tensor; pass num_frames= "
+                "(or return_tensors=None for a list)"
+            )
+        data = {"pixel_values_videos": torch.stack(pixel_values) if return_tensors else pixel_values}
+        output = BatchFeature(data=data, tensor_type=return_tensors)
+        if kwargs["return_metadata"]:
+            output["video_metadata"] = metadata
+        return output
+
+
+def _is_decoded_video_like(x: Any) -> bool:
+    """A 4-D array/tensor (a whole video), as opposed to a single 3-D frame."""
+    ndim = getattr(x, "ndim", None)
+    if ndim is None and hasattr(x, "__array_interface__"):
+        ndim = len(x.__array_interface__["shape"])
+    return ndim == 4
+
+
+TVTSv2VideoProcessor.register_for_auto_class("AutoVideoProcessor")

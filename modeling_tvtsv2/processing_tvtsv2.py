@@ -1,0 +1,199 @@
+"""TVTSv2 processor (CLIP tokenizer + :class:`TVTSv2VideoProcessor`) and the offline CLIP tokenizer builder.
+
+The tokenizer is the real CLIP byte-level BPE tokenizer (the one OpenAI CLIP and OpenCLIP use), built offline
+from the vocabulary file ``bpe_simple_vocab_16e6.txt.gz`` vendored next to this module. That file comes from
+OpenAI CLIP (https://github.com/openai/CLIP), MIT licence, Copyright (c) 2021 OpenAI; the copy here was taken
+from the ``open-clip-torch`` wheel. Context length 77; ``<|startoftext|>`` = 49406, ``<|endoftext|>`` = 49407;
+truncation keeps ``<|endoftext|>`` as the last token, as ``clip.tokenize(..., truncate=True)`` does; padding
+uses 49407 (OpenCLIP pads with 0: the text tower is causal and pools at the *first* end token, so the padding id
+does not change the embedding).
+
+This file is a flat Hub file: project code is imported only from its sibling ``video_processing_tvtsv2``.
+"""
+
+import gzip
+import os
+from typing import Any
+
+import torch
+from transformers import CLIPTokenizer
+from transformers.feature_extraction_utils import BatchFeature
+from transformers.processing_utils import ProcessingKwargs, ProcessorMixin, Unpack
+from transformers.video_processing_utils import VideoProcessorMixin
+
+from .video_processing_tvtsv2 import TVTSv2VideoProcessor, TVTSv2VideosKwargs
+
+
+__all__ = ["BPE_VOCAB_FILE", "CONTEXT_LENGTH", "TVTSv2Processor", "TVTSv2ProcessorKwargs", "build_clip_tokenizer"]
+
+BPE_VOCAB_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bpe_simple_vocab_16e6.txt.gz")
+CONTEXT_LENGTH = 77
+# The CLIP vocabulary: 256 byte symbols, the same with the end-of-word marker, 48,894 merges, 2 special tokens.
+_NUM_MERGES = 49152 - 256 - 2
+
+
+def _byte_symbols() -> list[str]:
+    """The 256 printable stand-ins for bytes used by byte-level BPE (GPT-2/CLIP), in vocabulary order.
+
+    Printable Latin-1 bytes stand for themselves; the other bytes (controls, space, ...) are mapped, in byte
+    order, to the code points from 256 upwards so that no symbol is whitespace or a control character.
+    """
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    symbols = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in symbols:
+            symbols[b] = chr(256 + extra)
+            extra += 1
+    # Vocabulary order is the printable bytes first, then the remapped ones (as in CLIP's simple_tokenizer).
+    return [symbols[b] for b in printable] + [symbols[b] for b in range(256) if b not in printable]
+
+
+def build_clip_tokenizer(model_max_length: int = CONTEXT_LENGTH) -> CLIPTokenizer:
+    """The CLIP BPE tokenizer as a transformers ``CLIPTokenizer``, built offline from the vendored vocabulary.
+
+    ``"a photo of a cat"`` gives ``[49406, 320, 1125, 539, 320, 2368, 49407]``. Call it with
+    ``truncation=True, max_length=77`` to get CLIP's truncation (end token kept last); pad id is 49407.
+    """
+    with gzip.open(BPE_VOCAB_FILE, "rt", encoding="utf-8") as handle:
+        lines = handle.read().split("\n")
+    # Line 0 is a version header; the merges follow, most frequent first.
+    merges = [tuple(line.split()) for line in lines[1 : 1 + _NUM_MERGES]]
+    if len(merges) != _NUM_MERGES or any(len(m) != 2 for m in merges):
+        raise ValueError(f"{BPE_VOCAB_FILE} is not the CLIP BPE vocabulary (bad merges)")
+    symbols = _byte_symbols()
+    tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    return CLIPTokenizer(
+        vocab={token: i for i, token in enumerate(tokens)},
+        merges=merges,
+        model_max_length=model_max_length,
+        bos_token="<|startoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+    )
+
+
+class TVTSv2ProcessorKwargs(ProcessingKwargs, total=False):
+    videos_kwargs: TVTSv2VideosKwargs
+
+
+def _text_layout(text: Any) -> tuple[list[str], tuple[int, int] | None]:
+    """Flatten ``str | list[str] | list[list[str]]``; returns the strings and ``(B, K)`` for the nested form."""
+    if isinstance(text, str):
+        return [text], None
+    if not isinstance(text, (list, tuple)) or len(text) == 0:
+        raise ValueError("text must be a string, a non-empty list of strings, or a list of lists of strings")
+    if all(isinstance(t, str) for t in text):
+        return list(text), None
+    if not all(isinstance(t, (list, tuple)) and all(isinstance(s, str) for s in t) for t in text):
+        raise ValueError("text must be a string, a list of strings, or a list of lists of strings (not a mix)")
+    counts = sorted({len(t) for t in text})
+    if len(counts) != 1:
+        raise ValueError(
+            f"every video needs the same number of transcripts K to form input_ids [B, K, {CONTEXT_LENGTH}]; "
+            f"got K in {counts}. Pad with empty strings or group videos by K."
+        )
+    if counts[0] == 0:
+        raise ValueError("each video needs at least one transcript (an empty string is allowed)")
+    return [s for t in text for s in t], (len(text), counts[0])
+
+
+class TVTSv2Processor(ProcessorMixin):
+    r"""TVTSv2 processor: CLIP tokenizer for transcripts/captions + :class:`TVTSv2VideoProcessor` for videos.
+
+    ``processor(text=..., videos=..., **kwargs)`` returns a ``BatchFeature`` with
+
+    * ``input_ids``, ``attention_mask``: ``[N, 77]`` for ``text`` = a string (N = 1) or a list of N strings
+      (usually one per video; the count is not tied to the videos, so N captions can be scored against
+      B videos), or ``[B, K, 77]`` for a list of B lists of K strings (K transcripts per video, the layout the
+      model takes; every video must have the same K and B must equal the number of videos);
+    * ``pixel_values_videos``: ``[B, T, 3, S, S]`` (see :class:`TVTSv2VideoProcessor`), plus ``video_metadata``
+      with ``return_metadata=True``.
+
+    Text is padded to and truncated at 77 tokens (end token kept last); ``return_tensors`` defaults to ``"pt"``.
+    Video options (``num_frames``, ``sampling``, ``start``, ``end``, ``fps``, ``transform``, ``generator``, ...)
+    go straight in the call. Empty transcripts are allowed (they give start + end tokens).
+
+    ``TVTSv2Processor()`` (or :meth:`from_defaults`) builds the default processor offline.
+    """
+
+    text_kwargs = {"padding": "max_length", "truncation": True, "max_length": CONTEXT_LENGTH, "return_tensors": "pt"}
+    videos_kwargs = {"return_tensors": "pt"}
+    valid_processor_kwargs = TVTSv2ProcessorKwargs
+
+    def __init__(self, video_processor=None, tokenizer=None, **kwargs):
+        if video_processor is None:
+            video_processor = TVTSv2VideoProcessor()
+        if tokenizer is None:
+            tokenizer = build_clip_tokenizer()
+        super().__init__(video_processor, tokenizer, **kwargs)
+
+    @classmethod
+    def from_defaults(cls, image_size: int = 224, num_frames: int = 12, **video_kwargs: Any) -> "TVTSv2Processor":
+        """The original TVTSv2 preprocessing for a model of this image size, built offline (no download)."""
+        video_processor = TVTSv2VideoProcessor(image_size=image_size, num_frames=num_frames, **video_kwargs)
+        return cls(video_processor=video_processor, tokenizer=build_clip_tokenizer())
+
+    def check_argument_for_proper_class(self, argument_name, argument):
+        # Without torchvision, transformers cannot resolve the video-processor base class by name (it looks in a
+        # dummy mapping and raises AttributeError), so check that argument against the mixin directly.
+        if argument_name == "video_processor":
+            if not isinstance(argument, VideoProcessorMixin):
+                kind = type(argument).__name__
+                raise TypeError(f"Received a {kind} for video_processor, expected a video processor")
+            return VideoProcessorMixin
+        return super().check_argument_for_proper_class(argument_name, argument)
+
+    def __call__(self, text=None, videos=None, **kwargs: Unpack[TVTSv2ProcessorKwargs]) -> BatchFeature:
+        if text is None and videos is None:
+            raise ValueError("give text=, videos= or both")
+        output_kwargs = self._merge_kwargs(
+            TVTSv2ProcessorKwargs, tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs
+        )
+        text_kwargs = output_kwargs["text_kwargs"]
+        if "max_length" not in kwargs and "max_length" not in kwargs.get("text_kwargs", {}):
+            # A tokenizer saved after a call with another max_length reloads with it as an init kwarg, which
+            # outranks the class default; the model's context is 77 whatever the tokenizer remembers.
+            text_kwargs["max_length"] = CONTEXT_LENGTH
+        data: dict[str, Any] = {}
+        layout = None
+        if text is not None:
+            strings, layout = _text_layout(text)
+            encoding = self.tokenizer(strings, **text_kwargs)
+            for key in ("input_ids", "attention_mask"):
+                if key not in encoding:
+                    continue
+                value = encoding[key]
+                if layout is not None:
+                    if isinstance(value, torch.Tensor):
+                        value = value.reshape(*layout, value.shape[-1])
+                    else:  # lists (return_tensors=None)
+                        k = layout[1]
+                        value = [list(value[b * k : (b + 1) * k]) for b in range(layout[0])]
+                data[key] = value
+        if videos is not None:
+            video_outputs = self.video_processor(videos, **output_kwargs["videos_kwargs"])
+            data.update(video_outputs)
+            num_videos = len(video_outputs["pixel_values_videos"])
+            if layout is not None and layout[0] != num_videos:
+                raise ValueError(f"text has transcripts for {layout[0]} videos but {num_videos} videos were given")
+        return BatchFeature(data=data)
+
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        # A fast tokenizer remembers the truncation/padding of its last call and would write it into
+        # tokenizer.json, where it comes back as init kwargs (e.g. max_length) on reload. Save a clean state.
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            backend.no_truncation()
+            backend.no_padding()
+        return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+
+    @property
+    def model_input_names(self) -> list[str]:
+        return ["input_ids", "attention_mask", "pixel_values_videos"]
+
+
+TVTSv2Processor.register_for_auto_class("AutoProcessor")
