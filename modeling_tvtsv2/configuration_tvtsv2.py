@@ -27,6 +27,9 @@ class TVTSv2VisionConfig(PreTrainedConfig):
         layer_norm_upcast: compute LayerNorm in float32 and cast back (OpenAI CLIP's `LayerNorm`, B models). H/14's
             OpenCLIP LayerNorm computes in the input dtype (`False`). Identical in fp32.
         initializer_range / initializer_factor: init scales for freshly built CLIP-side weights.
+        temporal_embedding_init_std: std of the fresh `temporal_embedding`; `None` = `hidden_size ** -0.5`, the
+            original's init. The tiny preset raises it: a randomly initialised narrow tower otherwise carries too
+            weak a frame-order signal for transcript sorting to take off in a short run.
     """
 
     model_type = "tvtsv2_vision_model"
@@ -46,6 +49,7 @@ class TVTSv2VisionConfig(PreTrainedConfig):
     attention_dropout: float | int = 0.0
     initializer_range: float | int = 0.02
     initializer_factor: float | int = 1.0
+    temporal_embedding_init_std: float | int | None = None
 
     def validate_architecture(self):
         if self.hidden_size % self.num_attention_heads != 0:

@@ -40,6 +40,13 @@ from .configuration_tvtsv2 import TVTSv2Config, TVTSv2TextConfig, TVTSv2VisionCo
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _to_tuple_with_tower_outputs(output: ModelOutput) -> tuple[Any, ...]:
+    # The nested tower outputs become tuples too, as in CLIP.
+    return tuple(
+        output[k].to_tuple() if k in ("text_model_output", "vision_model_output") else output[k] for k in output.keys()
+    )
+
+
 @dataclass
 class TVTSv2Output(ModelOutput):
     r"""Output of [`TVTSv2Model.forward`].
@@ -62,9 +69,7 @@ class TVTSv2Output(ModelOutput):
     vision_model_output: BaseModelOutputWithPooling | None = None
 
     def to_tuple(self) -> tuple[Any, ...]:
-        return tuple(
-            self[k].to_tuple() if k in ("text_model_output", "vision_model_output") else self[k] for k in self.keys()
-        )
+        return _to_tuple_with_tower_outputs(self)
 
 
 @dataclass
@@ -97,9 +102,7 @@ class TVTSv2ForPreTrainingOutput(ModelOutput):
     vision_model_output: BaseModelOutputWithPooling | None = None
 
     def to_tuple(self) -> tuple[Any, ...]:
-        return tuple(
-            self[k].to_tuple() if k in ("text_model_output", "vision_model_output") else self[k] for k in self.keys()
-        )
+        return _to_tuple_with_tower_outputs(self)
 
 
 @dataclass
@@ -566,7 +569,8 @@ class TVTSv2PreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, TVTSv2VisionEmbeddings):
             init.normal_(module.class_embedding, std=module.embed_dim**-0.5 * module.config.initializer_factor)
-            init.normal_(module.temporal_embedding, std=module.embed_dim**-0.5)
+            std = module.config.temporal_embedding_init_std
+            init.normal_(module.temporal_embedding, std=module.embed_dim**-0.5 if std is None else std)
         elif isinstance(module, TVTSv2TextEmbeddings):
             init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
         elif isinstance(module, TVTSv2SortHead):

@@ -893,7 +893,10 @@ def test_activation_and_layer_norm_kinds_follow_the_config():
 def test_fresh_model_init_matches_the_original_for_new_parameters():
     width = 256
     config = tiny_config(
-        vision_config={"hidden_size": width, "intermediate_size": 512, "num_attention_heads": 4, "num_frames": 12}
+        vision_config={
+            "hidden_size": width, "intermediate_size": 512, "num_attention_heads": 4, "num_frames": 12,
+            "temporal_embedding_init_std": None,  # the original's width**-0.5 (the tiny preset overrides it)
+        }
     )
     torch.manual_seed(0)
     model = TVTSv2ForPreTraining(config).eval()
@@ -913,6 +916,11 @@ def test_fresh_model_init_matches_the_original_for_new_parameters():
     std = width**-0.5  # 0.0625; 3072 samples: the sample std is within ~1.3 % (1 sigma) of it
     assert 0.9 * std < temporal.std().item() < 1.1 * std
     assert abs(temporal.mean().item()) < 0.1 * std
+
+    # an explicit temporal_embedding_init_std replaces the default scale
+    config.vision_config.temporal_embedding_init_std = 0.5
+    boosted = TVTSv2ForPreTraining(config).vision_model.embeddings.temporal_embedding
+    assert 0.45 < boosted.std().item() < 0.55
 
     assert torch.count_nonzero(model.sort_head.type_embeddings) == 0
 
