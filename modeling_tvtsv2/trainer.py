@@ -103,6 +103,17 @@ def parse_milestones(spec: str | None, max_steps: int) -> list[int]:
     return sorted(milestones)
 
 
+def check_schedule_supported(schedule: FreezeSchedule, fsdp: bool, deepspeed: bool) -> None:
+    """FSDP and DeepSpeed fix their parameter groups (flat parameters / ZeRO partitions) when they wrap the model:
+    only schedules that never change can be applied (before wrapping). Raise for the others."""
+    if schedule.changes_over_training and (fsdp or deepspeed):
+        backend = "FSDP" if fsdp else "DeepSpeed"
+        raise ValueError(
+            f"freeze schedule '{schedule}' changes over training, which {backend} does not support (it fixes its "
+            "parameter groups when it wraps the model). Use a static schedule (rules without @start:end), or DDP."
+        )
+
+
 class FreezeScheduleCallback(TrainerCallback):
     """Toggles `requires_grad` at step boundaries, after the Trainer wrapped the model (DDP-safe)."""
 
@@ -176,11 +187,7 @@ class TVTSv2Trainer(Trainer):
         # Parameters whose state changes stay trainable until wrapped, then the callback toggles them.
         self.scheduled_parameter_names = ever - always
         if self.scheduled_parameter_names:
-            if self.is_fsdp_enabled or self.is_deepspeed_enabled:
-                raise ValueError(
-                    f"freeze schedule {self.freeze_schedule} changes over training, which FSDP/DeepSpeed do not "
-                    "support (they flatten parameters at wrap time). Use a static schedule (rules without @start:end)."
-                )
+            check_schedule_supported(self.freeze_schedule, self.is_fsdp_enabled, self.is_deepspeed_enabled)
             if self.args.parallel_mode.value == "distributed" and not self.args.ddp_find_unused_parameters:
                 logger.warning("freeze schedule changes over training: setting ddp_find_unused_parameters=True")
                 self.args.ddp_find_unused_parameters = True

@@ -11,7 +11,13 @@ import torch
 
 from modeling_tvtsv2 import TVTSv2Config, TVTSv2ForPreTraining
 from modeling_tvtsv2.freezing import FreezeRule, FreezeSchedule, parameter_in_group
-from modeling_tvtsv2.trainer import TVTSv2Trainer, TVTSv2TrainingArguments, parameter_groups, parse_milestones
+from modeling_tvtsv2.trainer import (
+    TVTSv2Trainer,
+    TVTSv2TrainingArguments,
+    check_schedule_supported,
+    parameter_groups,
+    parse_milestones,
+)
 
 SCRIPT = Path(__file__).parent / "scripts" / "train_synthetic.py"
 # Adam divides every coordinate by its running RMS: coordinates whose true gradient is exactly 0 (e.g. the time
@@ -180,3 +186,13 @@ def test_lr_milestones():
     assert parse_milestones("0.6,0.8", 100) == [60, 80]
     assert parse_milestones("30, 10", 100) == [10, 30]
     assert parse_milestones(None, 100) == []
+
+
+def test_fsdp_and_deepspeed_refuse_schedules_that_change():
+    changing = FreezeSchedule.parse("text_layers<9; backbone@0:500")
+    static = FreezeSchedule.parse("text_layers<9; re:sort_head")
+    for fsdp, deepspeed, name in ((True, False, "FSDP"), (False, True, "DeepSpeed")):
+        with pytest.raises(ValueError, match=name):
+            check_schedule_supported(changing, fsdp=fsdp, deepspeed=deepspeed)
+        check_schedule_supported(static, fsdp=fsdp, deepspeed=deepspeed)
+    check_schedule_supported(changing, fsdp=False, deepspeed=False)  # DDP / single process: fine
