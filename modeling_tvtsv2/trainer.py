@@ -333,6 +333,13 @@ class TVTSv2Trainer(Trainer):
             self.data_collator = train_collator
 
     # -- evaluation ----------------------------------------------------------------------------------------
+    def _gather_eval(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Per-sample tensors from every process, without the samples the distributed sampler duplicated to even
+        out the last batch. A rank whose batch lost samples to decode errors is padded first (those rows are
+        invalid); if that happens in the very last batch, the de-duplication may drop a few real samples."""
+        tensor = self.accelerator.pad_across_processes(tensor, dim=0)
+        return self.accelerator.gather_for_metrics(tensor).cpu()
+
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Sort accuracy and zero-shot retrieval on the held-out split (gathered over every process)."""
         from .metrics import retrieval_metrics, sort_accuracy
@@ -348,23 +355,25 @@ class TVTSv2Trainer(Trainer):
                 batch = self._prepare_inputs(batch)
                 batch.pop("num_skipped", None)
                 loss, outputs = self.compute_loss(model, batch, return_outputs=True)
-                valid = gather_with_grad(outputs.valid.to(torch.uint8)).cpu().bool()
+                gather = self._gather_eval
+                valid = gather(outputs.valid.to(torch.uint8)).bool()
                 if valid.any():
                     losses.append(float(loss))
-                videos.append(gather_with_grad(outputs.video_embeds.float()).cpu()[valid])
-                texts.append(gather_with_grad(outputs.text_embeds.float()).cpu()[valid])
+                videos.append(gather(outputs.video_embeds.float())[valid])
+                texts.append(gather(outputs.text_embeds.float())[valid])
                 if outputs.sort_logits is not None:
                     labels = torch.arange(outputs.sort_logits.shape[1], device=outputs.sort_logits.device)
                     labels = labels.expand(outputs.sort_logits.shape[0], -1).contiguous()
                     labels = batch.get("sort_labels", labels)
-                    sort_logits.append(gather_with_grad(outputs.sort_logits.float()).cpu()[valid])
-                    sort_labels.append(gather_with_grad(labels).cpu()[valid])
+                    sort_logits.append(gather(outputs.sort_logits.float())[valid])
+                    sort_labels.append(gather(labels)[valid])
         metrics: dict[str, float] = {}
         if losses:
             metrics["loss"] = float(np.mean(losses))
         if videos and sum(v.shape[0] for v in videos):
             video = F.normalize(torch.cat(videos), dim=-1)
             text = F.normalize(torch.cat(texts), dim=-1)
+            metrics["num_videos"] = float(video.shape[0])
             retrieval = retrieval_metrics((text @ video.t()).numpy())
             for direction in ("t2v", "v2t"):
                 for key in ("R1", "R5", "R10", "MedR"):
