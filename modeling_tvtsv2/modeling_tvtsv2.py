@@ -773,6 +773,11 @@ class TVTSv2SortHead(nn.Module):
 def contrastive_loss(logits_per_video: torch.Tensor) -> torch.Tensor:
     """Symmetric InfoNCE on a `[N, N]` logit matrix with matches on the diagonal; the two directions are summed
     (the original `NormSoftmaxLoss`)."""
+    if logits_per_video.shape[0] != logits_per_video.shape[1]:
+        raise ValueError(
+            f"the contrastive loss needs one text per video, got {logits_per_video.shape[0]} videos and "
+            f"{logits_per_video.shape[1]} texts"
+        )
     targets = torch.arange(logits_per_video.shape[0], device=logits_per_video.device)
     return F.cross_entropy(logits_per_video, targets) + F.cross_entropy(logits_per_video.t(), targets)
 
@@ -858,6 +863,10 @@ class TVTSv2Model(TVTSv2PreTrainedModel):
     def _encode_pair(self, input_ids, pixel_values_videos, attention_mask, keep_indices, interpolate_pos_encoding, kwargs):
         if input_ids is None or pixel_values_videos is None:
             raise ValueError("Both input_ids and pixel_values_videos are required")
+        if input_ids.dim() == 3 and input_ids.shape[0] != pixel_values_videos.shape[0]:
+            raise ValueError(
+                f"input_ids [B, K, L] has B={input_ids.shape[0]} but there are {pixel_values_videos.shape[0]} videos"
+            )
         vision_outputs = self.get_video_features(
             pixel_values_videos=pixel_values_videos,
             keep_indices=keep_indices,
@@ -868,11 +877,6 @@ class TVTSv2Model(TVTSv2PreTrainedModel):
         per_text = text_outputs.pooler_output
         # K transcripts per video: the video-text embedding is the mean of the unnormalised text embeddings.
         text_embeds = per_text.mean(dim=1) if input_ids.dim() == 3 else per_text
-        if input_ids.shape[0] != vision_outputs.pooler_output.shape[0] and input_ids.dim() == 3:
-            raise ValueError(
-                f"input_ids [B, K, L] has B={input_ids.shape[0]} but there are "
-                f"{vision_outputs.pooler_output.shape[0]} videos"
-            )
         return vision_outputs, text_outputs, per_text, text_embeds
 
     @can_return_tuple
