@@ -778,6 +778,19 @@ def _normalise_corpora(corpora, ratio):
     return names, datasets_, weights
 
 
+def _init_mixing(mixer, corpora, batch_size, ratio, world_size, gradient_accumulation_steps, num_reserve, seed):
+    """The schedule state shared by the map-style and the streaming mixer."""
+    mixer.names, mixer.corpora, mixer.weights = _normalise_corpora(corpora, ratio)
+    mixer.batch_size = batch_size
+    mixer.world_size = world_size or _env_world_size()
+    mixer.gradient_accumulation_steps = gradient_accumulation_steps
+    mixer.num_reserve = num_reserve
+    mixer.seed = seed
+    mixer.epoch = 0
+    mixer.pattern = _weighted_pattern(mixer.names, mixer.weights)
+    mixer.groups_per_step = mixer.world_size * mixer.gradient_accumulation_steps
+
+
 class MixedCorpusBatchDataset(torch.utils.data.Dataset):
     """Map-style dataset whose items are whole per-device batches ("groups") drawn from one corpus each.
 
@@ -813,19 +826,11 @@ class MixedCorpusBatchDataset(torch.utils.data.Dataset):
         num_reserve: int = 2,
         seed: int = 0,
     ):
-        self.names, self.corpora, self.weights = _normalise_corpora(corpora, ratio)
-        self.kinds = [corpus_kind(corpus) for corpus in self.corpora]
-        self.sizes = [len(corpus) for corpus in self.corpora]
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        self.batch_size = batch_size
-        self.world_size = world_size or _env_world_size()
-        self.gradient_accumulation_steps = gradient_accumulation_steps
-        self.num_reserve = num_reserve
-        self.seed = seed
-        self.epoch = 0
-        self.pattern = _weighted_pattern(self.names, self.weights)
-        self.groups_per_step = self.world_size * self.gradient_accumulation_steps
+        _init_mixing(self, corpora, batch_size, ratio, world_size, gradient_accumulation_steps, num_reserve, seed)
+        self.kinds = [corpus_kind(corpus) for corpus in self.corpora]
+        self.sizes = [len(corpus) for corpus in self.corpora]
         primary_steps = self.sizes[0] // (self.batch_size * self.groups_per_step)
         self.rounds = primary_steps // self.weights[0]
         if self.rounds == 0:
@@ -960,15 +965,8 @@ class MixedCorpusBatchStream(torch.utils.data.IterableDataset):
         seed: int = 0,
         kinds: Sequence[CorpusKind] | None = None,
     ):
-        self.names, self.corpora, self.weights = _normalise_corpora(corpora, ratio)
+        _init_mixing(self, corpora, batch_size, ratio, world_size, gradient_accumulation_steps, num_reserve, seed)
         self.kinds = list(kinds) if kinds is not None else [corpus_kind(c) for c in self.corpora]
-        self.batch_size = batch_size
-        self.world_size = world_size or _env_world_size()
-        self.gradient_accumulation_steps = gradient_accumulation_steps
-        self.num_reserve = num_reserve
-        self.seed = seed
-        self.epoch = 0
-        self.pattern = _weighted_pattern(self.names, self.weights)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
