@@ -83,16 +83,19 @@ class DataArguments:
 
 
 def parse_arguments(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, TVTSv2TrainingArguments]:
-    """Parse the command line; without `--output_dir` the demo defaults are used."""
-    argv = list(argv) if argv is not None else None
+    """Parse the command line (or a single JSON recipe). Flags not given get the defaults below; without
+    `--transcript_dataset` (the demo) the demo's learning rates, epochs and schedule are used too."""
     import sys
 
     args = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser((ModelArguments, DataArguments, TVTSv2TrainingArguments))
     if len(args) == 1 and args[0].endswith(".json"):
-        return HfArgumentParser((ModelArguments, DataArguments, TVTSv2TrainingArguments)).parse_json_file(args[0])
-    demo = not any(a == "--transcript_dataset" or a.startswith("--transcript_dataset=") for a in args)
-    defaults = dict(DEMO_DEFAULTS) if demo else {}
-    defaults.update({
+        return parser.parse_json_file(args[0])
+
+    def given(flag: str) -> bool:
+        return any(a == flag or a.startswith(flag + "=") for a in args)
+
+    defaults = {
         "--output_dir": DEMO_OUTPUT_DIR,
         "--learning_rate": "1e-4",
         "--adam_epsilon": "1e-6",
@@ -103,13 +106,14 @@ def parse_arguments(argv: list[str] | None = None) -> tuple[ModelArguments, Data
         "--logging_steps": "10",
         "--save_strategy": "no",
         "--report_to": "none",
-    } | ({k: v for k, v in DEMO_DEFAULTS.items()} if demo else {}))
-    if any(a.startswith("--max_steps") for a in args):
+    }
+    if not given("--transcript_dataset"):
+        defaults.update(DEMO_DEFAULTS)
+    if given("--max_steps"):
         defaults.pop("--num_train_epochs", None)
-    for key, value in defaults.items():
-        if not any(a == key or a.startswith(key + "=") for a in args):
-            args = [key, value, *args]
-    parser = HfArgumentParser((ModelArguments, DataArguments, TVTSv2TrainingArguments))
+    for flag, value in defaults.items():
+        if not given(flag):
+            args = [flag, value, *args]
     return parser.parse_args_into_dataclasses(args)
 
 

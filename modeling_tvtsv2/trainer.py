@@ -93,6 +93,14 @@ def parameter_groups(
     ]
 
 
+def _sort_labels(inputs: dict[str, Any], sort_logits: torch.Tensor) -> torch.Tensor:
+    """The batch's `sort_labels`, or the chronological order `0..K-1` (the model's default)."""
+    labels = inputs.get("sort_labels")
+    if labels is None:
+        labels = torch.arange(sort_logits.shape[1], device=sort_logits.device).expand(sort_logits.shape[0], -1)
+    return labels.contiguous()
+
+
 def parse_milestones(spec: str | None, max_steps: int) -> list[int]:
     if not spec:
         return []
@@ -264,10 +272,7 @@ class TVTSv2Trainer(Trainer):
         loss = contrastive
         sort_loss = None
         if outputs.sort_logits is not None:
-            labels = inputs.get("sort_labels")
-            if labels is None:
-                labels = torch.arange(outputs.sort_logits.shape[1], device=logits.device)
-                labels = labels.expand(outputs.sort_logits.shape[0], -1)
+            labels = _sort_labels(inputs, outputs.sort_logits)
             sort_loss = F.cross_entropy(
                 outputs.sort_logits.reshape(-1, outputs.sort_logits.shape[-1]), labels.reshape(-1)
             )
@@ -362,9 +367,7 @@ class TVTSv2Trainer(Trainer):
                 videos.append(gather(outputs.video_embeds.float())[valid])
                 texts.append(gather(outputs.text_embeds.float())[valid])
                 if outputs.sort_logits is not None:
-                    labels = torch.arange(outputs.sort_logits.shape[1], device=outputs.sort_logits.device)
-                    labels = labels.expand(outputs.sort_logits.shape[0], -1).contiguous()
-                    labels = batch.get("sort_labels", labels)
+                    labels = _sort_labels(batch, outputs.sort_logits)
                     sort_logits.append(gather(outputs.sort_logits.float())[valid])
                     sort_labels.append(gather(labels)[valid])
         metrics: dict[str, float] = {}
