@@ -35,6 +35,10 @@ __version__ = "0.1.0"
 
 AutoConfig.register(TVTSv2Config.model_type, TVTSv2Config, exist_ok=True)
 AutoModel.register(TVTSv2Config, TVTSv2Model, exist_ok=True)
+AutoConfig.register(TVTSv2VisionConfig.model_type, TVTSv2VisionConfig, exist_ok=True)
+AutoModel.register(TVTSv2VisionConfig, TVTSv2VisionModel, exist_ok=True)
+AutoConfig.register(TVTSv2TextConfig.model_type, TVTSv2TextConfig, exist_ok=True)
+AutoModel.register(TVTSv2TextConfig, TVTSv2TextModel, exist_ok=True)
 AutoModelForPreTraining.register(TVTSv2Config, TVTSv2ForPreTraining, exist_ok=True)
 AutoVideoProcessor.register(TVTSv2Config, TVTSv2VideoProcessor, exist_ok=True)
 AutoTokenizer.register(TVTSv2Config, fast_tokenizer_class=CLIPTokenizer, exist_ok=True)

@@ -126,6 +126,8 @@ class TVTSv2Config(PreTrainedConfig):
             H/14: 0.7). The model itself only sees `keep_indices`.
         num_frozen_text_layers: shallow text blocks frozen by the default ("degradation-free") recipe: 9 of 12 (B),
             18 of 24 (H).
+        return_loss: default of `TVTSv2ForPreTraining.forward(return_loss=None)`. `True` (training); set `False`
+            for a pre-training graph without the losses (export, feature extraction).
     """
 
     model_type = "tvtsv2"
@@ -146,6 +148,7 @@ class TVTSv2Config(PreTrainedConfig):
     pretraining_mask_ratio: float | int = 0.0
     num_frozen_text_layers: int = 9
     initializer_factor: float | int = 1.0
+    return_loss: bool = True
 
     def validate_architecture(self):
         if self.sort_head_video_tokens not in SORT_HEAD_VIDEO_TOKENS:

@@ -23,6 +23,8 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
+from transformers.conversion_mapping import register_checkpoint_conversion_mapping
+from transformers.core_model_loading import PrefixChange
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
@@ -590,6 +592,8 @@ class TVTSv2VisionModel(TVTSv2PreTrainedModel):
     config: TVTSv2VisionConfig
     main_input_name = "pixel_values_videos"
     input_modalities = ("video",)
+    # Loading the tower from a full TVTSv2 checkpoint: the other parts are expected extras.
+    _keys_to_ignore_on_load_unexpected = [r"^text_model\.", r"^sort_head\.", r"_projection\.", r"^logit_scale"]
     _input_embed_layer = "patch_embedding"
     _can_record_outputs = {
         "hidden_states": TVTSv2VisionLayer,
@@ -620,6 +624,13 @@ class TVTSv2VisionModel(TVTSv2PreTrainedModel):
                 "pixel_values_videos must be [batch, frames, channels, height, width] (or [batch, channels, height, "
                 f"width] for images), got shape {tuple(pixel_values_videos.shape)}"
             )
+        if not pixel_values_videos.is_floating_point():
+            raise ValueError(
+                f"pixel_values_videos must be float normalised pixels (what TVTSv2VideoProcessor returns), got "
+                f"{pixel_values_videos.dtype}; run the processor on raw {pixel_values_videos.dtype} frames first"
+            )
+        if pixel_values_videos.shape[1] == 0:
+            raise ValueError("pixel_values_videos has 0 frames; a video needs at least one frame")
         if pixel_values_videos.shape[2] != self.config.num_channels:
             raise ValueError(
                 f"pixel_values_videos has {pixel_values_videos.shape[2]} channels at dim 2, expected "
@@ -682,6 +693,7 @@ class TVTSv2TextModel(TVTSv2PreTrainedModel):
 
     config: TVTSv2TextConfig
     input_modalities = ("text",)
+    _keys_to_ignore_on_load_unexpected = [r"^vision_model\.", r"^sort_head\.", r"_projection\.", r"^logit_scale"]
     _input_embed_layer = "token_embedding"
     _can_record_outputs = {"hidden_states": TVTSv2TextLayer, "attentions": TVTSv2Attention}
 
@@ -697,6 +709,22 @@ class TVTSv2TextModel(TVTSv2PreTrainedModel):
 
     def get_input_embeddings(self) -> nn.Module:
         return self.embeddings.token_embedding
+
+    def _check_token_ids(self, input_ids: torch.Tensor) -> None:
+        """Refuse ids outside the vocabulary (the embedding lookup would raise an IndexError, or a device-side
+        assert on CUDA). One min/max reduction; on an accelerator reading it synchronises once per text forward,
+        negligible next to the forward itself. Skipped while compiling so the graph has no data-dependent branch."""
+        if input_ids.is_floating_point() or input_ids.dtype == torch.bool:
+            raise ValueError(f"input_ids must be an integer tensor, got {input_ids.dtype}")
+        if torch.compiler.is_compiling() or input_ids.numel() == 0:
+            return
+        vocab_size = self.embeddings.token_embedding.num_embeddings
+        low, high = torch.aminmax(input_ids)
+        if low.item() < 0 or high.item() >= vocab_size:
+            raise ValueError(
+                f"input_ids must lie in [0, {vocab_size}) (the text vocabulary), got values in "
+                f"[{low.item()}, {high.item()}]; was the text tokenized with this model's tokenizer?"
+            )
 
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.embeddings.token_embedding = value
@@ -719,6 +747,7 @@ class TVTSv2TextModel(TVTSv2PreTrainedModel):
             raise ValueError("You have to specify input_ids")
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be [batch, length], got shape {tuple(input_ids.shape)}")
+        self._check_token_ids(input_ids)
         hidden_states = self.embeddings(input_ids)
         causal_mask = create_causal_mask(
             config=self.config, inputs_embeds=hidden_states, attention_mask=None, cache=None
@@ -917,6 +946,8 @@ class TVTSv2Model(TVTSv2PreTrainedModel):
 class TVTSv2ForPreTraining(TVTSv2Model):
     """TVTSv2 with the transcript-sorting head: contrastive loss + `sort_loss_weight` × sorting cross-entropy."""
 
+    main_input_name = "input_ids"  # the first argument of `forward`, as in TVTSv2Model
+
     _keys_to_ignore_on_load_unexpected = None
 
     def __init__(self, config: TVTSv2Config):
@@ -936,21 +967,27 @@ class TVTSv2ForPreTraining(TVTSv2Model):
     @can_return_tuple
     def forward(
         self,
-        pixel_values_videos: torch.Tensor | None = None,
         input_ids: torch.Tensor | None = None,
+        pixel_values_videos: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         keep_indices: torch.Tensor | None = None,
         sort_labels: torch.Tensor | None = None,
-        return_loss: bool | None = True,
+        return_loss: bool | None = None,
         interpolate_pos_encoding: bool = False,
         **kwargs: Unpack[TransformersKwargs],
     ) -> TVTSv2ForPreTrainingOutput:
         r"""
+        Same positional order as [`TVTSv2Model.forward`], plus `sort_labels` before `return_loss`.
+
         Args:
             input_ids: `[B, K, L]` transcripts in chronological order (or `[B, L]` captions: no sort loss).
+            pixel_values_videos: `[B, T, 3, H, W]` normalised frames.
+            attention_mask / keep_indices: as in [`TVTSv2Model.forward`].
             sort_labels: `[B, K]` chronological index of each transcript; defaults to `0..K-1`.
-            return_loss: compute the losses.
+            return_loss: compute the losses; `None` uses `config.return_loss` (default `True`).
         """
+        if return_loss is None:
+            return_loss = self.config.return_loss
         vision_outputs, text_outputs, per_text, text_embeds = self._encode_pair(
             input_ids, pixel_values_videos, attention_mask, keep_indices, interpolate_pos_encoding, kwargs
         )
@@ -997,6 +1034,14 @@ class TVTSv2ForPreTraining(TVTSv2Model):
             text_model_output=text_outputs,
             vision_model_output=vision_outputs,
         )
+
+
+# A tower loads from a full TVTSv2 checkpoint (keys `vision_model.*` / `text_model.*`) by dropping that prefix, as
+# transformers does for CLIP's towers; the reverse transform makes a saved tower use the same prefixed keys.
+register_checkpoint_conversion_mapping(
+    "TVTSv2VisionModel", [PrefixChange(prefix_to_remove="vision_model")], overwrite=True
+)
+register_checkpoint_conversion_mapping("TVTSv2TextModel", [PrefixChange(prefix_to_remove="text_model")], overwrite=True)
 
 
 __all__ = [
