@@ -30,11 +30,17 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.processing_utils import Unpack
-from transformers.utils import ModelOutput, TransformersKwargs
+from transformers.utils import ModelOutput, TransformersKwargs, is_torch_flex_attn_available
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_tvtsv2 import TVTSv2Config, TVTSv2TextConfig, TVTSv2VisionConfig
+
+
+if is_torch_flex_attn_available():
+    from torch.nn.attention.flex_attention import BlockMask, create_block_mask
+else:  # torch < 2.5: the flex_attention implementation is unavailable, the others work
+    BlockMask = Any
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -236,8 +242,15 @@ class TVTSv2DividedAttention(nn.Module):
     * A patch query attends to CLS plus its group: the patches of its own frame (`mode="space"`) or the tokens at
       its own spatial position in every frame (`mode="time"`).
 
-    Projections are computed once for the whole sequence; the grouping is pure reshaping, so both the eager and the
-    SDPA/flash kernels see ordinary dense attention problems.
+    Two ways to run it, same numbers:
+    * eager / SDPA / flash: two dense attention calls, the CLS query over everything and the patch queries over CLS +
+      their group (groups become batch entries by reshaping);
+    * `flex_attention`: one block-sparse call over the whole sequence with the mask of `divided_attention_block_mask`
+      (built once per forward by the vision model). The time half first reorders the patches position-major so
+      that each group is contiguous, which keeps the mask block-sparse.
+
+    q/k/v come from one GEMM over the concatenated `q_proj`/`k_proj`/`v_proj` weights when all three are plain
+    `nn.Linear` layers (checkpoint keys and LoRA targets unchanged; wrapped layers, e.g. LoRA, run one by one).
     """
 
     def __init__(self, config: TVTSv2VisionConfig, mode: str):
@@ -274,24 +287,65 @@ class TVTSv2DividedAttention(nn.Module):
             patches = patches.permute(0, 2, 3, 1, 4).reshape(batch * per_frame, self.num_heads, frames, self.head_dim)
         return patches
 
+    def _project_qkv(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        # Fuse only plain, materialised Linear layers: adapters (LoRA) add their own term in their forward, and
+        # DeepSpeed ZeRO-3 (`ds_id`) gathers a weight only when its own module runs.
+        if all(type(p) is nn.Linear and p.bias is not None and not hasattr(p.weight, "ds_id") for p in projections):
+            weight = torch.cat([p.weight for p in projections])
+            bias = torch.cat([p.bias for p in projections])
+            return F.linear(hidden_states, weight, bias).chunk(3, dim=-1)
+        return tuple(p(hidden_states) for p in projections)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:  # [B, L, H·d] -> [B, heads, L, d]
+        return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
+
     def forward(
-        self, hidden_states: torch.Tensor, num_frames: int, **kwargs: Unpack[TransformersKwargs]
+        self,
+        hidden_states: torch.Tensor,
+        num_frames: int,
+        block_masks: "dict[str, BlockMask] | None" = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
-        batch, seq_len, _ = hidden_states.shape
-        per_frame = (seq_len - 1) // num_frames
-        num_groups = num_frames if self.mode == "space" else per_frame
-
-        queries = self.q_proj(hidden_states)
-        keys = self.k_proj(hidden_states)
-        values = self.v_proj(hidden_states)
-
+        """`block_masks` (`{"time": ..., "space": ...}` from `divided_attention_block_mask`, built by the vision model
+        for `attn_implementation="flex_attention"` only) selects the single-call block-sparse path."""
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
         dropout = 0.0 if not self.training else self.dropout
+        if block_masks is not None:
+            return self._forward_block_sparse(
+                hidden_states, num_frames, block_masks[self.mode], attention_interface, dropout, kwargs
+            )
+        return self._forward_grouped(hidden_states, num_frames, attention_interface, dropout, kwargs)
 
-        def heads(x: torch.Tensor) -> torch.Tensor:  # [B, L, H·d] -> [B, heads, L, d]
-            return x.view(batch, x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
+    def _forward_block_sparse(self, hidden_states, num_frames, block_mask, attention_interface, dropout, kwargs):
+        batch, seq_len, _ = hidden_states.shape
+        per_frame = (seq_len - 1) // num_frames
+        if self.mode == "time":  # frame-major -> position-major: each position's T tokens become contiguous
+            hidden_states = _swap_patch_order(hidden_states, num_frames, per_frame)
+        queries, keys, values = self._project_qkv(hidden_states)
+        attn_output, _ = attention_interface(
+            self,
+            self._heads(queries),
+            self._heads(keys),
+            self._heads(values),
+            block_mask,
+            scaling=self.scale,
+            dropout=dropout,
+            **kwargs,
+        )
+        attn_output = attn_output.reshape(batch, seq_len, self.embed_dim)
+        if self.mode == "time":
+            attn_output = _swap_patch_order(attn_output, per_frame, num_frames)
+        return self.out_proj(attn_output), None
+
+    def _forward_grouped(self, hidden_states, num_frames, attention_interface, dropout, kwargs):
+        batch, seq_len, _ = hidden_states.shape
+        per_frame = (seq_len - 1) // num_frames
+        num_groups = num_frames if self.mode == "space" else per_frame
+        queries, keys, values = self._project_qkv(hidden_states)
+        heads = self._heads
 
         # CLS query over the whole sequence.
         cls_output, cls_weights = attention_interface(
@@ -325,6 +379,27 @@ class TVTSv2DividedAttention(nn.Module):
         attn_output = self.out_proj(attn_output)
         weights = (cls_weights, patch_weights) if cls_weights is not None else None
         return attn_output, weights
+
+
+def _swap_patch_order(hidden_states: torch.Tensor, outer: int, inner: int) -> torch.Tensor:
+    """`[B, 1 + outer·inner, D]` with patches ordered (outer, inner) → ordered (inner, outer); CLS stays first."""
+    patches = hidden_states[:, 1:].unflatten(1, (outer, inner)).transpose(1, 2).flatten(1, 2)
+    return torch.cat([hidden_states[:, :1], patches], dim=1)
+
+
+def divided_attention_block_mask(group_size: int, seq_len: int, device: torch.device | str) -> "BlockMask":
+    """FlexAttention mask of one divided-attention half over `[CLS, groups of group_size contiguous tokens]`:
+    CLS attends to every token, every token attends to CLS and to its own group. Space attention: groups are frames
+    (frame-major order, `group_size = n`); time attention: groups are spatial positions (position-major order,
+    `group_size = T`)."""
+
+    def mask_mod(batch_idx, head_idx, q_idx, kv_idx):
+        same_group = torch.div(q_idx - 1, group_size, rounding_mode="floor") == torch.div(
+            kv_idx - 1, group_size, rounding_mode="floor"
+        )
+        return (q_idx == 0) | (kv_idx == 0) | same_group
+
+    return create_block_mask(mask_mod, B=None, H=None, Q_LEN=seq_len, KV_LEN=seq_len, device=device)
 
 
 class TVTSv2MLP(nn.Module):
@@ -370,6 +445,7 @@ class TVTSv2VisionLayer(GradientCheckpointingLayer):
     def forward(
         self, hidden_states: torch.Tensor, num_frames: int, **kwargs: Unpack[TransformersKwargs]
     ) -> torch.Tensor:
+        # kwargs may carry `block_masks` (flex_attention): each attention picks its own.
         temporal, _ = self.temporal_attn(self.temporal_layer_norm(hidden_states), num_frames, **kwargs)
         spatial, _ = self.self_attn(self.layer_norm1(hidden_states + temporal), num_frames, **kwargs)
         hidden_states = hidden_states + spatial
@@ -659,6 +735,29 @@ class TVTSv2VisionModel(TVTSv2PreTrainedModel):
             keep_indices = keep_indices.long()
         return pixel_values_videos, keep_indices
 
+    def _block_masks(self, num_frames: int, seq_len: int, device: torch.device) -> "dict[str, BlockMask] | None":
+        """The divided attention's FlexAttention masks for `attn_implementation="flex_attention"`, else None. They
+        depend only on static shapes (T, tokens per frame), so eager calls reuse them; under `torch.compile` they are
+        built in the graph (no Python state to guard on)."""
+        if self.config._attn_implementation != "flex_attention":
+            return None
+        per_frame = (seq_len - 1) // num_frames
+
+        def build() -> dict[str, BlockMask]:
+            return {
+                "time": divided_attention_block_mask(num_frames, seq_len, device),
+                "space": divided_attention_block_mask(per_frame, seq_len, device),
+            }
+
+        if torch.compiler.is_compiling():
+            return build()
+        key = (num_frames, seq_len, str(device))
+        cache = self.__dict__.setdefault("_block_mask_cache", {})
+        if key not in cache:
+            cache.clear()  # one mask ratio at a time is the common case; keeps memory bounded
+            cache[key] = build()
+        return cache[key]
+
     @merge_with_config_defaults
     @capture_outputs(tie_last_hidden_states=False)
     def forward(
@@ -681,8 +780,9 @@ class TVTSv2VisionModel(TVTSv2PreTrainedModel):
         num_frames = pixel_values_videos.shape[1]
         hidden_states = self.embeddings(pixel_values_videos, keep_indices, interpolate_pos_encoding)
         hidden_states = self.pre_layrnorm(hidden_states)
+        block_masks = self._block_masks(num_frames, hidden_states.shape[1], hidden_states.device)
         for layer in self.encoder.layers:
-            hidden_states = layer(hidden_states, num_frames, **kwargs)
+            hidden_states = layer(hidden_states, num_frames, block_masks=block_masks, **kwargs)
         return TVTSv2VisionModelOutput(
             last_hidden_state=hidden_states, pooler_output=self.post_layernorm(hidden_states[:, 0])
         )
@@ -1054,4 +1154,5 @@ __all__ = [
     "TVTSv2VisionModel",
     "TVTSv2VisionModelOutput",
     "contrastive_loss",
+    "divided_attention_block_mask",
 ]
