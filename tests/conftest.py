@@ -42,3 +42,7 @@ def converted_original(tmp_path_factory) -> dict[str, Path]:
         argv += ["--output", str(folders[name]), *ORIGINAL_TINY_CONVERT_ARGS]
         assert main(argv) == 0, f"tvtsv2 convert failed for the {name} checkpoint"
     return folders
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: compiles or runs long (> ~20 s on the 2-core box); -m 'not slow' skips")
