@@ -38,6 +38,7 @@ ATTN_OF = {"eager": "eager", "sdpa": "sdpa", "flex": "flex_attention", "sdpa+com
            "flex+compile": "flex_attention", "einsum": "eager"}  # fmt: skip
 # The issue's reference counts (GFLOP, forward, one B/16 12x224² video, incl. projecting every token).
 ISSUE_B16_GFLOP = {0.0: 556, 0.5: 275}
+WARMUP_SECONDS_PER_LAYER: dict[str, float] = {}  # slowest warm-up seen per implementation (compile-time estimate)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -193,7 +194,7 @@ def synchronize(device):
         torch.cuda.synchronize()
 
 
-def measure_setting(args, preset, mode, mask_ratio, implementations, log):
+def measure_setting(args, preset, mode, mask_ratio, implementations, log, deadline=math.inf):
     device = torch.device(args.device)
     config = TVTSv2Config.from_preset(preset)
     vision = config.vision_config
@@ -215,6 +216,12 @@ def measure_setting(args, preset, mode, mask_ratio, implementations, log):
         if name.startswith("flex") and mode == "train" and device.type != "cuda":
             results[name] = {"skipped": "FlexAttention has no CPU backward"}
             continue
+        # Warm-ups compile: skip one that would likely end past the deadline (estimate: the slowest warm-up so
+        # far, scaled by depth; compile time grows with the number of layers).
+        estimate = WARMUP_SECONDS_PER_LAYER.get(name, 0.0) * vision.num_hidden_layers
+        if time.perf_counter() + estimate > deadline:
+            results[name] = {"skipped": f"time budget (warm-up estimated at {estimate:.0f} s)"}
+            continue
         try:
             runner = Runner(name, base, projection, mode, args.autocast_dtype)
             start = time.perf_counter()
@@ -222,7 +229,10 @@ def measure_setting(args, preset, mode, mask_ratio, implementations, log):
                 runner.step(pixels, keep)
             synchronize(device)
             runners.append(runner)
-            results[name] = {"warmup_s": round(time.perf_counter() - start, 2), "times": [], "peak_gib": None}
+            warmup = time.perf_counter() - start
+            per_layer = warmup / vision.num_hidden_layers
+            WARMUP_SECONDS_PER_LAYER[name] = max(WARMUP_SECONDS_PER_LAYER.get(name, 0.0), per_layer)
+            results[name] = {"warmup_s": round(warmup, 2), "times": [], "peak_gib": None}
         except torch.OutOfMemoryError:
             results[name] = {"skipped": "out of memory"}
             torch.cuda.empty_cache()
@@ -298,6 +308,9 @@ def main() -> None:
                         help="peak for MFU; default 989 on CUDA (H100/H200 dense bf16)")
     parser.add_argument("--budget-s", "--budget_s", type=float, default=None,
                         help="start no new setting after this many seconds (default 300 on CUDA)")
+    parser.add_argument("--limit-s", "--limit_s", type=float, default=None,
+                        help="skip a warm-up (compilation) likely to end after this many seconds (default 420 on "
+                        "CUDA, so that the whole run stays under 8 minutes)")
     parser.add_argument("--output", default=None, help="JSON result file")
     args = parser.parse_args()
 
@@ -307,6 +320,7 @@ def main() -> None:
     if args.peak_tflops is None and device.type == "cuda":
         args.peak_tflops = 989.0
     budget = args.budget_s if args.budget_s is not None else (300.0 if device.type == "cuda" else math.inf)
+    hard_limit = args.limit_s if args.limit_s is not None else (420.0 if device.type == "cuda" else math.inf)
     if args.implementations:
         implementations = [name.strip() for name in args.implementations.split(",")]
         unknown = set(implementations) - set(ALL_IMPLEMENTATIONS)
@@ -343,7 +357,7 @@ def main() -> None:
             skipped.append([preset, mode, mask_ratio])
             log(f"{preset} {mode} mask {mask_ratio}: not run (time budget {budget:.0f} s spent)")
             continue
-        settings.append(measure_setting(args, preset, mode, mask_ratio, implementations, log))
+        settings.append(measure_setting(args, preset, mode, mask_ratio, implementations, log, started + hard_limit))
         if args.output:  # write as we go: a timeout still leaves the finished settings
             write_json(args, settings, skipped, autocast, flop_check, started)
     if args.output:
