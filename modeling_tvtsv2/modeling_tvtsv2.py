@@ -289,9 +289,7 @@ class TVTSv2DividedAttention(nn.Module):
 
     def _project_qkv(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         projections = (self.q_proj, self.k_proj, self.v_proj)
-        # Fuse only plain, materialised Linear layers: adapters (LoRA) add their own term in their forward, and
-        # DeepSpeed ZeRO-3 (`ds_id`) gathers a weight only when its own module runs.
-        if all(type(p) is nn.Linear and p.bias is not None and not hasattr(p.weight, "ds_id") for p in projections):
+        if all(_is_plain_linear(p) for p in projections):
             weight = torch.cat([p.weight for p in projections])
             bias = torch.cat([p.bias for p in projections])
             return F.linear(hidden_states, weight, bias).chunk(3, dim=-1)
@@ -379,6 +377,20 @@ class TVTSv2DividedAttention(nn.Module):
         attn_output = self.out_proj(attn_output)
         weights = (cls_weights, patch_weights) if cls_weights is not None else None
         return attn_output, weights
+
+
+def _is_plain_linear(layer: nn.Module) -> bool:
+    """True when reading `layer.weight`/`bias` directly computes what `layer(x)` would: a plain `nn.Linear` without
+    hooks. Not so for adapters (LoRA adds its own term), accelerate's offload hooks (`_hf_hook` moves the weights in),
+    DeepSpeed ZeRO-3 (`ds_id`: the weight is gathered only when its own module runs) or user forward hooks."""
+    return (
+        type(layer) is nn.Linear
+        and layer.bias is not None
+        and not hasattr(layer.weight, "ds_id")
+        and not hasattr(layer, "_hf_hook")
+        and not layer._forward_hooks
+        and not layer._forward_pre_hooks
+    )
 
 
 def _swap_patch_order(hidden_states: torch.Tensor, outer: int, inner: int) -> torch.Tensor:

@@ -110,6 +110,12 @@ def test_fused_qkv_projection_equals_separate_projections_and_wrapped_layers_run
         torch.testing.assert_close(run_tower(model, pixels, keep), expected_output, **FP32_TOL)
         assert CountingLinear.calls == 1
 
+        # A forward hook on a projection (feature probing, offloading) must still see its call.
+        seen = []
+        attention.k_proj.register_forward_hook(lambda module, args, output: seen.append(output.shape))
+        torch.testing.assert_close(run_tower(model, pixels, keep), expected_output, **FP32_TOL)
+        assert len(seen) == 1
+
 
 @pytest.mark.parametrize("implementation", ["eager", "sdpa"])
 def test_bf16_autocast_stays_close_to_fp32(converted_original, original_reference, implementation):
