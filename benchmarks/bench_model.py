@@ -163,6 +163,13 @@ class Runner:
             params = list(self.model.parameters()) + list(self.projection.parameters())
             self.optimizer = torch.optim.AdamW(params, lr=lr, fused=pixels_device_is_cuda(base_model))
 
+    def state_gib(self) -> float:
+        """Weights (+ gradients and AdamW moments when training) of this runner's model and projection."""
+        tensors = list(self.model.parameters()) + list(self.projection.parameters())
+        if self.optimizer is not None:
+            tensors += [t for state in self.optimizer.state.values() for t in state.values() if torch.is_tensor(t)]
+        return sum(t.numel() * t.element_size() for t in tensors) / 2**30
+
     def hidden(self, pixels, keep):
         out = self.forward(pixel_values_videos=pixels, keep_indices=keep)
         return out if torch.is_tensor(out) else out.last_hidden_state
@@ -201,6 +208,11 @@ def measure_setting(args, preset, mode, mask_ratio, implementations, log, deadli
     batch = args.batch if args.batch else (8 if args.tiny else {"b16": 32, "h14": 16}.get(preset, 16))
     torch.manual_seed(0)
     base = TVTSv2VisionModel(vision).to(device)
+    with torch.no_grad():  # the fresh time attention is exactly 0 (zero q/k/v): make it count in the output check
+        for layer in base.encoder.layers:
+            time_attention = layer.temporal_attn
+            for linear in (time_attention.q_proj, time_attention.k_proj, time_attention.v_proj):
+                linear.weight.normal_(std=vision.hidden_size**-0.5)
     projection = torch.nn.Linear(vision.hidden_size, config.projection_dim, bias=False).to(device)
     pixels = torch.randn(batch, args.frames, 3, vision.image_size, vision.image_size, device=device)
     n_keep = kept_patches(vision.num_patches, mask_ratio)
@@ -211,7 +223,7 @@ def measure_setting(args, preset, mode, mask_ratio, implementations, log, deadli
     flops = video_tower_flops(vision, config.projection_dim, args.frames, mask_ratio, mode == "train")
     flops_per_video = flops * (3 if mode == "train" else 1)  # backward = 2 × forward
 
-    runners, results = [], {}
+    runners, results, outputs = [], {}, {}
     for name in implementations:
         if name.startswith("flex") and mode == "train" and device.type != "cuda":
             results[name] = {"skipped": "FlexAttention has no CPU backward"}
@@ -225,9 +237,11 @@ def measure_setting(args, preset, mode, mask_ratio, implementations, log, deadli
         try:
             runner = Runner(name, base, projection, mode, args.autocast_dtype)
             start = time.perf_counter()
-            for _ in range(args.warmup):  # compiles here
-                runner.step(pixels, keep)
+            for _ in range(max(1, args.warmup)):  # compiles here
+                output = runner.step(pixels, keep)
             synchronize(device)
+            if mode == "infer":  # same weights everywhere: a broken fast path must not pass as a fast one
+                outputs[name] = output.float().clone()
             runners.append(runner)
             warmup = time.perf_counter() - start
             per_layer = warmup / vision.num_hidden_layers
@@ -240,17 +254,31 @@ def measure_setting(args, preset, mode, mask_ratio, implementations, log, deadli
             results[name] = {"skipped": f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"}
 
     for _ in range(args.repeats):  # interleaved: every implementation once per round
-        for runner in runners:
+        for runner in list(runners):
+            result = results[runner.name]
             if device.type == "cuda":
+                # Every runner's weights and optimizer state stay resident: count this step's own memory on top of
+                # what was allocated before it, and add this runner's state (`state_gib`) for a one-model figure.
+                before = torch.cuda.memory_allocated()
                 torch.cuda.reset_peak_memory_stats()
             start = time.perf_counter()
-            runner.step(pixels, keep)
-            synchronize(device)
-            results[runner.name]["times"].append(time.perf_counter() - start)
+            try:
+                runner.step(pixels, keep)
+                synchronize(device)
+            except torch.OutOfMemoryError:
+                runners.remove(runner)
+                results[runner.name] = {"skipped": "out of memory"}
+                torch.cuda.empty_cache()
+                continue
+            result["times"].append(time.perf_counter() - start)
             if device.type == "cuda":
-                peak = torch.cuda.max_memory_allocated() / 2**30
-                results[runner.name]["peak_gib"] = round(max(peak, results[runner.name]["peak_gib"] or 0), 2)
+                step_peak = (torch.cuda.max_memory_allocated() - before) / 2**30
+                result["peak_gib"] = round(max(step_peak + runner.state_gib(), result["peak_gib"] or 0), 2)
     del runners
+    if "einsum" in outputs:
+        for name, output in outputs.items():
+            cosine = F.cosine_similarity(output, outputs["einsum"], dim=-1).min().item()
+            results[name]["min_cosine_vs_einsum"] = round(cosine, 6)
 
     baseline = results.get("einsum", {}).get("times")
     baseline_rate = batch / sorted(baseline)[len(baseline) // 2] if baseline else None
@@ -276,6 +304,8 @@ def measure_setting(args, preset, mode, mask_ratio, implementations, log, deadli
             mfu = f" MFU {result['mfu']:.3f}" if "mfu" in result else ""
             peak = f" peak {result['peak_gib']:.1f} GiB" if result["peak_gib"] is not None else ""
             ratio = f" x{result['speedup_vs_einsum']:.2f} vs einsum" if "speedup_vs_einsum" in result else ""
+            if "min_cosine_vs_einsum" in result:
+                ratio += f" (cos {result['min_cosine_vs_einsum']:.5f})"
             log(f"{preset:4s} {mode:5s} mask {mask_ratio:.1f} {name:13s} {result['videos_per_s']:9.2f} videos/s "
                 f"{result['tflops']:8.3f} TFLOP/s{mfu}{peak}{ratio}")
     return setting

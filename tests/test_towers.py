@@ -44,7 +44,10 @@ def test_towers_are_registered_with_the_auto_classes(config_class, model_class):
     assert type(AutoModel.from_config(config)) is model_class
 
 
-@pytest.mark.parametrize(("tower_class", "attribute"), [(TVTSv2VisionModel, "vision_model"), (TVTSv2TextModel, "text_model")])
+TOWERS = [(TVTSv2VisionModel, "vision_model"), (TVTSv2TextModel, "text_model")]
+
+
+@pytest.mark.parametrize(("tower_class", "attribute"), TOWERS)
 def test_tower_from_a_full_folder_loads_the_tower_weights(full_folder, tower_class, attribute):
     folder, full_model = full_folder
     tower = tower_class.from_pretrained(folder)
@@ -62,7 +65,7 @@ def test_vision_tower_from_a_full_folder_gives_the_full_models_video_features(fu
     torch.testing.assert_close(actual, expected, atol=0, rtol=0)
 
 
-@pytest.mark.parametrize(("tower_class", "attribute"), [(TVTSv2VisionModel, "vision_model"), (TVTSv2TextModel, "text_model")])
+@pytest.mark.parametrize(("tower_class", "attribute"), TOWERS)
 def test_saved_tower_reloads_with_auto_model(full_folder, tmp_path, tower_class, attribute):
     folder, full_model = full_folder
     tower_class.from_pretrained(folder).save_pretrained(tmp_path)
