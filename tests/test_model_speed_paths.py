@@ -203,7 +203,7 @@ def test_activation_checkpointing_under_compile_gives_the_eager_gradients():
     expected = gradients(model)
     model.set_attn_implementation("sdpa")
     model.activation_checkpointing_enable()
-    actual = gradients(torch.compile(model, backend="eager", fullgraph=True, dynamic=False))
+    actual = gradients(torch.compile(model, backend="aot_eager", fullgraph=True, dynamic=False))
     assert actual.keys() == expected.keys()
     for name, grad in expected.items():
         torch.testing.assert_close(actual[name], grad, **FP32_TOL, msg=name)
