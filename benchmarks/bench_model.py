@@ -403,10 +403,12 @@ def write_json(args, settings, skipped, autocast, flop_check, started):
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
     }  # fmt: skip
-    with open(args.output, "w", encoding="utf-8") as handle:
+    partial = f"{args.output}.partial"  # written beside, then renamed: a kill mid-write leaves the last good file
+    with open(partial, "w", encoding="utf-8") as handle:
         json.dump({"machine": machine, "autocast": autocast, "peak_tflops": args.peak_tflops, "repeats": args.repeats,
                    "issue_flop_check_gflop": flop_check, "elapsed_s": round(time.perf_counter() - started, 1),
                    "settings": settings, "not_run": skipped}, handle, indent=1)  # fmt: skip
+    os.replace(partial, args.output)
 
 
 if __name__ == "__main__":
