@@ -88,3 +88,15 @@ def test_full_model_round_trip_is_unaffected_by_the_tower_key_mapping(full_folde
 def test_tower_classes_keep_their_forward_entry_points():
     assert TVTSv2VisionModel.main_input_name == "pixel_values_videos"
     assert list(inspect.signature(TVTSv2TextModel.forward).parameters)[1] == TVTSv2TextModel.main_input_name
+
+
+def test_vision_tower_from_the_converted_original_reproduces_its_embeddings(converted_original, original_reference):
+    """Tower weights loaded from a full (converted original) folder, projected with that folder's projection."""
+    tower = TVTSv2VisionModel.from_pretrained(converted_original["downstream"]).eval()
+    with safe_open(converted_original["downstream"] / "model.safetensors", "pt") as handle:
+        projection = handle.get_tensor("visual_projection.weight")
+    for keep_name, reference_name in (("keep_ind_full", "video_embeds"), ("keep_ind_masked", "video_embeds_masked")):
+        with torch.no_grad():
+            pooled = tower(pixel_values_videos=original_reference["pixel_values"],
+                           keep_indices=original_reference[keep_name]).pooler_output  # fmt: skip
+        torch.testing.assert_close(pooled @ projection.T, original_reference[reference_name], atol=1e-5, rtol=1e-4)
