@@ -27,11 +27,15 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["OutputFolderError", "check_output_folder", "staged_output_folder"]
+__all__ = ["OutputExistsError", "OutputFolderError", "check_output_folder", "staged_output_folder"]
 
 
 class OutputFolderError(ValueError):
     """The output folder cannot be written under the policy above (the message names it and says why)."""
+
+
+class OutputExistsError(OutputFolderError, FileExistsError):
+    """The output folder exists and is not empty, and overwriting was not asked for."""
 
 
 def _resolved(path: str | os.PathLike[str]) -> Path:
@@ -82,7 +86,7 @@ def check_output_folder(
     if target.exists() and not target.is_dir():
         raise OutputFolderError(f"{flag} {output} exists and is not a folder")
     if target.is_dir() and any(target.iterdir()) and not overwrite:
-        raise OutputFolderError(
+        raise OutputExistsError(
             f"{flag} {output} exists and is not empty; pass --overwrite (overwrite=True) to replace it as a whole "
             "once the new result is complete"
         )

@@ -27,6 +27,7 @@ from __future__ import annotations
 import codecs
 import html
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -304,6 +305,25 @@ def parse_vtt(text: str, *, rolling_window: int = 3) -> Transcript:
 # --------------------------------------------------------------------------------------------------------------
 
 
+def _seconds(value: Any) -> float:
+    """A time in seconds from JSON: a finite number (numeric strings accepted); NaN, infinities (`1e400`) and
+    `true`/`false` are refused with a `ValueError`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TypeError(f"time {str(value)[:40]} is a {type(value).__name__}, not a number")
+    seconds = float(value)  # OverflowError for a 5000-digit integer
+    if not math.isfinite(seconds):
+        raise ValueError(f"time {str(value)[:40]} is not a finite number")
+    return seconds
+
+
+def _finite_or_none(value: float) -> float | None:
+    try:
+        value = float(value)
+    except (OverflowError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
 def _keep_asr_word(word: str) -> bool:
     # As the original loader: ASR tokens that start with "&" or end with ";" are HTML-entity debris.
     return bool(word) and not word.startswith("&") and not word.endswith(";")
@@ -321,14 +341,14 @@ def parse_yttemporal_json(source: str | bytes | dict[str, Any]) -> Transcript:
     if isinstance(source, str):
         try:
             source = json.loads(source)
-        except json.JSONDecodeError as error:
-            raise SubtitleParseError(f"not JSON: {error}") from error
+        except (ValueError, RecursionError) as error:  # JSONDecodeError, >4300-digit integers, deep nesting
+            raise SubtitleParseError(f"not JSON: {type(error).__name__}: {str(error)[:200]}") from None
 
     duration: float | None = None
     if isinstance(source, dict):
         info = source.get("info")
         if isinstance(info, dict) and isinstance(info.get("duration"), (int, float)):
-            duration = float(info["duration"])
+            duration = _finite_or_none(info["duration"])
         if "subtitles" in source:
             items = source["subtitles"]
         elif "words" in source:
@@ -336,11 +356,11 @@ def parse_yttemporal_json(source: str | bytes | dict[str, Any]) -> Transcript:
         elif "segments" in source:
             try:
                 segments = [
-                    Segment(float(s["start"]), float(s["end"]), clean_cue_text(str(s["text"])))
+                    Segment(_seconds(s["start"]), _seconds(s["end"]), clean_cue_text(str(s["text"])))
                     for s in source["segments"]
                 ]
-            except (KeyError, TypeError, ValueError) as error:
-                raise SubtitleParseError(f"bad segment entry: {error!r}") from error
+            except (KeyError, TypeError, ValueError, OverflowError) as error:
+                raise SubtitleParseError(f"bad segment entry: {str(error)[:200]}") from None
             return Transcript(segments=_sorted_segments(s for s in segments if s.text), duration=duration)
         else:
             raise SubtitleParseError("JSON transcript has none of the keys 'subtitles', 'words', 'segments'")
@@ -352,9 +372,9 @@ def parse_yttemporal_json(source: str | bytes | dict[str, Any]) -> Transcript:
     words: list[Word] = []
     for item in items:
         try:
-            token, time = str(item["word"]).strip(), float(item["time"])
-        except (KeyError, TypeError, ValueError) as error:
-            raise SubtitleParseError(f"bad word entry {item!r}: {error!r}") from error
+            token, time = str(item["word"]).strip(), _seconds(item["time"])
+        except (KeyError, TypeError, ValueError, OverflowError) as error:
+            raise SubtitleParseError(f"bad word entry {str(item)[:100]}: {str(error)[:200]}") from None
         token = clean_cue_text(token) if "<" in token else token
         # An ASR "word" may hold several tokens; they share the time.
         words.extend(Word(part, time) for part in token.split() if _keep_asr_word(part))
