@@ -14,7 +14,6 @@ are used afterwards.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,12 +21,13 @@ from pathlib import Path
 
 import torch
 from huggingface_hub.errors import StrictDataclassError
+from transformers.utils import logging
 
 from .configuration_tvtsv2 import TVTSv2Config
 from .modeling_tvtsv2 import TVTSv2ForPreTraining, TVTSv2Model
 from .output_folders import OutputFolderError, check_output_folder, staged_output_folder
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 LAYOUTS = ("openai-clip", "open-clip")
 VARIANTS = ("b32", "b16", "h14")
@@ -93,7 +93,9 @@ def _read_checkpoint_object(path: Path):
     try:
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
     except Exception as error:  # noqa: BLE001 - not a zip/pickle torch can parse
-        raise CheckpointConversionError(f"{path}: not a readable torch checkpoint (not a file written by torch.save)") from error
+        raise CheckpointConversionError(
+            f"{path}: not a readable torch checkpoint (not a file written by torch.save)"
+        ) from error
     if not unsafe:
         raise CheckpointConversionError(
             f"{path}: not a readable torch checkpoint ({type(first_error).__name__} while reading its tensors)"

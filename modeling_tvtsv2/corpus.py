@@ -24,7 +24,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import math
 import os
 from collections import Counter
@@ -33,6 +32,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from transformers.utils import logging
 
 from .data import caption_features, transcript_features
 from .output_folders import check_output_folder, staged_output_folder
@@ -47,7 +48,7 @@ from .subtitles import (
     words_to_rows,
 )
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -170,8 +171,9 @@ def robust_timestamp_span(
     A damaged or hostile file may carry a few packets whose timestamps lie far away from the others (one packet at
     30 days in a 2-second clip); the plain `max(end) - min(start)` would then make every window of the video fall
     outside its transcript. The sorted timestamps are cut at gaps longer than `max(100 x the median spacing,
-    min_gap)` (by default 60 s, far longer than any still picture of a variable-frame-rate video) and groups of at most 1% of the packets (and
-    at most 2) at either end are dropped before measuring.
+    min_gap)` (by default 60 s, far longer than any still picture of a variable-frame-rate video), and groups at
+    either end holding at most `max(2, 1%)` of the packets are dropped before measuring. Non-finite values are
+    ignored.
     """
     import numpy as np
 
@@ -550,7 +552,8 @@ def _caption_records(path: Path) -> list[tuple[str, dict[str, Any] | None, str]]
             try:
                 add(f"{path.name}:{number}", json.loads(line))
             except (ValueError, RecursionError) as error:
-                records.append((f"{path.name}:{number}", None, f"not JSON ({type(error).__name__}: {str(error)[:120]})"))
+                problem = f"not JSON ({type(error).__name__}: {str(error)[:120]})"
+                records.append((f"{path.name}:{number}", None, problem))
         return records
     raise ValueError(f"unsupported metadata file {path} (expected .csv, .tsv, .jsonl or .json)")
 

@@ -27,7 +27,8 @@ def reference_dtw_alignment(asr, clean, radius_fraction=0.1, radius_min=32):
         table = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
         for i in range(1, len(a) + 1):
             for j in range(1, len(b) + 1):
-                table[i][j] = min(table[i - 1][j] + 1, table[i][j - 1] + 1, table[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+                substitution = table[i - 1][j - 1] + (a[i - 1] != b[j - 1])
+                table[i][j] = min(table[i - 1][j] + 1, table[i][j - 1] + 1, substitution)
         return table[-1][-1]
 
     radius = int(max(len(asr) * radius_fraction, radius_min))
@@ -89,8 +90,8 @@ def test_window_texts_come_from_the_denoised_text():
     transcript = parse_yttemporal_json(json.dumps(YT_TEMPORAL))
     row = {"words": [{"word": w.word, "time": w.time} for w in transcript.words]}
     times, words = row_word_timings(row)
-    span = sample_transcript_span(times, words, 12.0, rng=np.random.default_rng(0), num_transcripts=2,
-                                  window_min=3, window_max=3, gap=1.0, end_margin=1.0, min_words_per_window=0)  # fmt: skip
+    settings = dict(num_transcripts=2, window_min=3, window_max=3, gap=1.0, end_margin=1.0, min_words_per_window=0)
+    span = sample_transcript_span(times, words, 12.0, rng=np.random.default_rng(0), **settings)
     assert " ".join(span.texts).split() == [w for w, t in zip(words, times) if any(a < t < b for a, b in span.windows)]
     assert "pancakewaffle" in words and "pancake" not in words
 
@@ -140,7 +141,8 @@ def test_hostile_srt_of_angle_brackets_parses_in_linear_time():
     # ~30 s for 150 KB, about an hour for 1.5 MB); a linear parse takes well under a second. The timeout only
     # bounds a regression; the assertions check the output.
     n = 1_500_000
-    srt_text = "1\n00:00:01,000 --> 00:00:02,500\n" + "<" * n + "<i>word</i>\n\n2\n00:00:03,000 --> 00:00:04,000\nnext\n"
+    srt_text = "1\n00:00:01,000 --> 00:00:02,500\n" + "<" * n + "<i>word</i>\n\n"
+    srt_text += "2\n00:00:03,000 --> 00:00:04,000\nnext\n"
     transcript = parse_srt(srt_text)
     assert [s.text for s in transcript.segments] == ["<" * n + "word", "next"]
     vtt_text = "WEBVTT\n\n00:00:01.000 --> 00:00:02.500\n" + "{\\" * (n // 2) + "<c>word</c>\n"
