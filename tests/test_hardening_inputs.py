@@ -162,9 +162,11 @@ def test_read_video_refuses_bad_windows(start, end):
     from modeling_tvtsv2.video_processing_tvtsv2 import read_video
 
     frames = np.zeros((10, 8, 8, 3), dtype=np.uint8)
-    with pytest.raises(ValueError):
+    # the message says what is wrong (NaN used to fail later, by accident, in frame-index arithmetic)
+    reason = "finite" if not (math.isfinite(start) and math.isfinite(end)) else "start"
+    with pytest.raises(ValueError, match=reason):
         read_video("tests/data/park.mp4", num_frames=2, start=start, end=end)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=reason):
         read_video(frames, num_frames=2, start=start, end=end)
 
 
@@ -183,7 +185,7 @@ def test_spans_refuse_bad_windows(start, end):
 )  # fmt: skip
 def test_span_settings_are_checked(settings):
     times, words = np.array([1.0, 2.0, 3.0]), ["a", "b", "c"]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="window_min|window_max|gap|end_margin"):
         sample_transcript_span(times, words, 30.0, rng=np.random.default_rng(0), **settings)
 
 
