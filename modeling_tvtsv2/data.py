@@ -407,7 +407,9 @@ def _probe_duration(source: str | bytes) -> float | None:
     import av
 
     try:
-        with av.open(io.BytesIO(source) if isinstance(source, bytes) else source) as container:
+        # non-UTF-8 tags (a Latin-1 title) must not hide the duration: ignore them, as `read_video` does
+        opened = av.open(io.BytesIO(source) if isinstance(source, bytes) else source, metadata_errors="ignore")
+        with opened as container:
             streams = container.streams.video
             if streams:
                 stream = streams[0]

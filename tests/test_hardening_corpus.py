@@ -211,6 +211,9 @@ def test_latin1_title_tag_does_not_make_a_video_unreadable(tmp_path):
     assert read_video(str(video), num_frames=2)[0].shape[0] == 2  # the decoder reads it
     probe = probe_video(video)
     assert 1.8 <= probe.duration <= 2.1
+    from modeling_tvtsv2.data import _probe_duration  # the training-time header probe (rows without a duration)
+
+    assert 1.8 <= _probe_duration(str(video)) <= 2.1
 
 
 def test_one_outlier_timestamp_does_not_inflate_the_duration(tmp_path):
