@@ -14,6 +14,10 @@ that anyone can load *without* this package:
   base_model, datasets, metrics and a `model-index` built from evaluation results) and usage examples;
 * `eval_results.json` when evaluation results are given.
 
+The output folder follows `modeling_tvtsv2.output_folders`: it must be new or empty unless `--overwrite`
+(`overwrite=True`), it is written beside and moved into place only when complete, and with `--overwrite` it is
+replaced as a whole.
+
 Pushing uses the standard tools, e.g. `huggingface_hub.upload_folder(repo_id=..., folder_path=HUBDIR)` (what
 `tvtsv2 export --push-to-hub REPO` does), or `model.push_to_hub(repo)` / `processor.push_to_hub(repo)` on objects
 loaded from the folder with `trust_remote_code=True` (they carry their code along).
