@@ -408,6 +408,7 @@ def build_transcript_corpus(
     seed: int = 0,
     overwrite: bool = False,
     progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+    use_denoised: bool = True,
 ) -> CorpusBuildReport:
     """Build a transcript corpus from a folder of videos with ``.json`` / ``.vtt`` / ``.srt`` transcripts.
 
@@ -426,6 +427,8 @@ def build_transcript_corpus(
         seed: seed of the train/validation split.
         overwrite: replace a non-empty ``output_dir``.
         progress: optional wrapper of the video-probing loop for progress display (e.g. ``tqdm.tqdm``).
+        use_denoised: YT-Temporal JSON with a ``denoised`` text: store its words, aligned to the ASR timings as the
+            original did (a few seconds per 10-minute transcript); ``False`` keeps the raw ASR words.
 
     Returns:
         A :class:`CorpusBuildReport`; skipped members are also logged.
@@ -444,7 +447,7 @@ def build_transcript_corpus(
         transcript, failure = None, None
         for candidate in _transcript_candidates(video):
             try:
-                parsed_candidate = load_transcript(candidate)
+                parsed_candidate = load_transcript(candidate, use_denoised=use_denoised)
                 _check_storable(parsed_candidate)
             except (SubtitleParseError, OSError, UnicodeError) as error:
                 failure = failure or SkippedMember(str(candidate), "unparsable_transcript", str(error))

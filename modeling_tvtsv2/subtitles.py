@@ -503,20 +503,22 @@ def align_denoised_words(
 # --------------------------------------------------------------------------------------------------------------
 
 
-def parse_subtitles(text: str, fmt: str) -> Transcript:
-    """Parse subtitle ``text`` of format ``fmt`` (``"srt"``, ``"vtt"`` or ``"json"``; a leading dot is allowed)."""
+def parse_subtitles(text: str, fmt: str, *, use_denoised: bool = True) -> Transcript:
+    """Parse subtitle ``text`` of format ``fmt`` (``"srt"``, ``"vtt"`` or ``"json"``; a leading dot is allowed).
+    ``use_denoised``: see :func:`parse_yttemporal_json`."""
     fmt = fmt.lower().lstrip(".")
     if fmt == "srt":
         return parse_srt(text)
     if fmt == "vtt":
         return parse_vtt(text)
     if fmt == "json":
-        return parse_yttemporal_json(text)
+        return parse_yttemporal_json(text, use_denoised=use_denoised)
     raise SubtitleParseError(f"unknown subtitle format {fmt!r}; expected one of srt, vtt, json")
 
 
-def load_transcript(path: str | os.PathLike[str]) -> Transcript:
-    """Read and parse a ``.srt``, ``.vtt`` or YT-Temporal ``.json`` file (format from the suffix).
+def load_transcript(path: str | os.PathLike[str], *, use_denoised: bool = True) -> Transcript:
+    """Read and parse a ``.srt``, ``.vtt`` or YT-Temporal ``.json`` file (format from the suffix; ``use_denoised``:
+    see :func:`parse_yttemporal_json`).
 
     Raises:
         SubtitleParseError: the file cannot be decoded or parsed (the message names the file).
@@ -524,7 +526,7 @@ def load_transcript(path: str | os.PathLike[str]) -> Transcript:
     """
     path = Path(path)
     try:
-        return parse_subtitles(read_subtitle_file(path), path.suffix)
+        return parse_subtitles(read_subtitle_file(path), path.suffix, use_denoised=use_denoised)
     except SubtitleParseError as error:
         raise SubtitleParseError(f"{path}: {error}") from error
 

@@ -236,3 +236,28 @@ def test_robust_span_keeps_legitimate_gaps_and_drops_outliers():
     still = [*frames, *(40 + t for t in frames)]  # a 30 s still picture in the middle is content, not an outlier
     assert robust_timestamp_span(still) == pytest.approx(40 + 299 / 30)
     assert robust_timestamp_span([*frames, float("nan"), float("inf")]) == pytest.approx(299 / 30)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Issue 8 item 6: the corpus stores the YT-Temporal `denoised` words with the ASR timings
+
+
+def test_transcript_corpus_uses_the_denoised_text(tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    make_video(videos / "clip.mp4")
+    annotation = {
+        "info": {"duration": 2.0},
+        "subtitles": [{"word": "helo", "time": 0.3}, {"word": "wrld", "time": 0.9}, {"word": "agn", "time": 1.4}],
+        "denoised": [{"cleanasr": "Hello world, again."}],
+    }
+    (videos / "clip.json").write_text(json.dumps(annotation), encoding="utf-8")
+    build_transcript_corpus(videos, tmp_path / "clean")
+    assert load_corpus(tmp_path / "clean")[0]["words"] == [
+        {"word": "Hello", "time": pytest.approx(0.3)},
+        {"word": "world,", "time": pytest.approx(0.9)},
+        {"word": "again.", "time": pytest.approx(1.4)},
+    ]
+    argv = ["--videos", str(videos), "--output", str(tmp_path / "raw"), "--raw-asr-words"]
+    assert prepare_transcript_corpus.main(argv) == 0
+    assert [w["word"] for w in load_corpus(tmp_path / "raw")[0]["words"]] == ["helo", "wrld", "agn"]
