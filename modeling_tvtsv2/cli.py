@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 
 def _add_convert_subparser(subparsers) -> None:
@@ -24,36 +23,16 @@ def _add_convert_subparser(subparsers) -> None:
     parser.add_argument("--sort-heads", type=int, help="attention heads of the sort head")
     parser.add_argument("--no-processor", action="store_true", help="do not write processor/tokenizer files")
     parser.add_argument("--hub", action="store_true", help="also write a Hub-ready folder (remote code, model card)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a non-empty --output as a whole once the conversion is done"
+    )
     parser.set_defaults(func=_run_convert)
 
 
 def _run_convert(args: argparse.Namespace) -> int:
-    from .convert import CheckpointConversionError, convert_checkpoint
+    from .convert import run_convert
 
-    try:
-        result = convert_checkpoint(
-            args.checkpoint,
-            args.output,
-            variant=args.variant,
-            layout=args.layout,
-            vision_heads=args.vision_heads,
-            text_heads=args.text_heads,
-            sort_heads=args.sort_heads,
-            save_processor=not args.no_processor,
-        )
-    except (CheckpointConversionError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if args.hub:
-        from .hub_export import export_for_hub
-
-        export_for_hub(args.output, args.output)
-    kind = "TVTSv2ForPreTraining (with sort head)" if result.has_sort_head else "TVTSv2Model (no sort head)"
-    n_params = sum(p.numel() for p in result.model.parameters())
-    print(f"converted {args.checkpoint} -> {args.output}: {kind}, {n_params:,} parameters")
-    for note in result.notes:
-        print(f"note: {note}")
-    return 0
+    return run_convert(args)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,7 +14,6 @@ are used afterwards.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,11 +21,13 @@ from pathlib import Path
 
 import torch
 from huggingface_hub.errors import StrictDataclassError
+from transformers.utils import logging
 
 from .configuration_tvtsv2 import TVTSv2Config
 from .modeling_tvtsv2 import TVTSv2ForPreTraining, TVTSv2Model
+from .output_folders import OutputFolderError, check_output_folder, staged_output_folder
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 LAYOUTS = ("openai-clip", "open-clip")
 VARIANTS = ("b32", "b16", "h14")
@@ -63,33 +64,94 @@ def _inert_class(qualified_name: str) -> type:
     return stand_in
 
 
+# Modules torch's weights-only loader refuses to name even through `safe_globals`, so no inert placeholder can stand
+# in for them. A pickle naming one (`os.system`, ...) is not a checkpoint of the original trainer (which pickled a
+# `configparser.ConfigParser`): it is refused without being read further.
+_UNREADABLE_MODULES = frozenset({"os", "posix", "nt", "sys"})
+
+
+def _looks_like_safetensors(path: Path) -> bool:
+    # safetensors: an 8-byte little-endian header length, then a JSON header starting with "{".
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    return 0 < int.from_bytes(head[:8], "little") <= path.stat().st_size - 8
+
+
+def _read_checkpoint_object(path: Path):
+    """`torch.load(weights_only=True)`, with inert placeholders for harmless pickled objects (module docstring)."""
+    if _looks_like_safetensors(path):
+        raise CheckpointConversionError(
+            f"{path}: this is a safetensors file, not an original TVTSv2 .pth checkpoint (already converted weights "
+            "load with from_pretrained on their folder)"
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - retried with stand-ins below, or refused with a reason
+        first_error = error
+    try:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception as error:  # noqa: BLE001 - not a zip/pickle torch can parse
+        raise CheckpointConversionError(
+            f"{path}: not a readable torch checkpoint (not a file written by torch.save)"
+        ) from error
+    if not unsafe:
+        raise CheckpointConversionError(
+            f"{path}: not a readable torch checkpoint ({type(first_error).__name__} while reading its tensors)"
+        ) from first_error
+    system = sorted(name for name in unsafe if name.split(".")[0] in _UNREADABLE_MODULES)
+    if system:
+        raise CheckpointConversionError(
+            f"{path}: refused, the pickle refers to {system} (operating-system functions); an original TVTSv2 "
+            "checkpoint holds tensors and a pickled ConfigParser only"
+        )
+    logger.warning("%s holds pickled objects %s; replacing them with inert placeholders", path, unsafe)
+    try:
+        with torch.serialization.safe_globals([_inert_class(name) for name in unsafe]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001
+        raise CheckpointConversionError(
+            f"{path}: cannot be read safely (it holds pickled objects {unsafe} that are not plain data)"
+        ) from error
+
+
 def load_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read the tensors of an original checkpoint without executing code from it; strip `module.` prefixes."""
+    """Read the tensors of an original checkpoint without executing code from it; strip `module.` prefixes.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointConversionError: one line naming the file and what is wrong with it (not a torch checkpoint, a
+            safetensors file, refers to code, keys that are not strings, 0-d tensors, `module.X` next to `X`).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - retried with stand-ins below, or re-raised with context
-        try:
-            unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-        except Exception:  # noqa: BLE001
-            raise CheckpointConversionError(f"{path} is not a readable torch checkpoint: {error}") from error
-        if not unsafe:
-            raise CheckpointConversionError(f"{path} could not be loaded with weights_only=True: {error}") from error
-        logger.warning("%s holds pickled objects %s; replacing them with inert placeholders", path, unsafe)
-        with torch.serialization.safe_globals([_inert_class(name) for name in unsafe]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-
+    obj = _read_checkpoint_object(path)
     state_dict = obj.get("state_dict", obj) if isinstance(obj, Mapping) else obj
     if not isinstance(state_dict, Mapping):
         raise CheckpointConversionError(f"{path}: expected a dict with a 'state_dict' entry, got {type(obj).__name__}")
-    tensors = {}
+    tensors: dict[str, torch.Tensor] = {}
+    original_key: dict[str, str] = {}
     for key, value in state_dict.items():
+        if not isinstance(key, str):
+            raise CheckpointConversionError(
+                f"{path}: state_dict key {key!r} is a {type(key).__name__}, not a parameter name"
+            )
         if not isinstance(value, torch.Tensor):
             raise CheckpointConversionError(f"{path}: state_dict entry {key!r} is a {type(value).__name__}, not a tensor")
+        if value.ndim == 0:
+            raise CheckpointConversionError(
+                f"{path}: state_dict entry {key!r} is a 0-d tensor; TVTSv2 checkpoints hold no scalar parameters"
+            )
         # DDP adds `module.` (the original checks only the first key; we strip it wherever it leads a key).
-        tensors[re.sub(r"^(module\.)+", "", key)] = value
+        name = re.sub(r"^(module\.)+", "", key)
+        if name in tensors:
+            raise CheckpointConversionError(
+                f"{path}: state_dict has both {original_key[name]!r} and {key!r}, which name the same parameter"
+            )
+        tensors[name] = value
+        original_key[name] = key
     return tensors
 
 
@@ -175,7 +237,8 @@ def _map_with_origin(original: Mapping[str, torch.Tensor]):
         elif key == "video_model.proj":
             mapped["visual_projection.weight"] = value.t().contiguous()
         elif key == "pred_model.type_embed":  # [1, 2, D] -> [2, D]
-            mapped["sort_head.type_embeddings"] = value.reshape(value.shape[-2], value.shape[-1])
+            # (a tensor of another rank is kept as it is and reported by the shape check)
+            mapped["sort_head.type_embeddings"] = value.reshape(value.shape[-2:]) if value.ndim >= 2 else value
         elif (block := _map_block_tensor(key, value)) is not None:
             mapped.update(block)
         else:
@@ -205,6 +268,14 @@ def _require(original: Mapping[str, torch.Tensor], *keys: str) -> None:
         )
 
 
+_REQUIRED_NDIM = {
+    "video_model.class_embedding": 1, "video_model.conv1.weight": 4, "video_model.positional_embedding": 2,
+    "video_model.temporal_embedding": 2, "video_model.proj": 2, "text_token_embedding.weight": 2,
+    "text_positional_embedding": 2, "text_projection": 2, "video_model.transformer.resblocks.0.mlp.c_fc.weight": 2,
+    "text_model.resblocks.0.mlp.c_fc.weight": 2, "pred_model.head.weight": 2, "pred_model.blocks.0.mlp.fc1.weight": 2,
+}  # fmt: skip
+
+
 def infer_config(
     original: Mapping[str, torch.Tensor],
     variant: str | None = None,
@@ -220,6 +291,11 @@ def infer_config(
         "video_model.temporal_embedding", "video_model.proj", "text_token_embedding.weight",
         "text_positional_embedding", "text_projection",
     )
+    for key, ndim in _REQUIRED_NDIM.items():
+        if key in original and original[key].ndim != ndim:
+            raise CheckpointConversionError(
+                f"{key} has shape {tuple(original[key].shape)}, expected a {ndim}-d tensor (not a TVTSv2 checkpoint)"
+            )
     keys = list(original)
     width = original["video_model.class_embedding"].shape[0]
     patch = original["video_model.conv1.weight"].shape[-1]
@@ -395,19 +471,65 @@ def convert_checkpoint(
     text_heads: int | None = None,
     sort_heads: int | None = None,
     save_processor: bool = True,
+    overwrite: bool = False,
+    hub: bool = False,
 ) -> ConversionResult:
-    """Convert an original `.pth` file; with `output_dir`, save `config.json` + `model.safetensors` (+ processor)."""
+    """Convert an original `.pth` file; with `output_dir`, save `config.json` + `model.safetensors` (+ processor).
+
+    The output folder follows `modeling_tvtsv2.output_folders`: checked before the checkpoint is read (not empty
+    needs `overwrite`, never a folder holding the checkpoint, writable), written beside and moved into place when
+    complete. `hub=True` writes a Hub-ready folder (remote code, model card) instead, as `tvtsv2 export`.
+    """
+    if output_dir is not None:
+        check_output_folder(output_dir, overwrite=overwrite, inputs=[checkpoint])
     original = load_original_checkpoint(checkpoint)
     config = infer_config(original, variant, layout, vision_heads, text_heads, sort_heads)
     result = convert_state_dict(original, config)
     for note in result.notes:
         logger.warning(note)
-    if output_dir is not None:
-        output_dir = Path(output_dir)
-        result.model.save_pretrained(output_dir)
+    if output_dir is None:
+        return result
+    if hub:
+        from .hub_export import save_hub_folder
+        from .processing_tvtsv2 import TVTSv2Processor
+
+        vision = config.vision_config
+        processor = TVTSv2Processor.from_defaults(image_size=vision.image_size, num_frames=vision.num_frames)
+        save_hub_folder(result.model, processor, output_dir, overwrite=overwrite)
+        return result
+    with staged_output_folder(output_dir, overwrite=overwrite, inputs=[checkpoint]) as staging:
+        result.model.save_pretrained(staging)
         if save_processor:
-            _save_default_processor(config, output_dir, result)
+            _save_default_processor(config, staging, result)
     return result
+
+
+def run_convert(args) -> int:
+    """`tvtsv2 convert` from parsed arguments: one `error: <file>: <reason>` line and exit code 2 on bad input."""
+    import sys
+
+    try:
+        result = convert_checkpoint(
+            args.checkpoint,
+            args.output,
+            variant=args.variant,
+            layout=args.layout,
+            vision_heads=args.vision_heads,
+            text_heads=args.text_heads,
+            sort_heads=args.sort_heads,
+            save_processor=not args.no_processor,
+            overwrite=args.overwrite,
+            hub=args.hub,
+        )
+    except (CheckpointConversionError, OutputFolderError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    kind = "TVTSv2ForPreTraining (with sort head)" if result.has_sort_head else "TVTSv2Model (no sort head)"
+    n_params = sum(p.numel() for p in result.model.parameters())
+    print(f"converted {args.checkpoint} -> {args.output}: {kind}, {n_params:,} parameters")
+    for note in result.notes:
+        print(f"note: {note}")
+    return 0
 
 
 def _save_default_processor(config: TVTSv2Config, output_dir: Path, result: ConversionResult) -> None:

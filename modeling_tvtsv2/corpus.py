@@ -24,9 +24,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
+import math
 import os
-import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -34,18 +33,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from transformers.utils import logging
+
 from .data import caption_features, transcript_features
+from .output_folders import check_output_folder, staged_output_folder
 from .subtitles import (
     SUBTITLE_SUFFIXES,
     Segment,
     SubtitleParseError,
     Transcript,
+    decode_subtitle_bytes,
     load_transcript,
     segments_to_rows,
     words_to_rows,
 )
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -58,6 +61,7 @@ __all__ = [
     "find_transcript_pairs",
     "probe_video",
     "read_caption_metadata",
+    "robust_timestamp_span",
 ]
 
 #: Video suffixes a folder scan picks up (lower case).
@@ -88,8 +92,9 @@ def probe_video(video: str | os.PathLike[str] | bytes, *, max_first_frame_packet
     """Quick check that a video is usable, and its duration.
 
     The file must open, have a video stream, and decode a frame within the first ``max_first_frame_packets``
-    video packets. The duration is the end of the last video packet (demuxing only, no decoding: cheap, and it
-    sees truncation and wrong headers), falling back to the header when packets carry no timestamps.
+    video packets. The duration is the span of the video packets' timestamps (demuxing only, no decoding: cheap,
+    and it sees truncation and wrong headers), with outlier timestamps ignored (:func:`robust_timestamp_span`),
+    falling back to the header when packets carry no timestamps. Tags that are not UTF-8 are ignored.
 
     Raises:
         VideoProbeError: with the reason.
@@ -98,7 +103,9 @@ def probe_video(video: str | os.PathLike[str] | bytes, *, max_first_frame_packet
 
     name = "<bytes>" if isinstance(video, bytes) else str(video)
     try:
-        container = av.open(io.BytesIO(video) if isinstance(video, bytes) else str(video))
+        # Tag values that are not UTF-8 (e.g. a Latin-1 title) must not make a valid video unreadable: the decoder
+        # (`read_video`) ignores them too.
+        container = av.open(io.BytesIO(video) if isinstance(video, bytes) else str(video), metadata_errors="ignore")
     except Exception as error:  # noqa: BLE001 - PyAV raises many error types for bad input
         raise VideoProbeError(f"{name}: cannot open ({type(error).__name__}: {error})") from error
     with container:
@@ -130,7 +137,8 @@ def probe_video(video: str | os.PathLike[str] | bytes, *, max_first_frame_packet
         width, height = decoded.width, decoded.height
 
         # 2) duration from the packets (the last packets may be damaged: keep what was demuxed)
-        first_pts, last_end, count = None, None, 0
+        starts: list[int] = []
+        ends: list[int] = []
         try:
             container.seek(0, stream=stream)
         except Exception:  # noqa: BLE001 - unseekable input: fall back to the header
@@ -139,21 +147,56 @@ def probe_video(video: str | os.PathLike[str] | bytes, *, max_first_frame_packet
             for packet in container.demux(stream):
                 if packet.pts is None or packet.size == 0:
                     continue
-                count += 1
-                start = packet.pts
-                end = packet.pts + (packet.duration or 0)
-                first_pts = start if first_pts is None else min(first_pts, start)
-                last_end = end if last_end is None else max(last_end, end)
+                starts.append(packet.pts)
+                ends.append(packet.pts + (packet.duration or 0))
         except Exception:  # noqa: BLE001
             logger.debug("%s: demuxing stopped early", name)
+        count = len(starts)
         duration = None
-        if last_end is not None and stream.time_base:
-            duration = float((last_end - (first_pts or 0)) * stream.time_base)
-        if not duration or duration <= 0:
+        if starts and stream.time_base:
+            time_base = float(stream.time_base)
+            duration = robust_timestamp_span([t * time_base for t in starts], [t * time_base for t in ends])
+        if not duration or duration <= 0 or not math.isfinite(duration):
             duration = header_duration
-        if not duration or duration <= 0:
+        if not duration or duration <= 0 or not math.isfinite(duration):
             raise VideoProbeError(f"{name}: duration unknown")
     return VideoProbe(duration, width, height, count, header_duration)
+
+
+def robust_timestamp_span(
+    starts: Sequence[float], ends: Sequence[float] | None = None, *, min_gap: float = 60.0
+) -> float:
+    """Seconds covered by packets starting at `starts` (and ending at `ends`) seconds, ignoring outliers.
+
+    A damaged or hostile file may carry a few packets whose timestamps lie far away from the others (one packet at
+    30 days in a 2-second clip); the plain `max(end) - min(start)` would then make every window of the video fall
+    outside its transcript. The sorted timestamps are cut at gaps longer than `max(100 x the median spacing,
+    min_gap)` (by default 60 s, far longer than any still picture of a variable-frame-rate video), and groups at
+    either end holding at most `max(2, 1%)` of the packets are dropped before measuring. Non-finite values are
+    ignored.
+    """
+    import numpy as np
+
+    begin = np.asarray(starts, dtype=np.float64)
+    finish = np.asarray(ends if ends is not None else starts, dtype=np.float64)
+    keep = np.isfinite(begin) & np.isfinite(finish)
+    begin, finish = begin[keep], np.maximum(finish[keep], begin[keep])
+    if begin.size == 0:
+        return 0.0
+    order = np.argsort(begin, kind="stable")
+    begin, finish = begin[order], finish[order]
+    if begin.size > 2:
+        spacing = np.diff(begin)
+        positive = spacing[spacing > 0]
+        median = float(np.median(positive)) if positive.size else 0.0
+        breaks = np.flatnonzero(spacing > max(100.0 * median, min_gap)) + 1
+        groups = np.split(np.arange(begin.size), breaks)
+        small = max(2, int(0.01 * begin.size))
+        while len(groups) > 1 and min(len(groups[0]), len(groups[-1])) <= small:
+            groups.pop(0 if len(groups[0]) <= len(groups[-1]) else -1)
+        kept = np.concatenate(groups)
+        begin, finish = begin[kept], finish[kept]
+    return float(finish.max() - begin.min())
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -199,14 +242,6 @@ class CorpusBuildReport:
 # --------------------------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------------------------
-
-
-def _prepare_output(output_dir: Path, overwrite: bool) -> None:
-    if output_dir.exists() and any(output_dir.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{output_dir} exists and is not empty (pass overwrite=True / --overwrite)")
-        shutil.rmtree(output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _probe_one(path: str) -> tuple[str, VideoProbe | None, str]:
@@ -342,6 +377,19 @@ def find_transcript_pairs(
     return pairs
 
 
+def _check_storable(transcript: Transcript) -> None:
+    """Refuses what Arrow would refuse at save time (after every video was probed) or what breaks windows later:
+    text that is not valid Unicode (lone surrogates from JSON escapes) and non-finite times."""
+    for word in transcript.words or ():
+        if not math.isfinite(word.time):
+            raise SubtitleParseError(f"word {word.word!r} has time {word.time}")
+        word.word.encode("utf-8")  # UnicodeEncodeError for a lone surrogate
+    for segment in transcript.segments:
+        if not (math.isfinite(segment.start) and math.isfinite(segment.end)):
+            raise SubtitleParseError(f"segment {segment.text[:40]!r} has times {segment.start}..{segment.end}")
+        segment.text.encode("utf-8")
+
+
 def _words_as_segments(transcript: Transcript) -> list[Segment]:
     return [Segment(w.time, w.time, w.word) for w in transcript.to_words()]
 
@@ -360,6 +408,7 @@ def build_transcript_corpus(
     seed: int = 0,
     overwrite: bool = False,
     progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+    use_denoised: bool = True,
 ) -> CorpusBuildReport:
     """Build a transcript corpus from a folder of videos with ``.json`` / ``.vtt`` / ``.srt`` transcripts.
 
@@ -378,15 +427,17 @@ def build_transcript_corpus(
         seed: seed of the train/validation split.
         overwrite: replace a non-empty ``output_dir``.
         progress: optional wrapper of the video-probing loop for progress display (e.g. ``tqdm.tqdm``).
+        use_denoised: YT-Temporal JSON with a ``denoised`` text: store its words, aligned to the ASR timings as the
+            original did (a few seconds per 10-minute transcript); ``False`` keeps the raw ASR words.
 
     Returns:
         A :class:`CorpusBuildReport`; skipped members are also logged.
     """
     output_dir = Path(output_dir)
-    _prepare_output(output_dir, overwrite)
+    root = Path(videos_dir)
+    check_output_folder(output_dir, overwrite=overwrite, inputs=[root])
     skipped: list[SkippedMember] = []
     parsed: list[tuple[Path, str, Transcript]] = []
-    root = Path(videos_dir)
 
     for video, first_candidate in find_transcript_pairs(root, video_extensions=video_extensions, recursive=recursive):
         if first_candidate is None:
@@ -396,9 +447,14 @@ def build_transcript_corpus(
         transcript, failure = None, None
         for candidate in _transcript_candidates(video):
             try:
-                parsed_candidate = load_transcript(candidate)
+                parsed_candidate = load_transcript(candidate, use_denoised=use_denoised)
+                _check_storable(parsed_candidate)
             except (SubtitleParseError, OSError, UnicodeError) as error:
                 failure = failure or SkippedMember(str(candidate), "unparsable_transcript", str(error))
+                continue
+            except Exception as error:  # noqa: BLE001 - one hostile file must not stop a build
+                detail = f"{type(error).__name__}: {str(error)[:200]}"
+                failure = failure or SkippedMember(str(candidate), "unparsable_transcript", detail)
                 continue
             if len(parsed_candidate) < min_words:
                 failure = failure or SkippedMember(str(candidate), "no_words", f"{len(parsed_candidate)} words")
@@ -447,10 +503,12 @@ def build_transcript_corpus(
         logger.warning("skipped %s (%s): %s", member.source, member.reason, member.detail)
     if not rows:
         raise ValueError(f"no usable video/transcript pair under {root} ({len(skipped)} skipped)")
-    num_rows = _save(rows, transcript_features(timing, embed_videos=embed_videos), output_dir,
-                     validation_size=validation_size, seed=seed)
-    report = CorpusBuildReport(str(output_dir), "transcript", timing, num_rows, skipped, embed_videos)
-    _write_card(output_dir, report, str(root))
+    # Built beside the output and moved into place when complete: a failed build leaves an old corpus as it was.
+    with staged_output_folder(output_dir, overwrite=overwrite, inputs=[root]) as staging:
+        num_rows = _save(rows, transcript_features(timing, embed_videos=embed_videos), staging,
+                         validation_size=validation_size, seed=seed)
+        report = CorpusBuildReport(str(output_dir), "transcript", timing, num_rows, skipped, embed_videos)
+        _write_card(staging, report, str(root))
     logger.info(report.summary())
     return report
 
@@ -460,20 +518,72 @@ def build_transcript_corpus(
 # --------------------------------------------------------------------------------------------------------------
 
 
-def read_caption_metadata(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Rows of a metadata file: ``.csv`` (comma), ``.tsv`` (tab), ``.jsonl`` (one object a line) or ``.json`` (a
-    list of objects, or JSON lines). CSV/TSV files need a header line."""
-    path = Path(path)
-    text = path.read_bytes().decode("utf-8-sig")
+def _caption_records(path: Path) -> list[tuple[str, dict[str, Any] | None, str]]:
+    """``(where, record or None, problem)`` per row of a metadata file; ``where`` is ``file:line`` (or
+    ``file:item N`` for a JSON list). Bad rows come back with a problem instead of stopping the read."""
+    text = decode_subtitle_bytes(path.read_bytes())  # BOMs, UTF-8, else cp1252 (never fails)
     suffix = path.suffix.lower()
+    records: list[tuple[str, dict[str, Any] | None, str]] = []
+
+    def add(where: str, value: Any) -> None:
+        if isinstance(value, dict):
+            records.append((where, value, ""))
+        else:
+            records.append((where, None, f"a JSON {type(value).__name__}, not an object"))
+
     if suffix in (".csv", ".tsv"):
-        return list(csv.DictReader(io.StringIO(text), delimiter="\t" if suffix == ".tsv" else ","))
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
+        try:
+            for record in reader:
+                records.append((f"{path.name}:{reader.line_num}", record, ""))
+        except csv.Error as error:
+            records.append((f"{path.name}:{reader.line_num}", None, f"CSV error: {error}"))
+        return records
     if suffix in (".jsonl", ".json"):
         stripped = text.strip()
         if suffix == ".json" and stripped.startswith("["):
-            return list(json.loads(stripped))
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+            try:
+                items = json.loads(stripped)
+            except (ValueError, RecursionError) as error:  # JSONDecodeError, 4300-digit integers, deep nesting
+                raise ValueError(f"{path}: not a JSON list ({type(error).__name__}: {str(error)[:200]})") from None
+            for number, item in enumerate(items, start=1):
+                add(f"{path.name}:item {number}", item)
+            return records
+        for number, line in enumerate(text.split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                add(f"{path.name}:{number}", json.loads(line))
+            except (ValueError, RecursionError) as error:
+                problem = f"not JSON ({type(error).__name__}: {str(error)[:120]})"
+                records.append((f"{path.name}:{number}", None, problem))
+        return records
     raise ValueError(f"unsupported metadata file {path} (expected .csv, .tsv, .jsonl or .json)")
+
+
+def read_caption_metadata(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Rows of a metadata file: ``.csv`` (comma), ``.tsv`` (tab), ``.jsonl`` (one object a line) or ``.json`` (a
+    list of objects, or JSON lines). CSV/TSV files need a header line. Text is UTF-8 (a BOM is honoured) or, when it
+    does not decode as UTF-8, cp1252. Rows that are not objects or not JSON are logged (file and line) and left out
+    (:func:`build_caption_corpus` reports them)."""
+    rows = []
+    for where, record, problem in _caption_records(Path(path)):
+        if record is None:
+            logger.warning("%s: %s", where, problem)
+        else:
+            rows.append(record)
+    return rows
+
+
+def _caption_text(value: Any) -> str | None:
+    """The caption as one line of text; ``None`` for a list, dict or other non-text value."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return " ".join(value.split())
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return None
 
 
 def build_caption_corpus(
@@ -505,14 +615,26 @@ def build_caption_corpus(
     """
     metadata = Path(metadata)
     output_dir = Path(output_dir)
-    _prepare_output(output_dir, overwrite)
     root = Path(video_root) if video_root is not None else metadata.parent
+    inputs = [metadata, video_root]
+    check_output_folder(output_dir, overwrite=overwrite, inputs=inputs)
     skipped: list[SkippedMember] = []
     entries: list[tuple[Path, str, str]] = []
-    for number, record in enumerate(read_caption_metadata(metadata), start=1):
-        where = f"{metadata.name}:{number}"
-        raw_path = str(record.get(video_column) or "").strip()
-        caption = " ".join(str(record.get(caption_column) or "").split())
+    for where, record, problem in _caption_records(metadata):
+        if record is None:
+            skipped.append(SkippedMember(where, "bad_row", problem))
+            continue
+        raw_value = record.get(video_column)
+        if raw_value is not None and not isinstance(raw_value, str):
+            skipped.append(SkippedMember(where, "no_video_path", f"column {video_column!r} holds a "
+                                         f"{type(raw_value).__name__}, not a path"))
+            continue
+        raw_path = (raw_value or "").strip()
+        caption = _caption_text(record.get(caption_column))
+        if caption is None:
+            kind = type(record.get(caption_column)).__name__
+            skipped.append(SkippedMember(where, "bad_caption", f"column {caption_column!r} holds a {kind}, not text"))
+            continue
         if not raw_path:
             skipped.append(SkippedMember(where, "no_video_path", f"column {video_column!r} empty or missing"))
             continue
@@ -524,11 +646,22 @@ def build_caption_corpus(
         if not caption:
             skipped.append(SkippedMember(str(path), "empty_caption"))
             continue
-        if not path.is_file():
+        try:
+            found = path.is_file()
+        except (OSError, ValueError) as error:  # e.g. a NUL byte in the path
+            skipped.append(SkippedMember(where, "no_video_path", f"{type(error).__name__}: {error}"))
+            continue
+        if not found:
             skipped.append(SkippedMember(str(path), "missing_video", "file not found"))
             continue
         video_id = str(record.get(id_column) or "") if id_column else ""
-        entries.append((path, video_id or Path(raw_path).with_suffix("").as_posix(), caption))
+        video_id = video_id or Path(raw_path).with_suffix("").as_posix()
+        try:  # Arrow refuses lone surrogates (JSON "\ud83d") only at save time, after every video was probed
+            caption.encode("utf-8"), video_id.encode("utf-8")
+        except UnicodeEncodeError as error:
+            skipped.append(SkippedMember(where, "bad_caption", f"not valid Unicode text ({error.reason})"))
+            continue
+        entries.append((path, video_id, caption))
 
     probes = _probe_all(sorted({str(p) for p, _, _ in entries}), num_workers, progress)
     rows = []
@@ -549,9 +682,12 @@ def build_caption_corpus(
         logger.warning("skipped %s (%s): %s", member.source, member.reason, member.detail)
     if not rows:
         raise ValueError(f"no usable row in {metadata} ({len(skipped)} skipped)")
-    num_rows = _save(rows, caption_features(embed_videos=embed_videos), output_dir,
-                     validation_size=validation_size, seed=seed)
-    report = CorpusBuildReport(str(output_dir), "caption", None, num_rows, skipped, embed_videos)
-    _write_card(output_dir, report, str(metadata))
+    # The videos a path corpus refers to must survive a later --overwrite of this folder.
+    inputs += [path for path, _, _ in entries]
+    with staged_output_folder(output_dir, overwrite=overwrite, inputs=inputs) as staging:
+        num_rows = _save(rows, caption_features(embed_videos=embed_videos), staging,
+                         validation_size=validation_size, seed=seed)
+        report = CorpusBuildReport(str(output_dir), "caption", None, num_rows, skipped, embed_videos)
+        _write_card(staging, report, str(metadata))
     logger.info(report.summary())
     return report

@@ -255,8 +255,10 @@ def row_word_timings(row: Mapping[str, Any]) -> tuple[np.ndarray, list[str]]:
                 times.append(start + (j + 0.5) * step)
     else:
         raise ValueError("transcript row has neither 'words' nor 'segments'")
-    order = np.argsort(np.asarray(times, dtype=np.float64), kind="stable")
-    return np.asarray(times, dtype=np.float64)[order], [words[i] for i in order]
+    values = np.asarray(times, dtype=np.float64)
+    # A word without a finite time belongs to no window (NaN would also break the sorted search).
+    order = [i for i in np.argsort(values, kind="stable") if math.isfinite(values[i])]
+    return values[order], [words[i] for i in order]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -283,6 +285,11 @@ class TranscriptSpan:
     texts: tuple[str, ...]
     word_counts: tuple[int, ...]
 
+    def __post_init__(self):
+        for window_start, window_end in self.windows:
+            _check_seconds_window(window_start, window_end, "window")
+        _check_seconds_window(self.start, self.end, "span")
+
     @property
     def frames_start(self) -> float:
         return self.windows[0][0]
@@ -290,6 +297,25 @@ class TranscriptSpan:
     @property
     def frames_end(self) -> float:
         return self.windows[-1][1]
+
+
+def _check_seconds_window(start: float, end: float, what: str) -> None:
+    """A time window must be finite, start at or after 0 and end after it (NaN compares false: refused too)."""
+    if not (math.isfinite(start) and math.isfinite(end)):
+        raise ValueError(f"{what} times must be finite seconds, got ({start}, {end})")
+    if start < 0:
+        raise ValueError(f"{what} start must be >= 0 seconds, got {start}")
+    if not end > start:
+        raise ValueError(f"{what} end ({end}) must be after its start ({start})")
+
+
+def _check_span_settings(window_min: float, window_max: float, gap: float, end_margin: float) -> None:
+    for name, value in (("window_min", window_min), ("window_max", window_max), ("gap", gap),
+                        ("end_margin", end_margin)):  # fmt: skip
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value}")
+    if not 0 < window_min <= window_max:
+        raise ValueError(f"window lengths need 0 < window_min <= window_max, got {window_min} and {window_max}")
 
 
 def _draw_window_length(rng: np.random.Generator, window_min: float, window_max: float) -> float:
@@ -333,6 +359,7 @@ def sample_transcript_span(
     """
     if num_transcripts < 1:
         raise ValueError("num_transcripts must be >= 1")
+    _check_span_settings(window_min, window_max, gap, end_margin)
     if duration is None or not math.isfinite(duration) or duration <= 0:
         raise SampleSkipped("bad_duration", f"duration {duration!r}")
     times = np.asarray(times, dtype=np.float64)
@@ -380,7 +407,9 @@ def _probe_duration(source: str | bytes) -> float | None:
     import av
 
     try:
-        with av.open(io.BytesIO(source) if isinstance(source, bytes) else source) as container:
+        # non-UTF-8 tags (a Latin-1 title) must not hide the duration: ignore them, as `read_video` does
+        opened = av.open(io.BytesIO(source) if isinstance(source, bytes) else source, metadata_errors="ignore")
+        with opened as container:
             streams = container.streams.video
             if streams:
                 stream = streams[0]

@@ -24,6 +24,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -106,22 +107,51 @@ def _undecoded_videos(dataset, video_column: str | None):
     return dataset
 
 
-class _VideoRows(torch.utils.data.Dataset):
-    """Decodes and preprocesses one row's video; used with a DataLoader so decoding can run in worker processes."""
+class VideoRowError(ValueError):
+    """A dataset row's video cannot be read; the message names the row (index, `video_id`) and the reason."""
 
-    def __init__(self, videos: Sequence[Any] | Callable[[int], Any], length: int, video_processor, video_kwargs):
+
+ON_ERROR_CHOICES = ("raise", "skip")
+
+
+class _VideoRows(torch.utils.data.Dataset):
+    """Decodes and preprocesses one row's video; used with a DataLoader so decoding can run in worker processes.
+
+    Items are `(index, pixels)`, or `(index, reason)` for an unreadable video when `skip_errors` (else a
+    `VideoRowError` naming the row is raised).
+    """
+
+    def __init__(
+        self, videos: Sequence[Any] | Callable[[int], Any], length: int, video_processor, video_kwargs,
+        skip_errors: bool = False,
+    ):  # fmt: skip
         self.videos = videos
         self.length = length
         self.video_processor = video_processor
         self.video_kwargs = video_kwargs
+        self.skip_errors = skip_errors
 
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        video = self.videos(index) if callable(self.videos) else self.videos[index]
-        outputs = self.video_processor(videos=[video], return_tensors="pt", **self.video_kwargs)
-        return outputs["pixel_values_videos"][0]
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | str]:
+        try:
+            video = self.videos(index) if callable(self.videos) else self.videos[index]
+            outputs = self.video_processor(videos=[video], return_tensors="pt", **self.video_kwargs)
+            return index, outputs["pixel_values_videos"][0]
+        except Exception as error:  # noqa: BLE001 - any decoder failure is this row's failure
+            reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
+            if self.skip_errors:
+                return index, reason
+            name = self.videos.row_name(index) if hasattr(self.videos, "row_name") else f"row {index}"
+            raise VideoRowError(f"{name}: {reason} (pass --on-error skip to skip unreadable videos)") from error
+
+
+def _collate_rows(items: list[tuple[int, torch.Tensor | str]]):
+    good = [(index, pixels) for index, pixels in items if isinstance(pixels, torch.Tensor)]
+    failed = [(index, reason) for index, reason in items if isinstance(reason, str)]
+    pixels = torch.stack([p for _, p in good]) if good else None
+    return [index for index, _ in good], pixels, failed
 
 
 def _model_device_dtype(model) -> tuple[torch.device, torch.dtype]:
@@ -145,6 +175,7 @@ def compute_video_embeddings(
     normalize: bool = True,
     show_progress: bool = True,
     video_kwargs: dict[str, Any] | None = None,
+    failures: list[dict[str, Any]] | None = None,
 ) -> torch.Tensor:
     """Embeds videos in batches.
 
@@ -158,6 +189,9 @@ def compute_video_embeddings(
         num_workers: DataLoader workers decoding videos in parallel (0 = in this process).
         normalize: L2-normalise the embeddings.
         video_kwargs: extra keyword arguments for the video processor, e.g. `{"num_frames": 12}`.
+        failures: when a list is given, unreadable videos are skipped: each adds `{"index", "reason"}` (and
+            `"video_id"` when known) to it and gets a row of NaN. Otherwise an unreadable video raises a
+            `VideoRowError` naming the row.
 
     Returns:
         `[N, D]` float32 embeddings on the CPU.
@@ -169,20 +203,34 @@ def compute_video_embeddings(
         num_videos = len(videos)
     resolved = videos if callable(videos) else [video_source(v) for v in videos]
     loader = torch.utils.data.DataLoader(
-        _VideoRows(resolved, num_videos, video_processor, dict(video_kwargs or {})),
+        _VideoRows(resolved, num_videos, video_processor, dict(video_kwargs or {}), skip_errors=failures is not None),
         batch_size=batch_size,
         num_workers=num_workers,
-        collate_fn=torch.stack,
+        collate_fn=_collate_rows,
     )
     device, dtype = _model_device_dtype(model)
-    chunks = []
-    for pixel_values in tqdm(loader, desc="Video embeddings", unit="batch", disable=not show_progress):
+    chunks, positions = [], []
+    for indices, pixel_values, failed in tqdm(loader, desc="Video embeddings", unit="batch", disable=not show_progress):
+        for index, reason in failed:
+            failure = {"index": index, "reason": reason}
+            if hasattr(resolved, "video_id"):
+                failure["video_id"] = resolved.video_id(index)
+            logger.warning("skipping unreadable video in row %d: %s", index, reason)
+            failures.append(failure)
+        if pixel_values is None:
+            continue
         output = model.get_video_features(pixel_values_videos=pixel_values.to(device=device, dtype=dtype))
         chunks.append(output.pooler_output.float().cpu())
+        positions.extend(indices)
     if not chunks:
-        raise ValueError("No videos to embed.")
+        raise ValueError("No videos to embed." if not failures else f"No readable video ({len(failures)} failed).")
     embeddings = torch.cat(chunks)
-    return F.normalize(embeddings, dim=-1) if normalize else embeddings
+    embeddings = F.normalize(embeddings, dim=-1) if normalize else embeddings
+    if len(positions) == num_videos:
+        return embeddings
+    full = torch.full((num_videos, embeddings.shape[1]), float("nan"))
+    full[torch.tensor(positions)] = embeddings
+    return full
 
 
 @torch.no_grad()
@@ -278,6 +326,11 @@ class _Common:
     num_workers: int = 0
     video_root: str | None = None
     show_progress: bool = True
+    on_error: str = "raise"  # "skip": leave out rows whose video cannot be read, and report them
+
+    def __post_init__(self):
+        if self.on_error not in ON_ERROR_CHOICES:
+            raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {self.on_error!r}")
 
 
 class _DatasetVideos:
@@ -293,12 +346,26 @@ class _DatasetVideos:
         self.video_column = video_column
         self.video_root = video_root
 
+        self.ids = dataset.select_columns(["video_id"]) if "video_id" in dataset.column_names else None
+
     def __call__(self, index: int) -> Any:
         return video_source(self.column[index][self.video_column], self.video_root)
 
+    def video_id(self, index: int) -> str | None:
+        return None if self.ids is None else str(self.ids[index]["video_id"])
 
-def _video_embeddings_for(dataset, model, processor, video_column, common: _Common, video_kwargs) -> torch.Tensor:
-    return compute_video_embeddings(
+    def row_name(self, index: int) -> str:
+        video_id = self.video_id(index)
+        return f"row {index}" + (f" (video_id {video_id!r})" if video_id is not None else "")
+
+
+def _video_embeddings_for(
+    dataset, model, processor, video_column, common: _Common, video_kwargs
+) -> tuple[torch.Tensor, list[int], dict[str, Any]]:
+    """`(embeddings of the readable rows, their indices, skip report)`; the report is empty unless
+    `on_error="skip"`."""
+    failures: list[dict[str, Any]] | None = [] if common.on_error == "skip" else None
+    embeddings = compute_video_embeddings(
         model,
         processor,
         _DatasetVideos(dataset, video_column, common.video_root),
@@ -307,7 +374,14 @@ def _video_embeddings_for(dataset, model, processor, video_column, common: _Comm
         num_workers=common.num_workers,
         show_progress=common.show_progress,
         video_kwargs=video_kwargs,
+        failures=failures,
     )
+    if failures is None:
+        return embeddings, list(range(len(dataset))), {}
+    failed = {failure["index"] for failure in failures}
+    keep = [index for index in range(len(dataset)) if index not in failed]
+    report = {"num_skipped_videos": len(failures), "skipped_videos": sorted(failures, key=lambda f: f["index"])}
+    return embeddings[keep], keep, report
 
 
 def evaluate_retrieval(
@@ -338,15 +412,20 @@ def evaluate_retrieval(
         captions = [captions] if isinstance(captions, str) else list(captions)
         texts.extend(captions)
         caption_to_video.extend([video_index] * len(captions))
-    video_embeds = _video_embeddings_for(dataset, model, processor, video_column, settings, video_kwargs)
+    video_embeds, keep, skips = _video_embeddings_for(dataset, model, processor, video_column, settings, video_kwargs)
+    if skips:  # the captions of skipped videos leave the query set with them
+        new_index = {old: new for new, old in enumerate(keep)}
+        pairs = [(text, new_index[v]) for text, v in zip(texts, caption_to_video) if v in new_index]
+        texts, caption_to_video = [t for t, _ in pairs], [v for _, v in pairs]
     text_embeds = compute_text_embeddings(
         model, processor, texts, settings.text_batch_size, show_progress=settings.show_progress
     )
     sims = cosine_similarity_matrix(text_embeds, video_embeds)
     return {
         "metrics": retrieval_metrics(sims, caption_to_video=caption_to_video),
-        "num_videos": len(dataset),
+        "num_videos": len(keep),
         "num_texts": len(texts),
+        **skips,
     }
 
 
@@ -405,12 +484,14 @@ def evaluate_zero_shot_classification(
     classes = build_class_embeddings(
         model, processor, names, templates, settings.text_batch_size, show_progress=settings.show_progress
     )
-    video_embeds = _video_embeddings_for(dataset, model, processor, video_column, settings, video_kwargs)
+    video_embeds, keep, skips = _video_embeddings_for(dataset, model, processor, video_column, settings, video_kwargs)
+    labels = labels[keep]
     logits = ZERO_SHOT_LOGIT_SCALE * video_embeds @ classes.T
     ks = [k for k in ks if k <= len(names)] or [1]
     return {
+        **skips,
         "metrics": zero_shot_classification_metrics(logits, labels, ks=ks),
-        "num_videos": len(dataset),
+        "num_videos": len(keep),
         "num_classes": len(names),
         "class_names": names,
         "templates": templates,
@@ -451,17 +532,19 @@ def evaluate_multiple_choice(
     text_embeds = compute_text_embeddings(
         model, processor, flat, settings.text_batch_size, show_progress=settings.show_progress
     )
-    video_embeds = _video_embeddings_for(dataset, model, processor, video_column, settings, video_kwargs)
-    logits, start = [], 0
-    for index, row in enumerate(options):
-        own = text_embeds[start : start + len(row)]
-        logits.append((ZERO_SHOT_LOGIT_SCALE * own @ video_embeds[index]).numpy())
-        start += len(row)
+    video_embeds, keep, skips = _video_embeddings_for(dataset, model, processor, video_column, settings, video_kwargs)
+    starts = np.cumsum([0] + [len(row) for row in options])
+    logits = [
+        (ZERO_SHOT_LOGIT_SCALE * text_embeds[starts[index] : starts[index + 1]] @ video_embeds[position]).numpy()
+        for position, index in enumerate(keep)
+    ]
+    answers = answers[keep]
     max_options = max(len(row) for row in options)
     ks = [k for k in ks if k <= max_options] or [1]
     return {
+        **skips,
         "metrics": multiple_choice_accuracy(logits, answers, ks=ks),
-        "num_videos": len(dataset),
+        "num_videos": len(keep),
         "predictions": [int(np.argmax(row)) for row in logits],
     }
 
@@ -638,6 +721,15 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--trust-remote-code", action="store_true")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument(
+        "--on-error",
+        "--on_error",
+        dest="on_error",
+        choices=ON_ERROR_CHOICES,
+        default="raise",
+        help="a video that cannot be read: stop with an error naming its row (raise, default) or leave the row out "
+        "and list it in the results JSON (skip)",
+    )
     return parser
 
 
@@ -671,6 +763,7 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "num_workers": args.num_workers,
         "video_root": args.video_root,
         "show_progress": not args.no_progress,
+        "on_error": args.on_error,
     }
     if args.task == "retrieval":
         options["text_column"] = args.text_column
@@ -710,8 +803,18 @@ def add_eval_subparser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+def _row_error_line(error: VideoRowError) -> str:
+    # A DataLoader worker re-raises with the worker's traceback in the message; its last line is the error.
+    line = str(error).strip().splitlines()[-1]
+    return line.split("VideoRowError: ", 1)[-1]
+
+
 def _run_eval_command(args: argparse.Namespace) -> int:
-    record = run_from_args(args)
+    try:
+        record = run_from_args(args)
+    except VideoRowError as error:
+        print(f"error: {_row_error_line(error)}", file=sys.stderr)
+        return 2
     print(json.dumps(record["metrics"], indent=2))
     print(f"Results written to {args.output}")
     return 0
@@ -724,7 +827,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    record = run_from_args(args)
+    try:
+        record = run_from_args(args)
+    except VideoRowError as error:
+        parser.exit(2, f"error: {_row_error_line(error)}\n")
     print(json.dumps(record["metrics"], indent=2))
     print(f"Results written to {args.output}")
     return record

@@ -14,6 +14,10 @@ that anyone can load *without* this package:
   base_model, datasets, metrics and a `model-index` built from evaluation results) and usage examples;
 * `eval_results.json` when evaluation results are given.
 
+The output folder follows `modeling_tvtsv2.output_folders`: it must be new or empty unless `--overwrite`
+(`overwrite=True`), it is written beside and moved into place only when complete, and with `--overwrite` it is
+replaced as a whole.
+
 Pushing uses the standard tools, e.g. `huggingface_hub.upload_folder(repo_id=..., folder_path=HUBDIR)` (what
 `tvtsv2 export --push-to-hub REPO` does), or `model.push_to_hub(repo)` / `processor.push_to_hub(repo)` on objects
 loaded from the folder with `trust_remote_code=True` (they carry their code along).
@@ -26,11 +30,12 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .output_folders import OutputFolderError, check_output_folder, staged_output_folder
 from .pipeline_tvtsv2 import custom_pipelines_config
 
 
@@ -436,6 +441,8 @@ def save_hub_folder(
     output_dir: str | os.PathLike,
     eval_results: str | os.PathLike | dict | Sequence[dict] | None = None,
     *,
+    overwrite: bool = False,
+    source_dir: str | os.PathLike | None = None,
     repo_id: str | None = None,
     model_name: str | None = None,
     variant: str | None = None,
@@ -447,25 +454,50 @@ def save_hub_folder(
 ) -> Path:
     """Writes a Hub-ready folder from an in-memory model and processor (used by `export_for_hub` and converters).
 
+    The folder is written to a temporary folder beside `output_dir` and moved into place only when complete
+    (`modeling_tvtsv2.output_folders`): a failed export leaves an existing folder untouched.
+
     Args:
         model: a `TVTSv2Model` or `TVTSv2ForPreTraining` (the sort head is kept when present).
         processor: a `TVTSv2Processor`.
-        output_dir: the folder to write (created; existing files of the same names are replaced). It may be the
-            folder the model was loaded from: files are written to a temporary folder first and then moved in.
+        output_dir: the folder to write. If it exists and is not empty, `overwrite=True` is needed, and the folder is
+            then replaced as a whole (files of earlier contents, e.g. `model_backup.safetensors`, do not survive).
         eval_results: evaluation records or a JSON file (see `load_eval_results`) for the card's `model-index`.
+        overwrite: replace a non-empty `output_dir` (only after the new folder is complete).
+        source_dir: the folder `model` was loaded from, if any: `output_dir` may equal it (in-place export, with
+            `overwrite=True`) but may not contain it.
         repo_id / model_name / variant / license / base_model / datasets / tags: model card settings, see
             `build_model_card`.
         max_shard_size: `save_pretrained` shard size (the Hub recommends shards of at most 5GB).
 
     Returns:
         The output folder.
+
+    Raises:
+        OutputFolderError: `output_dir` is not empty (without `overwrite`), contains `source_dir`, or is not
+            writable.
     """
+    records = load_eval_results(eval_results)
+    card_kwargs = dict(
+        repo_id=repo_id, model_name=model_name, variant=variant, license=license, base_model=base_model,
+        datasets=datasets, extra_tags=tags,
+    )  # fmt: skip
+    # The staging folder lies beside the target (same file system): safe when output_dir is the source folder whose
+    # safetensors may still be memory-mapped by `model`.
+    with staged_output_folder(
+        output_dir, overwrite=overwrite, inputs=[source_dir], allow_same_as=source_dir
+    ) as staging:
+        _write_hub_files(model, processor, staging, records, card_kwargs, max_shard_size)
+    return Path(output_dir)
+
+
+def _write_hub_files(
+    model, processor, folder: Path, records: Sequence[dict[str, Any]], card_kwargs: dict[str, Any], max_shard_size
+) -> None:
+    """Everything a Hub folder holds, written into the (empty) `folder`."""
     from . import pipeline_tvtsv2
     from .modeling_tvtsv2 import TVTSv2ForPreTraining
 
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    records = load_eval_results(eval_results)
     has_sort_head = isinstance(model, TVTSv2ForPreTraining)
     video_processor = getattr(processor, "video_processor", None)
     registrations = [
@@ -475,49 +507,34 @@ def save_hub_folder(
     ]
     if video_processor is not None:
         registrations.append((type(video_processor), "AutoVideoProcessor"))
+    with _auto_classes(*registrations):
+        model.save_pretrained(folder, max_shard_size=max_shard_size)
+        processor.save_pretrained(folder)
+    _copy_flat_module(pipeline_tvtsv2.__file__, folder)
 
-    # Write next to the target (same file system) and move in: safe when output_dir is the source folder whose
-    # safetensors may still be memory-mapped by `model`.
-    with tempfile.TemporaryDirectory(dir=output_dir.parent, prefix=f".{output_dir.name}.export-") as staging:
-        staging = Path(staging)
-        with _auto_classes(*registrations):
-            model.save_pretrained(staging, max_shard_size=max_shard_size)
-            processor.save_pretrained(staging)
-        _copy_flat_module(pipeline_tvtsv2.__file__, staging)
+    def patch_config(config: dict[str, Any]) -> None:
+        config["auto_map"] = {**config.get("auto_map", {}), **_MODEL_AUTO_MAP}
+        config["custom_pipelines"] = custom_pipelines_config()
 
-        def patch_config(config: dict[str, Any]) -> None:
-            config["auto_map"] = {**config.get("auto_map", {}), **_MODEL_AUTO_MAP}
-            config["custom_pipelines"] = custom_pipelines_config()
-
-        _update_json(staging / "config.json", patch_config)
-        card = build_model_card(
-            model.config,
-            records,
-            repo_id=repo_id,
-            model_name=model_name,
-            variant=variant,
-            license=license,
-            base_model=base_model,
-            datasets=datasets,
-            extra_tags=tags,
-            has_sort_head=has_sort_head,
-            frames_per_video=getattr(video_processor, "num_frames", None),
-        )
-        card.save(staging / "README.md")
-        if records:
-            (staging / "eval_results.json").write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
-        # Old weight shards of a previous export would shadow the new index: remove them first.
-        for stale in output_dir.glob("model*.safetensors*"):
-            stale.unlink()
-        for path in staging.iterdir():
-            os.replace(path, output_dir / path.name)
-    return output_dir
+    _update_json(folder / "config.json", patch_config)
+    card = build_model_card(
+        model.config,
+        records,
+        has_sort_head=has_sort_head,
+        frames_per_video=getattr(video_processor, "num_frames", None),
+        **card_kwargs,
+    )
+    card.save(folder / "README.md")
+    if records:
+        (folder / "eval_results.json").write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
 
 
 def export_for_hub(
     model_dir: str | os.PathLike,
     output_dir: str | os.PathLike,
     eval_results: str | os.PathLike | dict | Sequence[dict] | None = None,
+    *,
+    overwrite: bool = False,
     **card_kwargs: Any,
 ) -> Path:
     """Exports a saved TVTSv2 model folder (e.g. from `tvtsv2 convert` or training) to a Hub-ready folder.
@@ -525,26 +542,36 @@ def export_for_hub(
     Args:
         model_dir: a folder with `config.json` + weights (and processor files; without them the default TVTSv2
             processor for the model's frame size is written).
-        output_dir: the Hub folder to write; may equal `model_dir` (in-place export, as `tvtsv2 convert --hub`).
+        output_dir: the Hub folder to write. It may equal `model_dir` (in-place export: needs `overwrite=True`,
+            and the folder is then replaced as a whole by the export) but may not contain it.
         eval_results: evaluation records or a results JSON file from `training/run_eval.py`.
+        overwrite: replace a non-empty `output_dir`, only once the new folder is complete.
         **card_kwargs: `repo_id`, `model_name`, `variant`, `license`, `base_model`, `datasets`, `tags`,
             `max_shard_size` (see `save_hub_folder`).
 
     Returns:
         The output folder.
+
+    Raises:
+        OutputFolderError: see `save_hub_folder` (checked before the model is loaded).
     """
     from transformers import AutoConfig
 
     from .evaluation import load_processor_or_default
     from .modeling_tvtsv2 import TVTSv2ForPreTraining, TVTSv2Model
 
+    check_output_folder(output_dir, overwrite=overwrite, inputs=[model_dir], allow_same_as=model_dir)
+    if Path(model_dir).exists() and not (Path(model_dir) / "config.json").is_file():
+        raise FileNotFoundError(f"--model {model_dir} is not a model folder (no config.json)")
     config = AutoConfig.from_pretrained(model_dir)
     architectures = getattr(config, "architectures", None) or []
     model_cls = TVTSv2ForPreTraining if "TVTSv2ForPreTraining" in architectures else TVTSv2Model
     # The saved dtype is kept (transformers 5 loads checkpoints in their saved dtype).
     model = model_cls.from_pretrained(model_dir)
     processor = load_processor_or_default(str(model_dir), config)
-    return save_hub_folder(model, processor, output_dir, eval_results, **card_kwargs)
+    return save_hub_folder(
+        model, processor, output_dir, eval_results, overwrite=overwrite, source_dir=model_dir, **card_kwargs
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -562,7 +589,14 @@ def add_export_subparser(subparsers) -> argparse.ArgumentParser:
         "comes from --eval-results. Loadable with trust_remote_code=True without the tvtsv2 package.",
     )
     parser.add_argument("--model", required=True, help="model folder (config.json + weights [+ processor])")
-    parser.add_argument("--output", required=True, help="Hub folder to write (may equal --model)")
+    parser.add_argument(
+        "--output", required=True, help="Hub folder to write (new or empty; may equal --model with --overwrite)"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a non-empty --output as a whole, only after the export is complete",
+    )
     parser.add_argument(
         "--eval-results", action="append", default=None, help="results JSON from training/run_eval.py (repeatable)"
     )
@@ -587,21 +621,18 @@ def add_export_subparser(subparsers) -> argparse.ArgumentParser:
 def run_export(args: argparse.Namespace) -> int:
     """Runs `tvtsv2 export` from parsed arguments."""
     records: list[dict[str, Any]] = []
-    for path in args.eval_results or []:
-        records.extend(load_eval_results(path))
+    try:
+        for path in args.eval_results or []:
+            records.extend(load_eval_results(path))
+    except (OSError, ValueError) as error:  # JSONDecodeError is a ValueError
+        print(f"error: --eval-results: {error}", file=sys.stderr)
+        return 2
     base_model = args.base_model[0] if args.base_model and len(args.base_model) == 1 else args.base_model
-    output = export_for_hub(
-        args.model,
-        args.output,
-        records or None,
-        repo_id=args.repo_id or args.push_to_hub,
-        model_name=args.model_name,
-        variant=args.variant,
-        license=args.license,
-        base_model=base_model,
-        datasets=args.datasets,
-        tags=args.tags,
-    )
+    try:
+        output = _export_from_args(args, records, base_model)
+    except (OutputFolderError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(f"Hub folder written to {output}")
     if args.push_to_hub:
         from huggingface_hub import create_repo, upload_folder
@@ -610,3 +641,19 @@ def run_export(args: argparse.Namespace) -> int:
         upload_folder(repo_id=args.push_to_hub, folder_path=str(output), commit_message="Upload TVTSv2 model")
         print(f"Pushed to https://huggingface.co/{args.push_to_hub}")
     return 0
+
+
+def _export_from_args(args: argparse.Namespace, records: list[dict[str, Any]], base_model) -> Path:
+    return export_for_hub(
+        args.model,
+        args.output,
+        records or None,
+        overwrite=args.overwrite,
+        repo_id=args.repo_id or args.push_to_hub,
+        model_name=args.model_name,
+        variant=args.variant,
+        license=args.license,
+        base_model=base_model,
+        datasets=args.datasets,
+        tags=args.tags,
+    )

@@ -25,10 +25,13 @@ All functions are pure: no file is touched except by :func:`read_subtitle_file` 
 from __future__ import annotations
 
 import codecs
+import functools
 import html
 import json
+import math
 import os
 import re
+import string
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +39,7 @@ from typing import Any
 
 __all__ = [
     "SUBTITLE_SUFFIXES",
+    "align_denoised_words",
     "Segment",
     "SubtitleParseError",
     "Transcript",
@@ -155,8 +159,10 @@ def read_subtitle_file(path: str | os.PathLike[str]) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-_TAG_RE = re.compile(r"<[^>\n]*>")
-_ASS_OVERRIDE_RE = re.compile(r"\{\\[^}]*\}")
+# A tag cannot contain "<" (nor an override block "{"): each failed match then stops at the next opener, which keeps
+# cleaning linear in the text length (with `[^>]*`, a line of 150 KB of "<" took ~30 s, 1.5 MB about an hour).
+_TAG_RE = re.compile(r"<[^<>\n]*>")
+_ASS_OVERRIDE_RE = re.compile(r"\{\\[^{}]*\}")
 _SPACE_RE = re.compile(r"\s+")
 
 
@@ -304,31 +310,54 @@ def parse_vtt(text: str, *, rolling_window: int = 3) -> Transcript:
 # --------------------------------------------------------------------------------------------------------------
 
 
+def _seconds(value: Any) -> float:
+    """A time in seconds from JSON: a finite number (numeric strings accepted); NaN, infinities (`1e400`) and
+    `true`/`false` are refused with a `ValueError`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TypeError(f"time {str(value)[:40]} is a {type(value).__name__}, not a number")
+    seconds = float(value)  # OverflowError for a 5000-digit integer
+    if not math.isfinite(seconds):
+        raise ValueError(f"time {str(value)[:40]} is not a finite number")
+    return seconds
+
+
+def _finite_or_none(value: float) -> float | None:
+    try:
+        value = float(value)
+    except (OverflowError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
 def _keep_asr_word(word: str) -> bool:
     # As the original loader: ASR tokens that start with "&" or end with ";" are HTML-entity debris.
     return bool(word) and not word.startswith("&") and not word.endswith(";")
 
 
-def parse_yttemporal_json(source: str | bytes | dict[str, Any]) -> Transcript:
-    """Parse a YT-Temporal annotation: ``{"subtitles": [{"word", "time"}, ...], "info": {"duration": s}, ...}``.
+def parse_yttemporal_json(source: str | bytes | dict[str, Any], *, use_denoised: bool = True) -> Transcript:
+    """Parse a YT-Temporal annotation: ``{"subtitles": [{"word", "time"}, ...], "denoised": [{"cleanasr": str},
+    ...], "info": {"duration": s}, ...}``.
 
     Also accepted: a bare list of ``{"word", "time"}`` objects, and ``{"segments": [{"start", "end", "text"}]}``.
-    Words are stripped, entity debris dropped (as the original loader did), and sorted by time. The original also
-    aligned the ``denoised`` text to these words (DTW); we keep the raw ASR words, which carry the timings.
+    Words are stripped and entity debris dropped (as the original loader did). When the file has a ``denoised``
+    list (the clean, punctuated text of the whole video) and ``use_denoised`` is true, the clean words are aligned
+    to the raw ASR words as in the original loader (:func:`align_denoised_words`) and take their timings: a window's
+    text is then the clean text of the raw words inside it. Otherwise the raw ASR words are used. Words are sorted
+    by time.
     """
     if isinstance(source, (bytes, bytearray)):
         source = decode_subtitle_bytes(bytes(source))
     if isinstance(source, str):
         try:
             source = json.loads(source)
-        except json.JSONDecodeError as error:
-            raise SubtitleParseError(f"not JSON: {error}") from error
+        except (ValueError, RecursionError) as error:  # JSONDecodeError, >4300-digit integers, deep nesting
+            raise SubtitleParseError(f"not JSON: {type(error).__name__}: {str(error)[:200]}") from None
 
     duration: float | None = None
     if isinstance(source, dict):
         info = source.get("info")
         if isinstance(info, dict) and isinstance(info.get("duration"), (int, float)):
-            duration = float(info["duration"])
+            duration = _finite_or_none(info["duration"])
         if "subtitles" in source:
             items = source["subtitles"]
         elif "words" in source:
@@ -336,11 +365,11 @@ def parse_yttemporal_json(source: str | bytes | dict[str, Any]) -> Transcript:
         elif "segments" in source:
             try:
                 segments = [
-                    Segment(float(s["start"]), float(s["end"]), clean_cue_text(str(s["text"])))
+                    Segment(_seconds(s["start"]), _seconds(s["end"]), clean_cue_text(str(s["text"])))
                     for s in source["segments"]
                 ]
-            except (KeyError, TypeError, ValueError) as error:
-                raise SubtitleParseError(f"bad segment entry: {error!r}") from error
+            except (KeyError, TypeError, ValueError, OverflowError) as error:
+                raise SubtitleParseError(f"bad segment entry: {str(error)[:200]}") from None
             return Transcript(segments=_sorted_segments(s for s in segments if s.text), duration=duration)
         else:
             raise SubtitleParseError("JSON transcript has none of the keys 'subtitles', 'words', 'segments'")
@@ -349,17 +378,124 @@ def parse_yttemporal_json(source: str | bytes | dict[str, Any]) -> Transcript:
     if not isinstance(items, list):
         raise SubtitleParseError("JSON word list is not a list")
 
-    words: list[Word] = []
+    raw: list[tuple[str, float]] = []  # (ASR word, time) in file order, entity debris dropped
     for item in items:
         try:
-            token, time = str(item["word"]).strip(), float(item["time"])
-        except (KeyError, TypeError, ValueError) as error:
-            raise SubtitleParseError(f"bad word entry {item!r}: {error!r}") from error
+            token, time = str(item["word"]).strip(), _seconds(item["time"])
+        except (KeyError, TypeError, ValueError, OverflowError) as error:
+            raise SubtitleParseError(f"bad word entry {str(item)[:100]}: {str(error)[:200]}") from None
         token = clean_cue_text(token) if "<" in token else token
-        # An ASR "word" may hold several tokens; they share the time.
-        words.extend(Word(part, time) for part in token.split() if _keep_asr_word(part))
+        if token and not token.startswith("&") and not token.endswith(";"):
+            raw.append((token, time))
+    clean = _denoised_words(source) if use_denoised and isinstance(source, dict) else None
+    texts = [token for token, _ in raw] if clean is None else align_denoised_words([t for t, _ in raw], clean)
+    words: list[Word] = []
+    for text, (_, time) in zip(texts, raw):
+        # An ASR "word" (or the clean text aligned to it) may hold several tokens; they share the time. The entity
+        # filter is for raw ASR tokens only (a clean "&" is a word).
+        words.extend(Word(part, time) for part in text.split() if clean is not None or _keep_asr_word(part))
     words.sort(key=lambda w: w.time)
     return Transcript(words=words, duration=duration)
+
+
+def _denoised_words(source: dict[str, Any]) -> list[str] | None:
+    """The clean words of a YT-Temporal ``denoised`` list (``[{"cleanasr": text}, ...]``), ``None`` when absent."""
+    entries = source.get("denoised")
+    if not entries:
+        return None
+    if not isinstance(entries, list):
+        raise SubtitleParseError(f"'denoised' is a {type(entries).__name__}, not a list")
+    words: list[str] = []
+    for entry in entries:
+        text = entry.get("cleanasr") if isinstance(entry, dict) else None
+        if not isinstance(text, str):
+            raise SubtitleParseError(f"bad 'denoised' entry {str(entry)[:100]} (needs a 'cleanasr' text)")
+        words.extend(text.split())
+    return words or None
+
+
+# Alignments above this many cost-matrix cells (about 6,000 x 6,000 words) would need too much memory and time; such
+# transcripts keep their raw ASR words.
+MAX_ALIGNMENT_CELLS = 40_000_000
+
+_PUNCTUATION_TABLE = str.maketrans("", "", string.punctuation)
+
+
+@functools.lru_cache(maxsize=65536)
+def _edit_distance(a: str, b: str) -> int:
+    if len(a) < len(b):
+        a, b = b, a
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, start=1):
+        current = [i]
+        for j, char_b in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b)))
+        previous = current
+    return previous[-1]
+
+
+def align_denoised_words(
+    asr_words: Sequence[str], clean_words: Sequence[str], radius_fraction: float = 0.1, radius_min: int = 32
+) -> list[str]:
+    """For each raw ASR word, the clean words aligned to it (joined by spaces; ``""`` when none), as the original
+    YT-Temporal loader (`align_using_dtw`).
+
+    Words are compared lower-cased without punctuation by edit distance inside a band of
+    ``max(radius_fraction * len(asr_words), radius_min)`` positions (cost 9999 outside); the minimum-cost DTW path
+    (steps diagonal, down, right; ties in that order) assigns each clean word to the first ASR word it is matched
+    with. A clean text much longer than the ASR is cut to ``len(asr_words) + radius``.
+    """
+    import numpy as np
+
+    n = len(asr_words)
+    if n == 0:
+        return []
+    radius = int(max(n * radius_fraction, radius_min))
+    clean = list(clean_words[: n + radius]) if len(clean_words) > n else list(clean_words)
+    m = len(clean)
+    if m == 0 or n * m > MAX_ALIGNMENT_CELLS:
+        return list(asr_words) if m else [""] * n
+    asr_keys = [w.translate(_PUNCTUATION_TABLE).strip().lower() for w in asr_words]
+    clean_keys = [w.translate(_PUNCTUATION_TABLE).strip().lower() for w in clean]
+    # Forward pass row by row; `moves` remembers the backtracking choice (0 diagonal, 1 up, 2 left).
+    moves = np.zeros((n, m), dtype=np.int8)
+    previous = None
+    for i in range(n):
+        cost = np.full(m, 9999.0)
+        for j in range(max(i - radius, 0), min(i + radius, m)):
+            cost[j] = _edit_distance(asr_keys[i], clean_keys[j])
+        if previous is None:
+            row = np.cumsum(cost)
+            moves[i, 1:] = 2
+        else:
+            # acc[i, j] = cost[j] + min(acc[i-1, j-1], acc[i-1, j], acc[i, j-1]): the left term is a running
+            # minimum over a prefix sum (all values are integers, exact in float64).
+            from_above = previous.copy()
+            from_above[1:] = np.minimum(previous[:-1], previous[1:])
+            prefix = np.cumsum(cost)
+            row = prefix + np.minimum.accumulate(from_above + cost - prefix)
+            diagonal = np.full(m, np.inf)
+            diagonal[1:] = previous[:-1]
+            left = np.full(m, np.inf)
+            left[1:] = row[:-1]
+            moves[i] = np.argmin(np.stack([diagonal, previous, left]), axis=0)
+        previous = row
+    # Backtrack from the last cell, then give each clean word to the first ASR word that reaches it.
+    path = []
+    i, j = n - 1, m - 1
+    while True:
+        path.append((i, j))
+        if i == 0 and j == 0:
+            break
+        move = 2 if i == 0 else 1 if j == 0 else int(moves[i, j])
+        i, j = (i - 1, j - 1) if move == 0 else (i - 1, j) if move == 1 else (i, j - 1)
+    aligned: list[list[str]] = [[] for _ in range(n)]
+    seen = -1
+    for i, j in reversed(path):
+        if j > seen:
+            aligned[i].append(clean[j])
+        seen = j
+    return [" ".join(words) for words in aligned]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -367,20 +503,22 @@ def parse_yttemporal_json(source: str | bytes | dict[str, Any]) -> Transcript:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def parse_subtitles(text: str, fmt: str) -> Transcript:
-    """Parse subtitle ``text`` of format ``fmt`` (``"srt"``, ``"vtt"`` or ``"json"``; a leading dot is allowed)."""
+def parse_subtitles(text: str, fmt: str, *, use_denoised: bool = True) -> Transcript:
+    """Parse subtitle ``text`` of format ``fmt`` (``"srt"``, ``"vtt"`` or ``"json"``; a leading dot is allowed).
+    ``use_denoised``: see :func:`parse_yttemporal_json`."""
     fmt = fmt.lower().lstrip(".")
     if fmt == "srt":
         return parse_srt(text)
     if fmt == "vtt":
         return parse_vtt(text)
     if fmt == "json":
-        return parse_yttemporal_json(text)
+        return parse_yttemporal_json(text, use_denoised=use_denoised)
     raise SubtitleParseError(f"unknown subtitle format {fmt!r}; expected one of srt, vtt, json")
 
 
-def load_transcript(path: str | os.PathLike[str]) -> Transcript:
-    """Read and parse a ``.srt``, ``.vtt`` or YT-Temporal ``.json`` file (format from the suffix).
+def load_transcript(path: str | os.PathLike[str], *, use_denoised: bool = True) -> Transcript:
+    """Read and parse a ``.srt``, ``.vtt`` or YT-Temporal ``.json`` file (format from the suffix; ``use_denoised``:
+    see :func:`parse_yttemporal_json`).
 
     Raises:
         SubtitleParseError: the file cannot be decoded or parsed (the message names the file).
@@ -388,7 +526,7 @@ def load_transcript(path: str | os.PathLike[str]) -> Transcript:
     """
     path = Path(path)
     try:
-        return parse_subtitles(read_subtitle_file(path), path.suffix)
+        return parse_subtitles(read_subtitle_file(path), path.suffix, use_denoised=use_denoised)
     except SubtitleParseError as error:
         raise SubtitleParseError(f"{path}: {error}") from error
 

@@ -244,6 +244,9 @@ def _window_positions(times: Sequence[float], start: float | None, end: float | 
 
 
 def _check_window(start: float | None, end: float | None) -> None:
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and not math.isfinite(value):  # NaN/inf would overflow frame-index arithmetic
+            raise ValueError(f"{name} must be a finite number of seconds, got {value}")
     if start is not None and start < 0:
         raise ValueError(f"start must be >= 0 seconds, got {start}")
     if start is not None and end is not None and end <= start:

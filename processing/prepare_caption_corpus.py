@@ -44,25 +44,30 @@ def main(argv: list[str] | None = None) -> int:
                         help="fraction (<1) or number of rows held out as the 'validation' split (default 0)")
     parser.add_argument("--num_workers", type=int, default=1, help="processes probing videos (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/validation split")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a non-empty output folder as a whole, once the new corpus is complete")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    report = build_caption_corpus(
-        args.metadata,
-        args.output,
-        video_column=args.video_column,
-        caption_column=args.caption_column,
-        id_column=args.id_column,
-        video_root=args.video_root,
-        video_suffix=args.video_suffix,
-        embed_videos=args.embed_videos,
-        validation_size=args.validation_size,
-        num_workers=args.num_workers,
-        seed=args.seed,
-        overwrite=args.overwrite,
-        progress=lambda items: tqdm(items, desc="probing videos", unit="video"),
-    )
+    try:
+        report = build_caption_corpus(
+            args.metadata,
+            args.output,
+            video_column=args.video_column,
+            caption_column=args.caption_column,
+            id_column=args.id_column,
+            video_root=args.video_root,
+            video_suffix=args.video_suffix,
+            embed_videos=args.embed_videos,
+            validation_size=args.validation_size,
+            num_workers=args.num_workers,
+            seed=args.seed,
+            overwrite=args.overwrite,
+            progress=lambda items: tqdm(items, desc="probing videos", unit="video"),
+        )
+    except (OSError, ValueError) as error:  # bad --output/--videos/--metadata, or no usable row at all
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(report.summary())
     for member in report.skipped:
         print(f"  skipped {member.source}: {member.reason} {member.detail}".rstrip())

@@ -40,28 +40,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation_size", type=_size, default=0,
                         help="fraction (<1) or number of rows held out as the 'validation' split (default 0)")
     parser.add_argument("--min_words", type=int, default=1, help="skip transcripts with fewer words (default 1)")
+    parser.add_argument("--raw_asr_words", "--raw-asr-words", action="store_true",
+                        help="YT-Temporal JSON: keep the raw ASR words instead of the 'denoised' text aligned to them")
     parser.add_argument("--extensions", nargs="+", default=list(VIDEO_EXTENSIONS), help="video file suffixes")
     parser.add_argument("--no_recursive", action="store_true", help="only scan the top folder")
     parser.add_argument("--num_workers", type=int, default=1, help="processes probing videos (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/validation split")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a non-empty output folder as a whole, once the new corpus is complete")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    report = build_transcript_corpus(
-        args.videos,
-        args.output,
-        embed_videos=args.embed_videos,
-        timing=args.timing,
-        validation_size=args.validation_size,
-        min_words=args.min_words,
-        video_extensions=args.extensions,
-        recursive=not args.no_recursive,
-        num_workers=args.num_workers,
-        seed=args.seed,
-        overwrite=args.overwrite,
-        progress=lambda items: tqdm(items, desc="probing videos", unit="video"),
-    )
+    try:
+        report = build_transcript_corpus(
+            args.videos,
+            args.output,
+            embed_videos=args.embed_videos,
+            timing=args.timing,
+            validation_size=args.validation_size,
+            min_words=args.min_words,
+            video_extensions=args.extensions,
+            recursive=not args.no_recursive,
+            num_workers=args.num_workers,
+            seed=args.seed,
+            overwrite=args.overwrite,
+            progress=lambda items: tqdm(items, desc="probing videos", unit="video"),
+            use_denoised=not args.raw_asr_words,
+        )
+    except (OSError, ValueError) as error:  # bad --output/--videos/--metadata, or no usable row at all
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(report.summary())
     for member in report.skipped:
         print(f"  skipped {member.source}: {member.reason} {member.detail}".rstrip())

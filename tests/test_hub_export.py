@@ -203,7 +203,7 @@ def test_cli_export_in_place_without_results(tmp_path):
     model.save_pretrained(folder)
     TVTSv2Processor.from_defaults(image_size=64, num_frames=4).save_pretrained(folder)
     # in place, as `tvtsv2 convert --hub` does: the weights are rewritten from the loaded (memory-mapped) model
-    assert cli_main(["export", "--model", str(folder), "--output", str(folder), "--license", "mit"]) == 0
+    assert cli_main(["export", "--model", str(folder), "--output", str(folder), "--license", "mit", "--overwrite"]) == 0
     reloaded = TVTSv2Model.from_pretrained(folder)
     for name, tensor in model.state_dict().items():
         torch.testing.assert_close(reloaded.state_dict()[name], tensor, atol=0, rtol=0)
@@ -211,7 +211,7 @@ def test_cli_export_in_place_without_results(tmp_path):
     assert card.data.license == "mit" and not card.data.eval_results
     assert "No evaluation results" in card.text
     assert not (folder / "eval_results.json").exists()
-    assert not list(tmp_path.glob(".model.export-*"))  # staging folder cleaned up
+    assert not list(tmp_path.glob(".model.*"))  # staging folders cleaned up
 
 
 def test_export_without_processor_files_writes_the_default_one(tmp_path):

@@ -155,7 +155,8 @@ def test_yttemporal_json():
         ],
         "denoised": [{"cleanasr": "Hello world again."}],
     }
-    transcript = parse_yttemporal_json(json.dumps(data))
+    # raw ASR words (the denoised text is covered in test_hardening_inputs.py)
+    transcript = parse_yttemporal_json(json.dumps(data), use_denoised=False)
     assert transcript.duration == 42.5
     assert transcript.words == [Word("hello", 1.0), Word("world", 1.5), Word("again", 2.25)]
     assert transcript.to_words() == transcript.words
