@@ -1210,6 +1210,3 @@ def _is_decoded_video_like(x: Any) -> bool:
     if ndim is None and hasattr(x, "__array_interface__"):
         ndim = len(x.__array_interface__["shape"])
     return ndim == 4
-
-
-TVTSv2VideoProcessor.register_for_auto_class("AutoVideoProcessor")
