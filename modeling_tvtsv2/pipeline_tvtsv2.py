@@ -16,6 +16,7 @@ unchanged from a Hub folder.
 from __future__ import annotations
 
 import os
+import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,15 +38,35 @@ DEFAULT_LOGIT_SCALE = 100.0
 """logits = 100 * cosine, as in the original zero-shot recognition scripts; softmax scores depend on it."""
 
 
-def _video_source(video: Any) -> Any:
-    """Accepts what 🤗 Datasets gives for a `Video(decode=False)` cell (`{"bytes", "path"}`) and path-likes."""
+def _video_source(video: Any, timeout: float | None = None) -> Any:
+    """Accepts what 🤗 Datasets gives for a `Video(decode=False)` cell (`{"bytes", "path"}`) and path-likes.
+
+    With `timeout` (seconds), an http(s) URL is fetched here with that limit (as the image pipelines' `timeout`
+    does) and its bytes are decoded; without it the decoder opens the URL itself.
+    """
     if isinstance(video, dict) and ("bytes" in video or "path" in video):
         video = video.get("bytes") or video.get("path")
     if isinstance(video, os.PathLike):
         video = os.fspath(video)
     if video is None:
         raise ValueError("No video given (a None input, or a dict with neither 'bytes' nor 'path').")
+    if timeout is not None and isinstance(video, str) and video.startswith(("http://", "https://")):
+        return _fetch_url(video, timeout)
     return video
+
+
+def _fetch_url(url: str, timeout: float) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.read()
+    except (OSError, ValueError) as error:  # URLError, socket timeouts and HTTP errors are OSErrors
+        reason = getattr(error, "reason", None) or error
+        raise ValueError(f"Could not fetch video {url} within timeout={timeout} s: {reason}") from error
+
+
+def _check_timeout(timeout: Any) -> None:
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
 
 
 def _collate_videos(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -55,6 +76,36 @@ def _collate_videos(items: list[dict[str, Any]]) -> dict[str, Any]:
         values = [item[key] for item in items]
         batch[key] = torch.cat(values) if isinstance(values[0], torch.Tensor) else values
     return batch
+
+
+def _check_top_k(top_k: Any) -> None:
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be a positive integer (or None for all labels), got {top_k!r}")
+
+
+def _fill_template(template: str, label: str) -> str:
+    """`template.format(label)`, with one clear error for templates that `str.format` cannot fill."""
+    try:
+        return template.format(label)
+    except (KeyError, IndexError, ValueError) as error:
+        raise ValueError(
+            f"hypothesis_template {template!r} cannot be filled: it must contain exactly the placeholder '{{}}' "
+            f"(write other braces as '{{{{' and '}}}}'); str.format said {type(error).__name__}: {error}"
+        ) from None
+
+
+def _model_logit_scale(model: Any) -> float:
+    """The model's own multiplier of the cosines (`logit_scale=None`): TVTSv2's 1 / temperature, or CLIP's
+    `logit_scale.exp()` for CLIP-style models."""
+    if callable(getattr(model, "logit_scale_value", None)):
+        return float(model.logit_scale_value())
+    scale = getattr(model, "logit_scale", None)
+    if isinstance(scale, torch.Tensor):
+        return float(scale.detach().float().exp())
+    temperature = getattr(getattr(model, "config", None), "temperature", None)
+    if temperature:
+        return 1.0 / float(temperature)
+    raise ValueError(f"{type(model).__name__} has no logit scale; pass logit_scale= as a number")
 
 
 class _TVTSv2VideoPipeline(Pipeline):
@@ -80,15 +131,25 @@ class _TVTSv2VideoPipeline(Pipeline):
         valid = getattr(self.video_processor, "valid_kwargs", None)
         return set(getattr(valid, "__annotations__", {})) - {"return_tensors", "device"}
 
+    def __call__(self, inputs: Any, *args: Any, **kwargs: Any):
+        if isinstance(inputs, (list, tuple)) and len(inputs) == 0:
+            return []  # an empty batch gives an empty result (transformers' batching cannot take one)
+        return super().__call__(inputs, *args, **kwargs)
+
     def _split_video_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Moves sampling/transform options (`num_frames`, `sampling`, `start`, `end`, ...) to the video processor."""
         video_kwargs = dict(kwargs.pop("video_kwargs", None) or {})
         for name in self._video_processor_kwarg_names() & set(kwargs):
             video_kwargs[name] = kwargs.pop(name)
+        if "timeout" in kwargs:
+            _check_timeout(kwargs["timeout"])
+            video_kwargs["timeout"] = kwargs.pop("timeout")
         return video_kwargs
 
     def _preprocess_video(self, video: Any, video_kwargs: dict[str, Any]) -> torch.Tensor:
-        outputs = self.video_processor(videos=[_video_source(video)], return_tensors="pt", **video_kwargs)
+        video_kwargs = dict(video_kwargs)
+        source = _video_source(video, video_kwargs.pop("timeout", None))
+        outputs = self.video_processor(videos=[source], return_tensors="pt", **video_kwargs)
         pixel_values = outputs["pixel_values_videos"]
         return pixel_values.to(self.dtype) if self.dtype is not None else pixel_values
 
@@ -135,11 +196,16 @@ class ZeroShotVideoClassificationPipeline(_TVTSv2VideoPipeline):
         videos: a path, `bytes`, a `[T, H, W, C]` uint8 array/tensor, a 🤗 Datasets `{"bytes", "path"}` dict, or a
             list of those (a list is always a batch of videos, never a list of frames).
         candidate_labels (`list[str]`): the classes.
-        hypothesis_template (`str` or `list[str]`, defaults to `"a person {}"`): prompt template(s) with `{}`.
-        logit_scale (`float`, defaults to 100): multiplier of the cosines before the softmax.
-        top_k (`int`, *optional*): return only the best k labels.
+        hypothesis_template (`str` or `list[str]`, defaults to `"a person {}"`): prompt template(s) with `{}` (filled
+            with `str.format`: other literal braces are written `{{`/`}}`; anything else is a `ValueError`).
+        logit_scale (`float` or `None`, defaults to 100): multiplier of the cosines before the softmax. 100 is the
+            original zero-shot recognition value; `None` uses the model's own scale (`1 / config.temperature`, 20
+            for the released models, or the learned scale).
+        top_k (`int`, *optional*): return only the best k labels (a positive integer; more than the number of
+            labels returns them all).
+        timeout (`float`, *optional*): seconds allowed to fetch an http(s) video URL (as the image pipelines).
         num_frames, sampling, start, end, ...: any video processor option, or `video_kwargs={...}`.
-        batch_size (`int`): videos per forward pass for a list input.
+        batch_size (`int`): videos per forward pass for a list input. An empty list returns `[]`.
     """
 
     _load_tokenizer = True
@@ -149,6 +215,8 @@ class ZeroShotVideoClassificationPipeline(_TVTSv2VideoPipeline):
             videos = kwargs.pop("video")
         if candidate_labels is None:
             raise ValueError("`candidate_labels` is required, e.g. candidate_labels=['dancing', 'cooking'].")
+        if "top_k" in kwargs:
+            _check_top_k(kwargs["top_k"])
         return super().__call__(videos, candidate_labels=candidate_labels, **kwargs)
 
     def _sanitize_parameters(self, **kwargs):
@@ -179,7 +247,7 @@ class ZeroShotVideoClassificationPipeline(_TVTSv2VideoPipeline):
         if not templates or any("{}" not in template for template in templates):
             raise ValueError(f"Every hypothesis template needs a '{{}}' placeholder, got {templates}.")
         # label-major order: [label0/template0, label0/template1, ..., label1/template0, ...]
-        sequences = [template.format(label) for label in candidate_labels for template in templates]
+        sequences = [_fill_template(template, label) for label in candidate_labels for template in templates]
         max_length = getattr(getattr(self.model.config, "text_config", None), "max_position_embeddings", 77)
         # Padding to the longest prompt is enough: the text tower is causal and pools at the first end token.
         text_kwargs = {"padding": True, "truncation": True, "max_length": max_length, **(tokenizer_kwargs or {})}
@@ -205,10 +273,14 @@ class ZeroShotVideoClassificationPipeline(_TVTSv2VideoPipeline):
         return {"cosine": video_embeds @ class_embeds.T, "candidate_labels": model_inputs["candidate_labels"]}
 
     def postprocess(
-        self, model_outputs: dict[str, Any], logit_scale: float = DEFAULT_LOGIT_SCALE, top_k: int | None = None
+        self,
+        model_outputs: dict[str, Any],
+        logit_scale: float | None = DEFAULT_LOGIT_SCALE,
+        top_k: int | None = None,
     ) -> list[dict[str, Any]]:
         labels = model_outputs["candidate_labels"]
-        scores = (logit_scale * model_outputs["cosine"][0]).softmax(dim=-1).tolist()
+        scale = _model_logit_scale(self.model) if logit_scale is None else float(logit_scale)
+        scores = (scale * model_outputs["cosine"][0]).softmax(dim=-1).tolist()
         # Stable sort: equal scores keep the order of `candidate_labels`.
         order = sorted(range(len(labels)), key=lambda i: -scores[i])
         if top_k is not None:
@@ -232,6 +304,7 @@ class VideoFeatureExtractionPipeline(_TVTSv2VideoPipeline):
         normalize (`bool`, defaults to `True`): L2-normalise (cosine similarity = dot product). `False` returns the
             model's raw `pooler_output` (the original's unnormalised video embedding).
         return_tensors (`bool`, defaults to `False`): a 1-D `torch.Tensor` instead of a list of floats.
+        timeout (`float`, *optional*): seconds allowed to fetch an http(s) video URL (as the image pipelines).
         num_frames, sampling, start, end, ...: any video processor option, or `video_kwargs={...}`.
 
     Unlike transformers' `feature-extraction`, the output is one flat vector per video (no leading batch axis).
