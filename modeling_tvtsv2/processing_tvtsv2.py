@@ -21,7 +21,7 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessingKwargs, ProcessorMixin, Unpack
 from transformers.video_processing_utils import VideoProcessorMixin
 
-from .video_processing_tvtsv2 import TVTSv2VideoProcessor, TVTSv2VideosKwargs
+from .video_processing_tvtsv2 import TVTSv2VideoProcessor, TVTSv2VideoProcessorKwargs
 
 
 __all__ = ["BPE_VOCAB_FILE", "CONTEXT_LENGTH", "TVTSv2Processor", "TVTSv2ProcessorKwargs", "build_clip_tokenizer"]
@@ -82,7 +82,7 @@ def build_clip_tokenizer(model_max_length: int = CONTEXT_LENGTH) -> CLIPTokenize
 
 
 class TVTSv2ProcessorKwargs(ProcessingKwargs, total=False):
-    videos_kwargs: TVTSv2VideosKwargs
+    videos_kwargs: TVTSv2VideoProcessorKwargs
 
 
 def _text_layout(text: Any) -> tuple[list[str], tuple[int, int] | None]:
