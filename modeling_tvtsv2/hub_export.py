@@ -475,6 +475,9 @@ def save_hub_folder(
     ]
     if video_processor is not None:
         registrations.append((type(video_processor), "AutoVideoProcessor"))
+    tokenizer = getattr(processor, "tokenizer", None)
+    if getattr(tokenizer, "cleans_text", False):  # TVTSv2Tokenizer (text cleaning) travels as remote code too
+        registrations.append((type(tokenizer), "AutoTokenizer"))
 
     # Write next to the target (same file system) and move in: safe when output_dir is the source folder whose
     # safetensors may still be memory-mapped by `model`.

@@ -12,10 +12,13 @@ This file is a flat Hub file: project code is imported only from its sibling ``v
 """
 
 import gzip
+import html
 import os
 from typing import Any
 
+import regex
 import torch
+from tokenizers import Regex, normalizers
 from transformers import CLIPTokenizer
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessingKwargs, ProcessorMixin, Unpack
@@ -24,7 +27,21 @@ from transformers.video_processing_utils import VideoProcessorMixin
 from .video_processing_tvtsv2 import TVTSv2VideoProcessor, TVTSv2VideoProcessorKwargs
 
 
-__all__ = ["BPE_VOCAB_FILE", "CONTEXT_LENGTH", "TVTSv2Processor", "TVTSv2ProcessorKwargs", "build_clip_tokenizer"]
+try:  # a dependency of the package; inside try so that transformers' remote-code import check does not demand it
+    import ftfy
+except ImportError:  # pragma: no cover - exercised only without ftfy installed
+    ftfy = None
+
+
+__all__ = [
+    "BPE_VOCAB_FILE",
+    "CONTEXT_LENGTH",
+    "TVTSv2Processor",
+    "TVTSv2ProcessorKwargs",
+    "TVTSv2Tokenizer",
+    "build_clip_tokenizer",
+    "clean_text",
+]
 
 BPE_VOCAB_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bpe_simple_vocab_16e6.txt.gz")
 CONTEXT_LENGTH = 77
@@ -55,8 +72,56 @@ def _byte_symbols() -> list[str]:
     return [symbols[b] for b in printable] + [symbols[b] for b in range(256) if b not in printable]
 
 
-def build_clip_tokenizer(model_max_length: int = CONTEXT_LENGTH) -> CLIPTokenizer:
-    """The CLIP BPE tokenizer as a transformers ``CLIPTokenizer``, built offline from the vendored vocabulary.
+# `regex` (a transformers dependency), not `re`: the original cleans with `regex`, whose `\s` differs from `re`'s
+# (it does not match the separators U+001C..U+001F).
+_WHITESPACE_RUNS = regex.compile(r"\s+")
+
+
+def clean_text(text: str) -> str:
+    """The original CLIP/OpenCLIP text cleaning, applied before BPE: ``ftfy.fix_text``, ``html.unescape`` twice,
+    strip, whitespace runs to one space, strip, lower-case (so ``"Tom &amp; Jerry"`` is ``"tom & jerry"``)."""
+    if ftfy is None:
+        raise ImportError("TVTSv2 text cleaning needs ftfy (as the original CLIP tokenizer): pip install ftfy")
+    text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
+    return _WHITESPACE_RUNS.sub(" ", text).strip().lower()
+
+
+def _clean_any(text: Any) -> Any:
+    """``clean_text`` on a string, or on every string of a (nested) list; other values pass through."""
+    if isinstance(text, str):
+        return clean_text(text)
+    if isinstance(text, (list, tuple)):
+        return type(text)(_clean_any(t) for t in text)
+    return text
+
+
+class TVTSv2Tokenizer(CLIPTokenizer):
+    """The CLIP tokenizer with the original text cleaning (:func:`clean_text`) in front of it.
+
+    transformers' ``CLIPTokenizer`` only normalises Unicode (NFC), collapses whitespace and lower-cases; the
+    original CLIP/OpenCLIP tokenizers first run ``ftfy.fix_text`` and ``html.unescape`` twice, so entities and
+    mojibake (``"it&#39;s"``, ``"schÃ¶n"``) gave other ids. Every encoding call (``__call__``, ``encode``,
+    ``tokenize``, batches, pairs) cleans its text first; offsets then refer to the cleaned text. The backend's NFC
+    step is dropped because the original does not re-normalise after ``html.unescape`` (``ftfy`` already
+    NFC-normalises its output). Saved as ``tokenizer_class: "TVTSv2Tokenizer"``; ``AutoTokenizer`` finds it once
+    ``modeling_tvtsv2`` is imported, and Hub exports carry it as remote code.
+    """
+
+    cleans_text = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tokenizer.normalizer = normalizers.Sequence(
+            [normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
+        )
+
+    def _encode_plus(self, text, text_pair=None, *args: Any, **kwargs: Any):
+        return super()._encode_plus(_clean_any(text), _clean_any(text_pair), *args, **kwargs)
+
+
+def build_clip_tokenizer(model_max_length: int = CONTEXT_LENGTH) -> TVTSv2Tokenizer:
+    """The CLIP BPE tokenizer (a :class:`TVTSv2Tokenizer`, i.e. a ``CLIPTokenizer`` with the original text
+    cleaning), built offline from the vendored vocabulary.
 
     ``"a photo of a cat"`` gives ``[49406, 320, 1125, 539, 320, 2368, 49407]``. Call it with
     ``truncation=True, max_length=77`` to get CLIP's truncation (end token kept last); pad id is 49407.
@@ -70,7 +135,7 @@ def build_clip_tokenizer(model_max_length: int = CONTEXT_LENGTH) -> CLIPTokenize
     symbols = _byte_symbols()
     tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
-    return CLIPTokenizer(
+    return TVTSv2Tokenizer(
         vocab={token: i for i, token in enumerate(tokens)},
         merges=merges,
         model_max_length=model_max_length,
@@ -210,6 +275,9 @@ class TVTSv2Processor(ProcessorMixin):
         layout = None
         if text is not None:
             strings, layout = _text_layout(text)
+            if not getattr(self.tokenizer, "cleans_text", False):
+                # e.g. a plain CLIPTokenizer from a folder saved before TVTSv2Tokenizer existed
+                strings = [clean_text(string) for string in strings]
             encoding = self.tokenizer(strings, **text_kwargs)
             for key in ("input_ids", "attention_mask"):
                 if key not in encoding:
