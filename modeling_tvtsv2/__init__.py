@@ -21,7 +21,12 @@ from .modeling_tvtsv2 import (
     TVTSv2TextModel,
     TVTSv2VisionModel,
 )
-from .pipeline_tvtsv2 import VideoFeatureExtractionPipeline, ZeroShotVideoClassificationPipeline, register_pipelines
+from .pipeline_tvtsv2 import (
+    VideoFeatureExtractionPipeline,
+    ZeroShotVideoClassificationPipeline,
+    autocast_context,
+    register_pipelines,
+)
 from .processing_tvtsv2 import TVTSv2Processor, TVTSv2Tokenizer, build_clip_tokenizer
 from .video_processing_tvtsv2 import (
     TVTSv2VideoMetadata,
@@ -59,6 +64,7 @@ __all__ = [
     "VideoDecodeError",
     "VideoFeatureExtractionPipeline",
     "ZeroShotVideoClassificationPipeline",
+    "autocast_context",
     "available_presets",
     "build_clip_tokenizer",
     "preprocess_frames",

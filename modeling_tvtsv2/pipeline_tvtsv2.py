@@ -15,9 +15,11 @@ unchanged from a Hub folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import types
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -36,6 +38,59 @@ DEFAULT_HYPOTHESIS_TEMPLATE = "a person {}"
 
 DEFAULT_LOGIT_SCALE = 100.0
 """logits = 100 * cosine, as in the original zero-shot recognition scripts; softmax scores depend on it."""
+
+
+AUTOCAST_DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+
+
+def _fp32_layer_norm(module: torch.nn.LayerNorm, hidden_states: torch.Tensor) -> torch.Tensor:
+    # Outside autocast and in float32, as CUDA autocast runs layer_norm (CPU autocast would run it in low precision).
+    with torch.autocast(device_type=hidden_states.device.type, enabled=False):
+        weight = None if module.weight is None else module.weight.float()
+        bias = None if module.bias is None else module.bias.float()
+        output = F.layer_norm(hidden_states.float(), module.normalized_shape, weight, bias, module.eps)
+    return output.to(hidden_states.dtype)
+
+
+@contextlib.contextmanager
+def autocast_context(model: torch.nn.Module, precision: str | torch.dtype | None = "fp16") -> Iterator[None]:
+    """The original TVTSv2 mixed-precision inference (the released H/14 evaluation ran this way, with fp16).
+
+    Inside the block, matrix multiplications and convolutions run in ``precision`` (``"fp16"`` or ``"bf16"``) under
+    ``torch.autocast`` on the model's device, while the weights, the residual stream and every LayerNorm stay in
+    float32 (LayerNorms are computed in float32 with autocast off, on any device). ``precision=None`` does nothing.
+    The model must hold float32 weights, as the original did (a whole-model ``.half()`` is a different mode).
+
+    Example::
+
+        with torch.no_grad(), autocast_context(model, "fp16"):
+            video_embeds = model.get_video_features(pixel_values_videos=pixels).pooler_output
+
+    Embeddings differ from float32 by rounding only. Tested tolerance (``tests/test_autocast.py``, tiny model, CPU):
+    unit embeddings within 5e-3 (bf16) / 1e-3 (fp16) of float32, cosine >= 0.9999 / 0.99999.
+    """
+    if precision is None or precision in ("no", "none", "fp32", "float32", torch.float32):
+        yield
+        return
+    dtype = precision if isinstance(precision, torch.dtype) else AUTOCAST_DTYPES.get(str(precision).lower())
+    if dtype not in (torch.float16, torch.bfloat16):
+        raise ValueError(f"autocast precision must be 'fp16' or 'bf16' (or None), got {precision!r}")
+    parameter = next(model.parameters(), None)
+    if parameter is not None and parameter.dtype != torch.float32:
+        raise ValueError(
+            f"autocast needs a float32 model (the original kept float32 weights), got {parameter.dtype}; load it "
+            "with dtype=torch.float32 or drop the autocast option"
+        )
+    device_type = parameter.device.type if parameter is not None else "cpu"
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm) and "forward" not in m.__dict__]
+    for norm in norms:
+        norm.forward = types.MethodType(_fp32_layer_norm, norm)
+    try:
+        with torch.autocast(device_type=device_type, dtype=dtype):
+            yield
+    finally:
+        for norm in norms:
+            del norm.forward
 
 
 def _video_source(video: Any, timeout: float | None = None) -> Any:
@@ -76,6 +131,16 @@ def _collate_videos(items: list[dict[str, Any]]) -> dict[str, Any]:
         values = [item[key] for item in items]
         batch[key] = torch.cat(values) if isinstance(values[0], torch.Tensor) else values
     return batch
+
+
+def _autocast_param(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Pops and checks `autocast=` ("fp16", "bf16" or None): the forward pass runs under `autocast_context`."""
+    if "autocast" not in kwargs:
+        return {}
+    precision = kwargs.pop("autocast")
+    if precision is not None and str(precision).lower() not in AUTOCAST_DTYPES:
+        raise ValueError(f"autocast must be 'fp16' or 'bf16' (or None), got {precision!r}")
+    return {"autocast": precision}
 
 
 def _check_top_k(top_k: Any) -> None:
@@ -204,6 +269,9 @@ class ZeroShotVideoClassificationPipeline(_TVTSv2VideoPipeline):
         top_k (`int`, *optional*): return only the best k labels (a positive integer; more than the number of
             labels returns them all).
         timeout (`float`, *optional*): seconds allowed to fetch an http(s) video URL (as the image pipelines).
+        autocast (`"fp16"` or `"bf16"`, *optional*): run the model under the original's mixed precision
+            (`autocast_context`: low-precision matmuls, float32 weights, residual stream and LayerNorm). Also
+            accepted by `pipeline(..., autocast="fp16")`.
         num_frames, sampling, start, end, ...: any video processor option, or `video_kwargs={...}`.
         batch_size (`int`): videos per forward pass for a list input. An empty list returns `[]`.
     """
@@ -228,9 +296,10 @@ class ZeroShotVideoClassificationPipeline(_TVTSv2VideoPipeline):
             if name in kwargs:
                 preprocess_params[name] = kwargs.pop(name)
         postprocess_params = {name: kwargs.pop(name) for name in ("logit_scale", "top_k") if name in kwargs}
+        forward_params = _autocast_param(kwargs)
         if kwargs:
             raise TypeError(f"Unexpected arguments for {ZERO_SHOT_VIDEO_CLASSIFICATION}: {sorted(kwargs)}")
-        return preprocess_params, {}, postprocess_params
+        return preprocess_params, forward_params, postprocess_params
 
     def preprocess(
         self,
@@ -261,15 +330,16 @@ class ZeroShotVideoClassificationPipeline(_TVTSv2VideoPipeline):
             "text_inputs": [text_inputs],
         }
 
-    def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
+    def _forward(self, model_inputs: dict[str, Any], autocast: str | None = None) -> dict[str, Any]:
         text_inputs = model_inputs["text_inputs"]
         text_inputs = dict(text_inputs[0][0] if isinstance(text_inputs[0], list) else text_inputs[0])
         num_templates = text_inputs.pop("num_templates")
-        text_embeds = self.model.get_text_features(**text_inputs).pooler_output
+        with autocast_context(self.model, autocast):
+            text_embeds = self.model.get_text_features(**text_inputs).pooler_output
+            video_embeds = self._video_embeddings(model_inputs["pixel_values_videos"])
         text_embeds = F.normalize(text_embeds.float(), dim=-1)
         # Average the templates of each label on the unit sphere, then re-normalise (the original recipe).
         class_embeds = F.normalize(text_embeds.reshape(-1, num_templates, text_embeds.shape[-1]).mean(dim=1), dim=-1)
-        video_embeds = self._video_embeddings(model_inputs["pixel_values_videos"])
         return {"cosine": video_embeds @ class_embeds.T, "candidate_labels": model_inputs["candidate_labels"]}
 
     def postprocess(
@@ -305,6 +375,7 @@ class VideoFeatureExtractionPipeline(_TVTSv2VideoPipeline):
             model's raw `pooler_output` (the original's unnormalised video embedding).
         return_tensors (`bool`, defaults to `False`): a 1-D `torch.Tensor` instead of a list of floats.
         timeout (`float`, *optional*): seconds allowed to fetch an http(s) video URL (as the image pipelines).
+        autocast (`"fp16"` or `"bf16"`, *optional*): the original's mixed precision (see `autocast_context`).
         num_frames, sampling, start, end, ...: any video processor option, or `video_kwargs={...}`.
 
     Unlike transformers' `feature-extraction`, the output is one flat vector per video (no leading batch axis).
@@ -316,6 +387,7 @@ class VideoFeatureExtractionPipeline(_TVTSv2VideoPipeline):
         video_kwargs = self._split_video_kwargs(kwargs)
         preprocess_params = {"video_kwargs": video_kwargs} if video_kwargs else {}
         forward_params = {"normalize": kwargs.pop("normalize")} if "normalize" in kwargs else {}
+        forward_params.update(_autocast_param(kwargs))
         postprocess_params = {"return_tensors": kwargs.pop("return_tensors")} if "return_tensors" in kwargs else {}
         if kwargs:
             raise TypeError(f"Unexpected arguments for {VIDEO_FEATURE_EXTRACTION}: {sorted(kwargs)}")
@@ -324,8 +396,10 @@ class VideoFeatureExtractionPipeline(_TVTSv2VideoPipeline):
     def preprocess(self, video: Any, video_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
         return {"pixel_values_videos": self._preprocess_video(video, video_kwargs or {})}
 
-    def _forward(self, model_inputs: dict[str, Any], normalize: bool = True) -> dict[str, Any]:
-        embeds = self.model.get_video_features(pixel_values_videos=model_inputs["pixel_values_videos"]).pooler_output
+    def _forward(self, model_inputs: dict[str, Any], normalize: bool = True, autocast: str | None = None):
+        with autocast_context(self.model, autocast):
+            pixel_values = model_inputs["pixel_values_videos"]
+            embeds = self.model.get_video_features(pixel_values_videos=pixel_values).pooler_output
         embeds = embeds.float()
         return {"video_embeds": F.normalize(embeds, dim=-1) if normalize else embeds}
 
@@ -375,6 +449,7 @@ def custom_pipelines_config() -> dict[str, dict[str, Any]]:
 
 __all__ = [
     "DEFAULT_HYPOTHESIS_TEMPLATE",
+    "autocast_context",
     "VideoFeatureExtractionPipeline",
     "ZeroShotVideoClassificationPipeline",
     "custom_pipelines_config",
