@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
+import logging as std_logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from transformers.utils import logging
+from transformers.utils.logging import tqdm
 
 from .metrics import (
     cosine_similarity_matrix,
@@ -42,7 +43,7 @@ from .metrics import (
 from .pipeline_tvtsv2 import autocast_context
 
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 DEFAULT_TEMPLATES: tuple[str, ...] = ("a person {}",)
 """The single prompt template of the original zero-shot recognition scripts."""
@@ -738,7 +739,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if args.autocast and args.dtype not in (None, "float32"):
         parser.error(f"--autocast {args.autocast} runs a float32 model in mixed precision; drop --dtype {args.dtype}")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    std_logging.basicConfig(level=std_logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     record = run_from_args(args)
     print(json.dumps(record["metrics"], indent=2))
     print(f"Results written to {args.output}")

@@ -129,3 +129,23 @@ def test_template_with_a_stray_placeholder_is_a_clear_error(classifier):
 def test_empty_input_list_gives_an_empty_result(classifier, extractor):
     assert classifier([], candidate_labels=LABELS) == []
     assert extractor([]) == []
+
+
+# ---- item 8: progress bars follow transformers' settings ---------------------------------------------------------
+
+
+def test_evaluation_progress_bars_follow_transformers_setting(model_dir, capsys):
+    from transformers.utils import logging as hf_logging
+
+    from modeling_tvtsv2.evaluation import compute_text_embeddings
+
+    model = TVTSv2Model.from_pretrained(model_dir).eval()
+    processor = TVTSv2Processor.from_pretrained(model_dir)
+    compute_text_embeddings(model, processor, ["a cat", "a dog"], batch_size=1)
+    assert "Text embeddings" in capsys.readouterr().err
+    hf_logging.disable_progress_bar()
+    try:
+        compute_text_embeddings(model, processor, ["a cat", "a dog"], batch_size=1)
+    finally:
+        hf_logging.enable_progress_bar()
+    assert "Text embeddings" not in capsys.readouterr().err
