@@ -1107,6 +1107,42 @@ def _channels_last(video: Any, input_data_format: Any) -> Any:
     return tensor.movedim(-3, -1)
 
 
+def _as_video_batch(videos: Any) -> list[Any]:
+    """One video or a batch of videos, as a list of videos."""
+    if isinstance(videos, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(videos, "read"):
+        return [videos]
+    if isinstance(videos, (torch.Tensor, np.ndarray)):
+        if videos.ndim == 5:
+            return list(videos)
+        if videos.ndim == 4:
+            return [videos]
+        raise ValueError(f"videos must be [T, H, W, C] or [B, T, H, W, C], got shape {list(videos.shape)}")
+    if isinstance(videos, (list, tuple)):
+        if len(videos) == 0:
+            raise ValueError("no videos given")
+        if all(_is_frame(v) and not _is_decoded_video_like(v) for v in videos):
+            return [videos]  # one video given as a list of frames
+        return list(videos)
+    raise TypeError(f"cannot read videos from {type(videos).__name__}")
+
+
+def _check_fixed_options(kwargs: dict[str, Any], transform: str) -> None:
+    """Options transformers accepts that this processor cannot change: accepted when they agree, else an error."""
+    if kwargs.get("do_resize") is False or kwargs.get("do_center_crop") is False or kwargs.get("do_pad"):
+        raise ValueError("resizing and cropping are set by transform= ('eval', 'extract', 'train')")
+    if kwargs.get("do_convert_rgb") is False:
+        raise ValueError("do_convert_rgb=False is not supported: frames are always converted to RGB")
+    data_format = getattr(kwargs.get("data_format"), "value", kwargs.get("data_format"))
+    if data_format not in (None, "channels_first"):
+        raise ValueError(f"data_format must be 'channels_first' (the model's layout), got {data_format!r}")
+    resample = kwargs.get("resample")
+    if resample is not None and int(resample) != _TRANSFORM_RESAMPLE[transform]:
+        raise ValueError(
+            f"resample={resample!r} is not what transform={transform!r} uses; the interpolation is set by "
+            "transform= ('eval'/'train': NEAREST, 'extract': BILINEAR)"
+        )
+
+
 class TVTSv2VideoProcessor(VideoProcessorMixin):
     r"""TVTSv2 video processor: decode (PyAV), sample frames and transform them, torch only.
 
@@ -1242,41 +1278,6 @@ class TVTSv2VideoProcessor(VideoProcessorMixin):
             raise ValueError(f"{type(self).__name__}.sample_frames returned indices outside 0..{n - 1}: {positions}")
         return positions
 
-    @staticmethod
-    def _as_batch(videos: Any) -> list[Any]:
-        if isinstance(videos, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(videos, "read"):
-            return [videos]
-        if isinstance(videos, (torch.Tensor, np.ndarray)):
-            if videos.ndim == 5:
-                return list(videos)
-            if videos.ndim == 4:
-                return [videos]
-            raise ValueError(f"videos must be [T, H, W, C] or [B, T, H, W, C], got shape {list(videos.shape)}")
-        if isinstance(videos, (list, tuple)):
-            if len(videos) == 0:
-                raise ValueError("no videos given")
-            if all(_is_frame(v) and not _is_decoded_video_like(v) for v in videos):
-                return [videos]  # one video given as a list of frames
-            return list(videos)
-        raise TypeError(f"cannot read videos from {type(videos).__name__}")
-
-    @staticmethod
-    def _check_fixed_options(kwargs: dict[str, Any], transform: str) -> None:
-        """Options transformers accepts that this processor cannot change: accepted when they agree, else an error."""
-        if kwargs.get("do_resize") is False or kwargs.get("do_center_crop") is False or kwargs.get("do_pad"):
-            raise ValueError("resizing and cropping are set by transform= ('eval', 'extract', 'train')")
-        if kwargs.get("do_convert_rgb") is False:
-            raise ValueError("do_convert_rgb=False is not supported: frames are always converted to RGB")
-        data_format = getattr(kwargs.get("data_format"), "value", kwargs.get("data_format"))
-        if data_format not in (None, "channels_first"):
-            raise ValueError(f"data_format must be 'channels_first' (the model's layout), got {data_format!r}")
-        resample = kwargs.get("resample")
-        if resample is not None and int(resample) != _TRANSFORM_RESAMPLE[transform]:
-            raise ValueError(
-                f"resample={resample!r} is not what transform={transform!r} uses; the interpolation is set by "
-                "transform= ('eval'/'train': NEAREST, 'extract': BILINEAR)"
-            )
-
     def _resolve(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Call kwargs over the processor's defaults, with ``fps``/``num_frames`` as alternatives."""
         call_fps, call_count = kwargs.get("fps") is not None, kwargs.get("num_frames") is not None
@@ -1304,7 +1305,7 @@ class TVTSv2VideoProcessor(VideoProcessorMixin):
         kwargs["short_videos"] = kwargs["short_videos"] or "repeat"
         if kwargs["short_videos"] not in SHORT_VIDEO_POLICIES:
             raise ValueError(f"short_videos must be one of {SHORT_VIDEO_POLICIES}, got {kwargs['short_videos']!r}")
-        self._check_fixed_options(kwargs, kwargs["transform"])
+        _check_fixed_options(kwargs, kwargs["transform"])
         return kwargs
 
     def preprocess(self, videos: Any, **kwargs: Unpack[TVTSv2VideoProcessorKwargs]) -> BatchFeature:
@@ -1316,7 +1317,7 @@ class TVTSv2VideoProcessor(VideoProcessorMixin):
         kwargs = self._resolve(dict(kwargs))
         size, crop_size, transform = kwargs["size"], kwargs["crop_size"], kwargs["transform"]
         generator = kwargs["generator"]
-        batch = self._as_batch(videos)
+        batch = _as_video_batch(videos)
         starts = _per_video(kwargs["start"], len(batch), "start")
         ends = _per_video(kwargs["end"], len(batch), "end")
         metadata_in = _per_video_metadata(kwargs.get("video_metadata"), len(batch))
