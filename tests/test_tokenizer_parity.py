@@ -171,3 +171,57 @@ def test_processor_cleans_for_a_plain_clip_tokenizer(tmp_path, original):
     for text in ("Tom &amp; Jerry", "it&#39;s fine", "schÃ¶n und grÃ¼n"):
         expected = original.encode(text)
         assert processor(text=text)["input_ids"][0, : len(expected)].tolist() == expected
+
+
+_REMOTE_TOKENIZER = """
+import importlib.abc, json, sys
+
+class Block(importlib.abc.MetaPathFinder):  # the package is not importable, as on a machine without it
+    def find_spec(self, name, path=None, target=None):
+        if name == "modeling_tvtsv2" or name.startswith("modeling_tvtsv2."):
+            raise ImportError(f"blocked: {name}")
+
+sys.meta_path.insert(0, Block())
+from transformers import AutoProcessor, AutoTokenizer
+
+texts = json.loads(sys.argv[2])
+tokenizer = AutoTokenizer.from_pretrained(sys.argv[1], trust_remote_code=True)
+processor = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)
+print(json.dumps({
+    "class": type(tokenizer).__name__,
+    "tokenizer": [tokenizer(t, truncation=True, max_length=77)["input_ids"] for t in texts],
+    "processor": processor(text=texts, padding=True)["input_ids"].tolist(),
+}))
+"""
+
+
+@pytest.mark.slow  # a subprocess loading remote code: ~30 s on a shared machine
+def test_hub_export_tokenizer_cleans_as_remote_code(tmp_path, original):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    from modeling_tvtsv2 import TVTSv2Config, TVTSv2Model
+    from modeling_tvtsv2.hub_export import save_hub_folder
+
+    torch.manual_seed(0)
+    hub = save_hub_folder(
+        TVTSv2Model(TVTSv2Config.from_preset("tiny")), TVTSv2Processor.from_defaults(image_size=32, num_frames=2),
+        tmp_path / "hub",
+    )  # fmt: skip
+    texts = TRICKY[:6]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), TOKENIZERS_PARALLELISM="false")
+    completed = subprocess.run(
+        [sys.executable, "-c", _REMOTE_TOKENIZER, str(hub), json.dumps(texts)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    out = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert out["class"] == "TVTSv2Tokenizer"
+    expected = [original.encode(text) for text in texts]
+    assert out["tokenizer"] == expected
+    assert [row[: len(ids)] for row, ids in zip(out["processor"], expected)] == expected
