@@ -34,6 +34,7 @@ setup(
         "numpy>=1.26",
         "huggingface_hub>=1.0",
         "tqdm",
+        "ftfy>=6.1",
     ],
     extras_require={
         # corpus preparation from subtitle files

@@ -6,7 +6,7 @@ classes, so `AutoModel.from_pretrained(dir)`, `AutoProcessor.from_pretrained(dir
 `trust_remote_code`.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForPreTraining, AutoProcessor, AutoTokenizer, CLIPTokenizer
+from transformers import AutoConfig, AutoModel, AutoModelForPreTraining, AutoProcessor, AutoTokenizer
 
 # Without torchvision the top-level `transformers.AutoVideoProcessor` is a dummy that raises: use the submodule.
 from transformers.models.auto.video_processing_auto import AutoVideoProcessor
@@ -21,8 +21,13 @@ from .modeling_tvtsv2 import (
     TVTSv2TextModel,
     TVTSv2VisionModel,
 )
-from .pipeline_tvtsv2 import VideoFeatureExtractionPipeline, ZeroShotVideoClassificationPipeline, register_pipelines
-from .processing_tvtsv2 import TVTSv2Processor, build_clip_tokenizer
+from .pipeline_tvtsv2 import (
+    VideoFeatureExtractionPipeline,
+    ZeroShotVideoClassificationPipeline,
+    autocast_context,
+    register_pipelines,
+)
+from .processing_tvtsv2 import TVTSv2Processor, TVTSv2Tokenizer, build_clip_tokenizer
 from .video_processing_tvtsv2 import (
     TVTSv2VideoMetadata,
     TVTSv2VideoProcessor,
@@ -41,7 +46,7 @@ AutoConfig.register(TVTSv2TextConfig.model_type, TVTSv2TextConfig, exist_ok=True
 AutoModel.register(TVTSv2TextConfig, TVTSv2TextModel, exist_ok=True)
 AutoModelForPreTraining.register(TVTSv2Config, TVTSv2ForPreTraining, exist_ok=True)
 AutoVideoProcessor.register(TVTSv2Config, TVTSv2VideoProcessor, exist_ok=True)
-AutoTokenizer.register(TVTSv2Config, fast_tokenizer_class=CLIPTokenizer, exist_ok=True)
+AutoTokenizer.register(TVTSv2Config, fast_tokenizer_class=TVTSv2Tokenizer, exist_ok=True)
 AutoProcessor.register(TVTSv2Config, TVTSv2Processor, exist_ok=True)
 register_pipelines()
 
@@ -55,6 +60,7 @@ __all__ = [
     "TVTSv2Processor",
     "TVTSv2TextConfig",
     "TVTSv2TextModel",
+    "TVTSv2Tokenizer",
     "TVTSv2VideoMetadata",
     "TVTSv2VideoProcessor",
     "TVTSv2VisionConfig",
@@ -62,6 +68,7 @@ __all__ = [
     "VideoDecodeError",
     "VideoFeatureExtractionPipeline",
     "ZeroShotVideoClassificationPipeline",
+    "autocast_context",
     "available_presets",
     "build_clip_tokenizer",
     "preprocess_frames",

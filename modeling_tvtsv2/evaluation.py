@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
+import logging as std_logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from transformers.utils import logging
+from transformers.utils.logging import tqdm
 
 from .metrics import (
     cosine_similarity_matrix,
@@ -40,9 +41,10 @@ from .metrics import (
     retrieval_metrics,
     zero_shot_classification_metrics,
 )
+from .pipeline_tvtsv2 import autocast_context
 
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 DEFAULT_TEMPLATES: tuple[str, ...] = ("a person {}",)
 """The single prompt template of the original zero-shot recognition scripts."""
@@ -719,6 +721,13 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--max-samples", type=int, default=None, help="evaluate only the first N rows (smoke tests)")
     parser.add_argument("--device", default=None, help="e.g. cuda, cuda:1, cpu (default: cuda if available)")
     parser.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
+    parser.add_argument(
+        "--autocast",
+        default=None,
+        choices=["fp16", "bf16"],
+        help="the original's mixed precision (H/14 evaluation: fp16): low-precision matmuls under torch.autocast, "
+        "float32 weights, residual stream and LayerNorm (not with --dtype float16/bfloat16)",
+    )
     parser.add_argument("--trust-remote-code", action="store_true")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument(
@@ -748,6 +757,9 @@ def _read_class_names(value: str | None) -> list[str] | None:
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Runs the evaluation described by parsed `add_eval_arguments` arguments and writes the JSON file."""
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    autocast = getattr(args, "autocast", None)
+    if autocast and args.dtype not in (None, "float32"):
+        raise ValueError(f"--autocast {autocast} runs a float32 model in mixed precision; drop --dtype {args.dtype}")
     model, processor = load_model_and_processor(args.model, device, args.dtype, args.trust_remote_code)
     dataset = load_eval_dataset(args.dataset, split=args.split, video_column=args.video_column)
     if args.max_samples is not None:
@@ -775,18 +787,20 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
         )
     else:
         options.update(options_column=args.options_column, answer_column=args.answer_column)
-    record = run_evaluation(
-        args.task,
-        model,
-        processor,
-        dataset,
-        dataset_name=args.dataset_name or os.path.basename(os.path.normpath(args.dataset)),
-        split=args.split,
-        model_name=args.model,
-        dataset_id=args.dataset_id,
-        **options,
-    )
+    with autocast_context(model, autocast):
+        record = run_evaluation(
+            args.task,
+            model,
+            processor,
+            dataset,
+            dataset_name=args.dataset_name or os.path.basename(os.path.normpath(args.dataset)),
+            split=args.split,
+            model_name=args.model,
+            dataset_id=args.dataset_id,
+            **options,
+        )
     record["dataset"]["path"] = args.dataset
+    record["settings"]["autocast"] = autocast
     write_results(record, args.output)
     return record
 
@@ -826,7 +840,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         argparse.ArgumentParser(description="Zero-shot evaluation of a TVTSv2 model on a 🤗 dataset saved to disk.")
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.autocast and args.dtype not in (None, "float32"):
+        parser.error(f"--autocast {args.autocast} runs a float32 model in mixed precision; drop --dtype {args.dtype}")
+    std_logging.basicConfig(level=std_logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         record = run_from_args(args)
     except VideoRowError as error:

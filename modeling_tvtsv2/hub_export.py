@@ -507,6 +507,9 @@ def _write_hub_files(
     ]
     if video_processor is not None:
         registrations.append((type(video_processor), "AutoVideoProcessor"))
+    tokenizer = getattr(processor, "tokenizer", None)
+    if getattr(tokenizer, "cleans_text", False):  # TVTSv2Tokenizer (text cleaning) travels as remote code too
+        registrations.append((type(tokenizer), "AutoTokenizer"))
     with _auto_classes(*registrations):
         model.save_pretrained(folder, max_shard_size=max_shard_size)
         processor.save_pretrained(folder)

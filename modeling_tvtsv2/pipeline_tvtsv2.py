@@ -15,8 +15,11 @@ unchanged from a Hub folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+import types
+import urllib.request
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -37,15 +40,88 @@ DEFAULT_LOGIT_SCALE = 100.0
 """logits = 100 * cosine, as in the original zero-shot recognition scripts; softmax scores depend on it."""
 
 
-def _video_source(video: Any) -> Any:
-    """Accepts what 🤗 Datasets gives for a `Video(decode=False)` cell (`{"bytes", "path"}`) and path-likes."""
+AUTOCAST_DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+
+
+def _fp32_layer_norm(module: torch.nn.LayerNorm, hidden_states: torch.Tensor) -> torch.Tensor:
+    # Outside autocast and in float32, as CUDA autocast runs layer_norm (CPU autocast would run it in low precision).
+    with torch.autocast(device_type=hidden_states.device.type, enabled=False):
+        weight = None if module.weight is None else module.weight.float()
+        bias = None if module.bias is None else module.bias.float()
+        output = F.layer_norm(hidden_states.float(), module.normalized_shape, weight, bias, module.eps)
+    return output.to(hidden_states.dtype)
+
+
+@contextlib.contextmanager
+def autocast_context(model: torch.nn.Module, precision: str | torch.dtype | None = "fp16") -> Iterator[None]:
+    """The original TVTSv2 mixed-precision inference (the released H/14 evaluation ran this way, with fp16).
+
+    Inside the block, matrix multiplications and convolutions run in ``precision`` (``"fp16"`` or ``"bf16"``) under
+    ``torch.autocast`` on the model's device, while the weights, the residual stream and every LayerNorm stay in
+    float32 (LayerNorms are computed in float32 with autocast off, on any device). ``precision=None`` does nothing.
+    The model must hold float32 weights, as the original did (a whole-model ``.half()`` is a different mode).
+
+    Example::
+
+        with torch.no_grad(), autocast_context(model, "fp16"):
+            video_embeds = model.get_video_features(pixel_values_videos=pixels).pooler_output
+
+    Embeddings differ from float32 by rounding only. Tested tolerance (``tests/test_autocast.py``, tiny model, CPU):
+    unit embeddings within 5e-3 (bf16) / 1e-3 (fp16) of float32, cosine >= 0.9999 / 0.99999.
+    """
+    if precision is None or precision in ("no", "none", "fp32", "float32", torch.float32):
+        yield
+        return
+    dtype = precision if isinstance(precision, torch.dtype) else AUTOCAST_DTYPES.get(str(precision).lower())
+    if dtype not in (torch.float16, torch.bfloat16):
+        raise ValueError(f"autocast precision must be 'fp16' or 'bf16' (or None), got {precision!r}")
+    parameter = next(model.parameters(), None)
+    if parameter is not None and parameter.dtype != torch.float32:
+        raise ValueError(
+            f"autocast needs a float32 model (the original kept float32 weights), got {parameter.dtype}; load it "
+            "with dtype=torch.float32 or drop the autocast option"
+        )
+    device_type = parameter.device.type if parameter is not None else "cpu"
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm) and "forward" not in m.__dict__]
+    for norm in norms:
+        norm.forward = types.MethodType(_fp32_layer_norm, norm)
+    try:
+        with torch.autocast(device_type=device_type, dtype=dtype):
+            yield
+    finally:
+        for norm in norms:
+            del norm.forward
+
+
+def _video_source(video: Any, timeout: float | None = None) -> Any:
+    """Accepts what 🤗 Datasets gives for a `Video(decode=False)` cell (`{"bytes", "path"}`) and path-likes.
+
+    With `timeout` (seconds), an http(s) URL is fetched here with that limit (as the image pipelines' `timeout`
+    does) and its bytes are decoded; without it the decoder opens the URL itself.
+    """
     if isinstance(video, dict) and ("bytes" in video or "path" in video):
         video = video.get("bytes") or video.get("path")
     if isinstance(video, os.PathLike):
         video = os.fspath(video)
     if video is None:
         raise ValueError("No video given (a None input, or a dict with neither 'bytes' nor 'path').")
+    if timeout is not None and isinstance(video, str) and video.startswith(("http://", "https://")):
+        return _fetch_url(video, timeout)
     return video
+
+
+def _fetch_url(url: str, timeout: float) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.read()
+    except (OSError, ValueError) as error:  # URLError, socket timeouts and HTTP errors are OSErrors
+        reason = getattr(error, "reason", None) or error
+        raise ValueError(f"Could not fetch video {url} within timeout={timeout} s: {reason}") from error
+
+
+def _check_timeout(timeout: Any) -> None:
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
 
 
 def _collate_videos(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -55,6 +131,46 @@ def _collate_videos(items: list[dict[str, Any]]) -> dict[str, Any]:
         values = [item[key] for item in items]
         batch[key] = torch.cat(values) if isinstance(values[0], torch.Tensor) else values
     return batch
+
+
+def _autocast_param(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Pops and checks `autocast=` ("fp16", "bf16" or None): the forward pass runs under `autocast_context`."""
+    if "autocast" not in kwargs:
+        return {}
+    precision = kwargs.pop("autocast")
+    if precision is not None and str(precision).lower() not in AUTOCAST_DTYPES:
+        raise ValueError(f"autocast must be 'fp16' or 'bf16' (or None), got {precision!r}")
+    return {"autocast": precision}
+
+
+def _check_top_k(top_k: Any) -> None:
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be a positive integer (or None for all labels), got {top_k!r}")
+
+
+def _fill_template(template: str, label: str) -> str:
+    """`template.format(label)`, with one clear error for templates that `str.format` cannot fill."""
+    try:
+        return template.format(label)
+    except (KeyError, IndexError, ValueError) as error:
+        raise ValueError(
+            f"hypothesis_template {template!r} cannot be filled: it must contain exactly the placeholder '{{}}' "
+            f"(write other braces as '{{{{' and '}}}}'); str.format said {type(error).__name__}: {error}"
+        ) from None
+
+
+def _model_logit_scale(model: Any) -> float:
+    """The model's own multiplier of the cosines (`logit_scale=None`): TVTSv2's 1 / temperature, or CLIP's
+    `logit_scale.exp()` for CLIP-style models."""
+    if callable(getattr(model, "logit_scale_value", None)):
+        return float(model.logit_scale_value())
+    scale = getattr(model, "logit_scale", None)
+    if isinstance(scale, torch.Tensor):
+        return float(scale.detach().float().exp())
+    temperature = getattr(getattr(model, "config", None), "temperature", None)
+    if temperature:
+        return 1.0 / float(temperature)
+    raise ValueError(f"{type(model).__name__} has no logit scale; pass logit_scale= as a number")
 
 
 class _TVTSv2VideoPipeline(Pipeline):
@@ -80,15 +196,25 @@ class _TVTSv2VideoPipeline(Pipeline):
         valid = getattr(self.video_processor, "valid_kwargs", None)
         return set(getattr(valid, "__annotations__", {})) - {"return_tensors", "device"}
 
+    def __call__(self, inputs: Any, *args: Any, **kwargs: Any):
+        if isinstance(inputs, (list, tuple)) and len(inputs) == 0:
+            return []  # an empty batch gives an empty result (transformers' batching cannot take one)
+        return super().__call__(inputs, *args, **kwargs)
+
     def _split_video_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Moves sampling/transform options (`num_frames`, `sampling`, `start`, `end`, ...) to the video processor."""
         video_kwargs = dict(kwargs.pop("video_kwargs", None) or {})
         for name in self._video_processor_kwarg_names() & set(kwargs):
             video_kwargs[name] = kwargs.pop(name)
+        if "timeout" in kwargs:
+            _check_timeout(kwargs["timeout"])
+            video_kwargs["timeout"] = kwargs.pop("timeout")
         return video_kwargs
 
     def _preprocess_video(self, video: Any, video_kwargs: dict[str, Any]) -> torch.Tensor:
-        outputs = self.video_processor(videos=[_video_source(video)], return_tensors="pt", **video_kwargs)
+        video_kwargs = dict(video_kwargs)
+        source = _video_source(video, video_kwargs.pop("timeout", None))
+        outputs = self.video_processor(videos=[source], return_tensors="pt", **video_kwargs)
         pixel_values = outputs["pixel_values_videos"]
         return pixel_values.to(self.dtype) if self.dtype is not None else pixel_values
 
@@ -135,11 +261,19 @@ class ZeroShotVideoClassificationPipeline(_TVTSv2VideoPipeline):
         videos: a path, `bytes`, a `[T, H, W, C]` uint8 array/tensor, a 🤗 Datasets `{"bytes", "path"}` dict, or a
             list of those (a list is always a batch of videos, never a list of frames).
         candidate_labels (`list[str]`): the classes.
-        hypothesis_template (`str` or `list[str]`, defaults to `"a person {}"`): prompt template(s) with `{}`.
-        logit_scale (`float`, defaults to 100): multiplier of the cosines before the softmax.
-        top_k (`int`, *optional*): return only the best k labels.
+        hypothesis_template (`str` or `list[str]`, defaults to `"a person {}"`): prompt template(s) with `{}` (filled
+            with `str.format`: other literal braces are written `{{`/`}}`; anything else is a `ValueError`).
+        logit_scale (`float` or `None`, defaults to 100): multiplier of the cosines before the softmax. 100 is the
+            original zero-shot recognition value; `None` uses the model's own scale (`1 / config.temperature`, 20
+            for the released models, or the learned scale).
+        top_k (`int`, *optional*): return only the best k labels (a positive integer; more than the number of
+            labels returns them all).
+        timeout (`float`, *optional*): seconds allowed to fetch an http(s) video URL (as the image pipelines).
+        autocast (`"fp16"` or `"bf16"`, *optional*): run the model under the original's mixed precision
+            (`autocast_context`: low-precision matmuls, float32 weights, residual stream and LayerNorm). Also
+            accepted by `pipeline(..., autocast="fp16")`.
         num_frames, sampling, start, end, ...: any video processor option, or `video_kwargs={...}`.
-        batch_size (`int`): videos per forward pass for a list input.
+        batch_size (`int`): videos per forward pass for a list input. An empty list returns `[]`.
     """
 
     _load_tokenizer = True
@@ -149,6 +283,8 @@ class ZeroShotVideoClassificationPipeline(_TVTSv2VideoPipeline):
             videos = kwargs.pop("video")
         if candidate_labels is None:
             raise ValueError("`candidate_labels` is required, e.g. candidate_labels=['dancing', 'cooking'].")
+        if "top_k" in kwargs:
+            _check_top_k(kwargs["top_k"])
         return super().__call__(videos, candidate_labels=candidate_labels, **kwargs)
 
     def _sanitize_parameters(self, **kwargs):
@@ -160,9 +296,10 @@ class ZeroShotVideoClassificationPipeline(_TVTSv2VideoPipeline):
             if name in kwargs:
                 preprocess_params[name] = kwargs.pop(name)
         postprocess_params = {name: kwargs.pop(name) for name in ("logit_scale", "top_k") if name in kwargs}
+        forward_params = _autocast_param(kwargs)
         if kwargs:
             raise TypeError(f"Unexpected arguments for {ZERO_SHOT_VIDEO_CLASSIFICATION}: {sorted(kwargs)}")
-        return preprocess_params, {}, postprocess_params
+        return preprocess_params, forward_params, postprocess_params
 
     def preprocess(
         self,
@@ -179,7 +316,7 @@ class ZeroShotVideoClassificationPipeline(_TVTSv2VideoPipeline):
         if not templates or any("{}" not in template for template in templates):
             raise ValueError(f"Every hypothesis template needs a '{{}}' placeholder, got {templates}.")
         # label-major order: [label0/template0, label0/template1, ..., label1/template0, ...]
-        sequences = [template.format(label) for label in candidate_labels for template in templates]
+        sequences = [_fill_template(template, label) for label in candidate_labels for template in templates]
         max_length = getattr(getattr(self.model.config, "text_config", None), "max_position_embeddings", 77)
         # Padding to the longest prompt is enough: the text tower is causal and pools at the first end token.
         text_kwargs = {"padding": True, "truncation": True, "max_length": max_length, **(tokenizer_kwargs or {})}
@@ -193,22 +330,27 @@ class ZeroShotVideoClassificationPipeline(_TVTSv2VideoPipeline):
             "text_inputs": [text_inputs],
         }
 
-    def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
+    def _forward(self, model_inputs: dict[str, Any], autocast: str | None = None) -> dict[str, Any]:
         text_inputs = model_inputs["text_inputs"]
         text_inputs = dict(text_inputs[0][0] if isinstance(text_inputs[0], list) else text_inputs[0])
         num_templates = text_inputs.pop("num_templates")
-        text_embeds = self.model.get_text_features(**text_inputs).pooler_output
+        with autocast_context(self.model, autocast):
+            text_embeds = self.model.get_text_features(**text_inputs).pooler_output
+            video_embeds = self._video_embeddings(model_inputs["pixel_values_videos"])
         text_embeds = F.normalize(text_embeds.float(), dim=-1)
         # Average the templates of each label on the unit sphere, then re-normalise (the original recipe).
         class_embeds = F.normalize(text_embeds.reshape(-1, num_templates, text_embeds.shape[-1]).mean(dim=1), dim=-1)
-        video_embeds = self._video_embeddings(model_inputs["pixel_values_videos"])
         return {"cosine": video_embeds @ class_embeds.T, "candidate_labels": model_inputs["candidate_labels"]}
 
     def postprocess(
-        self, model_outputs: dict[str, Any], logit_scale: float = DEFAULT_LOGIT_SCALE, top_k: int | None = None
+        self,
+        model_outputs: dict[str, Any],
+        logit_scale: float | None = DEFAULT_LOGIT_SCALE,
+        top_k: int | None = None,
     ) -> list[dict[str, Any]]:
         labels = model_outputs["candidate_labels"]
-        scores = (logit_scale * model_outputs["cosine"][0]).softmax(dim=-1).tolist()
+        scale = _model_logit_scale(self.model) if logit_scale is None else float(logit_scale)
+        scores = (scale * model_outputs["cosine"][0]).softmax(dim=-1).tolist()
         # Stable sort: equal scores keep the order of `candidate_labels`.
         order = sorted(range(len(labels)), key=lambda i: -scores[i])
         if top_k is not None:
@@ -232,6 +374,8 @@ class VideoFeatureExtractionPipeline(_TVTSv2VideoPipeline):
         normalize (`bool`, defaults to `True`): L2-normalise (cosine similarity = dot product). `False` returns the
             model's raw `pooler_output` (the original's unnormalised video embedding).
         return_tensors (`bool`, defaults to `False`): a 1-D `torch.Tensor` instead of a list of floats.
+        timeout (`float`, *optional*): seconds allowed to fetch an http(s) video URL (as the image pipelines).
+        autocast (`"fp16"` or `"bf16"`, *optional*): the original's mixed precision (see `autocast_context`).
         num_frames, sampling, start, end, ...: any video processor option, or `video_kwargs={...}`.
 
     Unlike transformers' `feature-extraction`, the output is one flat vector per video (no leading batch axis).
@@ -243,6 +387,7 @@ class VideoFeatureExtractionPipeline(_TVTSv2VideoPipeline):
         video_kwargs = self._split_video_kwargs(kwargs)
         preprocess_params = {"video_kwargs": video_kwargs} if video_kwargs else {}
         forward_params = {"normalize": kwargs.pop("normalize")} if "normalize" in kwargs else {}
+        forward_params.update(_autocast_param(kwargs))
         postprocess_params = {"return_tensors": kwargs.pop("return_tensors")} if "return_tensors" in kwargs else {}
         if kwargs:
             raise TypeError(f"Unexpected arguments for {VIDEO_FEATURE_EXTRACTION}: {sorted(kwargs)}")
@@ -251,8 +396,10 @@ class VideoFeatureExtractionPipeline(_TVTSv2VideoPipeline):
     def preprocess(self, video: Any, video_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
         return {"pixel_values_videos": self._preprocess_video(video, video_kwargs or {})}
 
-    def _forward(self, model_inputs: dict[str, Any], normalize: bool = True) -> dict[str, Any]:
-        embeds = self.model.get_video_features(pixel_values_videos=model_inputs["pixel_values_videos"]).pooler_output
+    def _forward(self, model_inputs: dict[str, Any], normalize: bool = True, autocast: str | None = None):
+        with autocast_context(self.model, autocast):
+            pixel_values = model_inputs["pixel_values_videos"]
+            embeds = self.model.get_video_features(pixel_values_videos=pixel_values).pooler_output
         embeds = embeds.float()
         return {"video_embeds": F.normalize(embeds, dim=-1) if normalize else embeds}
 
@@ -302,6 +449,7 @@ def custom_pipelines_config() -> dict[str, dict[str, Any]]:
 
 __all__ = [
     "DEFAULT_HYPOTHESIS_TEMPLATE",
+    "autocast_context",
     "VideoFeatureExtractionPipeline",
     "ZeroShotVideoClassificationPipeline",
     "custom_pipelines_config",

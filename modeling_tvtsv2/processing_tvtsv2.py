@@ -12,22 +12,44 @@ This file is a flat Hub file: project code is imported only from its sibling ``v
 """
 
 import gzip
+import html
 import os
 from typing import Any
 
+import regex
 import torch
+from tokenizers import Regex, normalizers
 from transformers import CLIPTokenizer
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessingKwargs, ProcessorMixin, Unpack
 from transformers.video_processing_utils import VideoProcessorMixin
 
-from .video_processing_tvtsv2 import TVTSv2VideoProcessor, TVTSv2VideosKwargs
+from .video_processing_tvtsv2 import TVTSv2VideoProcessor, TVTSv2VideoProcessorKwargs
 
 
-__all__ = ["BPE_VOCAB_FILE", "CONTEXT_LENGTH", "TVTSv2Processor", "TVTSv2ProcessorKwargs", "build_clip_tokenizer"]
+try:  # a dependency of the package; inside try so that transformers' remote-code import check does not demand it
+    import ftfy
+except ImportError:  # pragma: no cover - exercised only without ftfy installed
+    ftfy = None
+
+
+__all__ = [
+    "BPE_VOCAB_FILE",
+    "CONTEXT_LENGTH",
+    "TVTSv2Processor",
+    "TVTSv2ProcessorKwargs",
+    "TVTSv2Tokenizer",
+    "build_clip_tokenizer",
+    "clean_text",
+]
 
 BPE_VOCAB_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bpe_simple_vocab_16e6.txt.gz")
 CONTEXT_LENGTH = 77
+_VIDEO_EXTENSIONS = (
+    ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".flv", ".wmv", ".mpg", ".mpeg", ".3gp", ".ts", ".gif", ".ogv"
+)
+_LOAD_TIME_KEYS = ("is_local", "local_files_only")
+_ABSENT = object()
 # The CLIP vocabulary: 256 byte symbols, the same with the end-of-word marker, 48,894 merges, 2 special tokens.
 _NUM_MERGES = 49152 - 256 - 2
 
@@ -50,8 +72,56 @@ def _byte_symbols() -> list[str]:
     return [symbols[b] for b in printable] + [symbols[b] for b in range(256) if b not in printable]
 
 
-def build_clip_tokenizer(model_max_length: int = CONTEXT_LENGTH) -> CLIPTokenizer:
-    """The CLIP BPE tokenizer as a transformers ``CLIPTokenizer``, built offline from the vendored vocabulary.
+# `regex` (a transformers dependency), not `re`: the original cleans with `regex`, whose `\s` differs from `re`'s
+# (it does not match the separators U+001C..U+001F).
+_WHITESPACE_RUNS = regex.compile(r"\s+")
+
+
+def clean_text(text: str) -> str:
+    """The original CLIP/OpenCLIP text cleaning, applied before BPE: ``ftfy.fix_text``, ``html.unescape`` twice,
+    strip, whitespace runs to one space, strip, lower-case (so ``"Tom &amp; Jerry"`` is ``"tom & jerry"``)."""
+    if ftfy is None:
+        raise ImportError("TVTSv2 text cleaning needs ftfy (as the original CLIP tokenizer): pip install ftfy")
+    text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
+    return _WHITESPACE_RUNS.sub(" ", text).strip().lower()
+
+
+def _clean_any(text: Any) -> Any:
+    """``clean_text`` on a string, or on every string of a (nested) list; other values pass through."""
+    if isinstance(text, str):
+        return clean_text(text)
+    if isinstance(text, (list, tuple)):
+        return type(text)(_clean_any(t) for t in text)
+    return text
+
+
+class TVTSv2Tokenizer(CLIPTokenizer):
+    """The CLIP tokenizer with the original text cleaning (:func:`clean_text`) in front of it.
+
+    transformers' ``CLIPTokenizer`` only normalises Unicode (NFC), collapses whitespace and lower-cases; the
+    original CLIP/OpenCLIP tokenizers first run ``ftfy.fix_text`` and ``html.unescape`` twice, so entities and
+    mojibake (``"it&#39;s"``, ``"schÃ¶n"``) gave other ids. Every encoding call (``__call__``, ``encode``,
+    ``tokenize``, batches, pairs) cleans its text first; offsets then refer to the cleaned text. The backend's NFC
+    step is dropped because the original does not re-normalise after ``html.unescape`` (``ftfy`` already
+    NFC-normalises its output). Saved as ``tokenizer_class: "TVTSv2Tokenizer"``; ``AutoTokenizer`` finds it once
+    ``modeling_tvtsv2`` is imported, and Hub exports carry it as remote code.
+    """
+
+    cleans_text = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tokenizer.normalizer = normalizers.Sequence(
+            [normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
+        )
+
+    def _encode_plus(self, text, text_pair=None, *args: Any, **kwargs: Any):
+        return super()._encode_plus(_clean_any(text), _clean_any(text_pair), *args, **kwargs)
+
+
+def build_clip_tokenizer(model_max_length: int = CONTEXT_LENGTH) -> TVTSv2Tokenizer:
+    """The CLIP BPE tokenizer (a :class:`TVTSv2Tokenizer`, i.e. a ``CLIPTokenizer`` with the original text
+    cleaning), built offline from the vendored vocabulary.
 
     ``"a photo of a cat"`` gives ``[49406, 320, 1125, 539, 320, 2368, 49407]``. Call it with
     ``truncation=True, max_length=77`` to get CLIP's truncation (end token kept last); pad id is 49407.
@@ -65,7 +135,7 @@ def build_clip_tokenizer(model_max_length: int = CONTEXT_LENGTH) -> CLIPTokenize
     symbols = _byte_symbols()
     tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
-    return CLIPTokenizer(
+    return TVTSv2Tokenizer(
         vocab={token: i for i, token in enumerate(tokens)},
         merges=merges,
         model_max_length=model_max_length,
@@ -77,7 +147,7 @@ def build_clip_tokenizer(model_max_length: int = CONTEXT_LENGTH) -> CLIPTokenize
 
 
 class TVTSv2ProcessorKwargs(ProcessingKwargs, total=False):
-    videos_kwargs: TVTSv2VideosKwargs
+    videos_kwargs: TVTSv2VideoProcessorKwargs
 
 
 def _text_layout(text: Any) -> tuple[list[str], tuple[int, int] | None]:
@@ -101,6 +171,43 @@ def _text_layout(text: Any) -> tuple[list[str], tuple[int, int] | None]:
     return [s for t in text for s in t], (len(text), counts[0])
 
 
+def _context_length(tokenizer) -> int:
+    """The tokenizer's own length limit; CLIP's 77 when it has none (transformers' "very large" sentinel)."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    if not isinstance(limit, int) or limit <= 0 or limit > 1_000_000:
+        return CONTEXT_LENGTH
+    return limit
+
+
+def _looks_like_video(value: Any) -> bool:
+    """A value that is a video, not a caption: bytes, arrays, path objects, files, or a video file name."""
+    if isinstance(value, str):
+        stripped = value.strip()
+        if not stripped or any(c.isspace() for c in stripped):
+            return False  # captions have words; file names passed by mistake rarely contain spaces
+        return stripped.lower().endswith(_VIDEO_EXTENSIONS) or os.path.isfile(stripped)
+    if isinstance(value, dict):
+        return "bytes" in value or "path" in value  # a 🤗 Datasets Video(decode=False) cell
+    return isinstance(value, (bytes, bytearray, memoryview, os.PathLike, torch.Tensor)) or hasattr(value, "read") or (
+        hasattr(value, "__array_interface__") or hasattr(value, "shape")
+    )
+
+
+def _reject_video_as_text(text: Any) -> None:
+    """``processor("clip.mp4")`` would tokenize the file name: the first positional argument is ``text``."""
+    if text is None:
+        return
+    items = text if isinstance(text, (list, tuple)) else [text]
+    nested = [s for item in items for s in (item if isinstance(item, (list, tuple)) else [item])]
+    if isinstance(text, os.PathLike) or any(_looks_like_video(item) for item in nested):
+        example = next((item for item in nested if _looks_like_video(item)), text)
+        shown = repr(example) if isinstance(example, (str, os.PathLike)) else type(example).__name__
+        raise ValueError(
+            f"text= got a video ({shown}); the first positional argument of TVTSv2Processor is text. "
+            "Pass videos with the keyword: processor(videos=...) or processor(text=..., videos=...)."
+        )
+
+
 class TVTSv2Processor(ProcessorMixin):
     r"""TVTSv2 processor: CLIP tokenizer for transcripts/captions + :class:`TVTSv2VideoProcessor` for videos.
 
@@ -113,14 +220,19 @@ class TVTSv2Processor(ProcessorMixin):
     * ``pixel_values_videos``: ``[B, T, 3, S, S]`` (see :class:`TVTSv2VideoProcessor`), plus ``video_metadata``
       with ``return_metadata=True``.
 
-    Text is padded to and truncated at 77 tokens (end token kept last); ``return_tensors`` defaults to ``"pt"``.
+    Text is padded to and truncated at the tokenizer's ``model_max_length`` (77 for CLIP; end token kept last) unless
+    the call passes ``max_length=``; ``return_tensors`` defaults to ``"pt"``. ``text`` is the first positional
+    argument: a video passed there (a video file name or path, bytes, an array) raises a ``ValueError`` instead of
+    being tokenized; pass videos as ``videos=``.
     Video options (``num_frames``, ``sampling``, ``start``, ``end``, ``fps``, ``transform``, ``generator``, ...)
     go straight in the call. Empty transcripts are allowed (they give start + end tokens).
 
     ``TVTSv2Processor()`` (or :meth:`from_defaults`) builds the default processor offline.
     """
 
-    text_kwargs = {"padding": "max_length", "truncation": True, "max_length": CONTEXT_LENGTH, "return_tensors": "pt"}
+    # No max_length here: it comes from the tokenizer (`model_max_length`, 77 for the CLIP tokenizer), so a
+    # tokenizer with another context length is honoured; a call's `max_length=` still wins.
+    text_kwargs = {"padding": "max_length", "truncation": True, "return_tensors": "pt"}
     videos_kwargs = {"return_tensors": "pt"}
     valid_processor_kwargs = TVTSv2ProcessorKwargs
 
@@ -150,18 +262,22 @@ class TVTSv2Processor(ProcessorMixin):
     def __call__(self, text=None, videos=None, **kwargs: Unpack[TVTSv2ProcessorKwargs]) -> BatchFeature:
         if text is None and videos is None:
             raise ValueError("give text=, videos= or both")
+        _reject_video_as_text(text)
         output_kwargs = self._merge_kwargs(
             TVTSv2ProcessorKwargs, tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs
         )
         text_kwargs = output_kwargs["text_kwargs"]
         if "max_length" not in kwargs and "max_length" not in kwargs.get("text_kwargs", {}):
-            # A tokenizer saved after a call with another max_length reloads with it as an init kwarg, which
-            # outranks the class default; the model's context is 77 whatever the tokenizer remembers.
-            text_kwargs["max_length"] = CONTEXT_LENGTH
+            # Not `text_kwargs.get`: a fast tokenizer saved after a call with another max_length reloads with it as
+            # an init kwarg (a stale call setting); the tokenizer's own limit is `model_max_length`.
+            text_kwargs["max_length"] = _context_length(self.tokenizer)
         data: dict[str, Any] = {}
         layout = None
         if text is not None:
             strings, layout = _text_layout(text)
+            if not getattr(self.tokenizer, "cleans_text", False):
+                # e.g. a plain CLIPTokenizer from a folder saved before TVTSv2Tokenizer existed
+                strings = [clean_text(string) for string in strings]
             encoding = self.tokenizer(strings, **text_kwargs)
             for key in ("input_ids", "attention_mask"):
                 if key not in encoding:
@@ -189,11 +305,24 @@ class TVTSv2Processor(ProcessorMixin):
         if backend is not None:
             backend.no_truncation()
             backend.no_padding()
-        return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+        # Loading from a folder adds where-it-came-from flags to the tokenizer's init kwargs; they are not settings,
+        # and writing them would make save -> load -> save differ. Left out of the files, kept in memory.
+        init_kwargs = getattr(self.tokenizer, "init_kwargs", {})
+        provenance = {key: init_kwargs.pop(key) for key in _LOAD_TIME_KEYS if key in init_kwargs}
+        # A Hub export (`register_for_auto_class`) makes transformers set `auto_map` on the objects it saves; put
+        # back what they had so that the export leaves the in-memory processor as it was.
+        owners = [self, self.video_processor]
+        auto_maps = [owner.__dict__.get("auto_map", _ABSENT) for owner in owners]
+        try:
+            return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+        finally:
+            init_kwargs.update(provenance)
+            for owner, auto_map in zip(owners, auto_maps):
+                if auto_map is _ABSENT:
+                    owner.__dict__.pop("auto_map", None)
+                else:
+                    owner.auto_map = auto_map
 
     @property
     def model_input_names(self) -> list[str]:
         return ["input_ids", "attention_mask", "pixel_values_videos"]
-
-
-TVTSv2Processor.register_for_auto_class("AutoProcessor")

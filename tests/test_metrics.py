@@ -5,6 +5,7 @@ Expected values are worked out by hand in the comments; a literal transcription 
 """
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -274,3 +275,48 @@ def test_evaluate_module_loads_offline_by_path(monkeypatch):
         "v2t_num_queries",
     }  # fmt: skip
     assert out["v2t_R1"] == 50.0 and out["v2t_MeanR"] == 1.25
+
+
+_BLOCK_PACKAGE = """
+import sys, json, importlib.abc
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "modeling_tvtsv2" or name.startswith("modeling_tvtsv2."):
+            raise ImportError(f"blocked: {name}")
+
+sys.meta_path.insert(0, Block())
+import evaluate
+evaluate.config.HF_EVALUATE_OFFLINE = True
+metric = evaluate.load(sys.argv[1])
+out = metric.compute(predictions=json.loads(sys.argv[2]), references=json.loads(sys.argv[3]))
+print(json.dumps(out))
+"""
+
+
+def test_evaluate_module_is_self_contained(tmp_path):
+    # A copy of the module folder loads and computes with the package not importable (as from the Hub), and it
+    # agrees with `retrieval_metrics` on a tie-heavy matrix with several captions per video and a caption-less video.
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    folder = tmp_path / "retrieval_recall"
+    shutil.copytree(retrieval_recall_metric_path(), folder)
+    source = (folder / "retrieval_recall.py").read_text()
+    assert not re.search(r"^\s*(from|import)\s+modeling_tvtsv2", source, re.M)
+    rng = np.random.default_rng(0)
+    sims = rng.integers(0, 4, size=(9, 5)).astype(float) / 4  # many ties
+    references = [0, 0, 1, 2, 2, 2, 3, 1, 0]  # video 4 has no caption
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"))
+    completed = subprocess.run(
+        [sys.executable, "-c", _BLOCK_PACKAGE, str(folder), json.dumps(sims.tolist()), json.dumps(references)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    out = json.loads(completed.stdout.strip().splitlines()[-1])
+    expected = retrieval_metrics(sims, caption_to_video=references)
+    assert out == {f"{d}_{k}": v for d in ("t2v", "v2t") for k, v in expected[d].items()}

@@ -1,7 +1,8 @@
 """`evaluate` module: zero-shot text <-> video retrieval recall (R@K, MedR, MeanR) with TVTSv2's original tie rules.
 
-A thin wrapper: the computation lives in `modeling_tvtsv2.metrics.retrieval_metrics` (the same code the
-TVTSv2 evaluation runners and the pre-training evaluation use), so this file only adapts the `evaluate` API.
+Self-contained (numpy, `datasets` and `evaluate` only), so that this folder can be pushed to the Hub as an
+`evaluate` module as is. The same computation lives in `modeling_tvtsv2.metrics.retrieval_metrics` (used by the
+evaluation runners and the pre-training evaluation); `tests/test_metrics.py` checks that both agree.
 
 Load it offline by path:
 
@@ -14,8 +15,40 @@ Load it offline by path:
 
 import datasets
 import evaluate
+import numpy as np
 
-from modeling_tvtsv2.metrics import RETRIEVAL_KS, retrieval_metrics
+
+RETRIEVAL_KS = (1, 5, 10, 50)
+
+
+def _t2v_ranks(sims: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    # Optimistic ties: the ground truth goes before every video with the same score.
+    gt_scores = sims[np.arange(sims.shape[0]), gt][:, None]
+    return (sims > gt_scores).sum(axis=1).astype(np.float64)
+
+
+def _v2t_ranks(sims: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    # Averaged ties; a video with several captions takes its best caption; videos without captions are not queries.
+    rows = sims.T[gt]  # the row of the video that owns each caption, over all captions
+    target = sims[np.arange(sims.shape[0]), gt][:, None]
+    caption_ranks = (rows > target).sum(axis=1) + ((rows == target).sum(axis=1) - 1) / 2.0
+    ranks = np.full(sims.shape[1], np.inf)
+    np.minimum.at(ranks, gt, caption_ranks)
+    return ranks[np.isfinite(ranks)]
+
+
+def _ranks_to_metrics(ranks: np.ndarray, ks) -> dict:
+    n = ranks.shape[0]
+    metrics = {}
+    for k in ks:
+        hits = (ranks == 0) if k == 1 else (ranks < k)  # an averaged rank of 0.5 is not an R@1 hit
+        metrics[f"R{k}"] = 100.0 * float(hits.sum()) / n
+    metrics["MedR"] = float(np.median(ranks)) + 1.0
+    metrics["MeanR"] = float(np.mean(ranks)) + 1.0
+    stats = np.array([100.0 * float((ranks == 0).sum()) / n] + [100.0 * float((ranks < k).sum()) / n for k in (5, 10)])
+    metrics["geometric_mean_R1-R5-R10"] = 0.0 if (stats <= 0).any() else float(np.exp(np.log(stats).mean()))
+    metrics["num_queries"] = n
+    return metrics
 
 
 _DESCRIPTION = """\
@@ -76,6 +109,20 @@ class RetrievalRecall(evaluate.Metric):
         lengths = {len(row) for row in predictions}
         if len(lengths) != 1:
             raise ValueError(f"Every prediction row must score the same videos; got row lengths {sorted(lengths)}.")
-        results = retrieval_metrics(predictions, caption_to_video=references, ks=tuple(ks))
+        sims = np.asarray(predictions, dtype=np.float64)
+        gt = np.asarray(references, dtype=np.int64).reshape(-1)
+        if sims.ndim != 2 or sims.shape[0] == 0 or sims.shape[1] == 0:
+            raise ValueError(f"predictions must be a non-empty [num_texts, num_videos] matrix, got {sims.shape}")
+        if np.isnan(sims).any():
+            raise ValueError("predictions contain NaN values; ranks would be undefined.")
+        if gt.shape[0] != sims.shape[0]:
+            raise ValueError(f"{gt.shape[0]} references for {sims.shape[0]} prediction rows (one per text needed)")
+        if gt.min() < 0 or gt.max() >= sims.shape[1]:
+            raise ValueError(f"references hold video indices outside [0, {sims.shape[1]})")
+        rankers = {"t2v": _t2v_ranks, "v2t": _v2t_ranks}
         directions = ("t2v", "v2t") if direction == "both" else (direction,)
-        return {f"{d}_{name}": value for d in directions for name, value in results[d].items()}
+        return {
+            f"{d}_{name}": value
+            for d in directions
+            for name, value in _ranks_to_metrics(rankers[d](sims, gt), tuple(ks)).items()
+        }
