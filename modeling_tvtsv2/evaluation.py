@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .linear_probe import add_linear_probe_arguments, run_linear_probe_from_args
 from .metrics import (
     cosine_similarity_matrix,
     multiple_choice_accuracy,
@@ -600,9 +601,9 @@ def write_results(results: dict[str, Any] | list[dict[str, Any]], path: str) -> 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Adds the evaluation arguments to `parser` (used by `training/run_eval.py`)."""
-    parser.add_argument("--task", choices=TASKS, required=True)
-    parser.add_argument("--model", required=True, help="model folder or Hub id")
-    parser.add_argument("--dataset", required=True, help="a 🤗 dataset saved with save_to_disk")
+    parser.add_argument("--task", choices=(*TASKS, "linear-probe"), required=True)
+    parser.add_argument("--model", default=None, help="model folder or Hub id")
+    parser.add_argument("--dataset", default=None, help="a 🤗 dataset saved with save_to_disk")
     parser.add_argument("--output", required=True, help="results JSON file")
     parser.add_argument("--split", default=None, help="split of a DatasetDict (default: test)")
     parser.add_argument("--dataset-name", default=None, help="display name for the results / model card")
@@ -638,7 +639,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--trust-remote-code", action="store_true")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    return parser
+    return add_linear_probe_arguments(parser)
 
 
 def _read_class_names(value: str | None) -> list[str] | None:
@@ -655,6 +656,10 @@ def _read_class_names(value: str | None) -> list[str] | None:
 
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Runs the evaluation described by parsed `add_eval_arguments` arguments and writes the JSON file."""
+    if args.task == "linear-probe":
+        return run_linear_probe_from_args(args)
+    if args.model is None or args.dataset is None:
+        raise SystemExit(f"error: --task {args.task} needs --model and --dataset")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, processor = load_model_and_processor(args.model, device, args.dtype, args.trust_remote_code)
     dataset = load_eval_dataset(args.dataset, split=args.split, video_column=args.video_column)

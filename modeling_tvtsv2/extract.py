@@ -577,18 +577,23 @@ def _shard_done(work: Path, shard: int, settings_digest: str) -> dict[str, Any] 
     return None
 
 
+def check_output(output: str | os.PathLike[str], overwrite: bool = False) -> None:
+    """Refuses an existing `output` that is not an extraction output, unless `overwrite`."""
+    output = Path(os.fspath(output))
+    if output.exists() and not overwrite and _read_json(output / MANIFEST_NAME) is None:
+        raise ExtractionError(
+            f"--output {output} exists and is not an extraction output; pass --overwrite to replace it "
+            "(once the new result is complete) or choose another folder"
+        )
+
+
 def _prepare(output: Path, settings: dict[str, Any], overwrite: bool, is_main: bool) -> str:
     """Checks `output` / its work folder against `settings`; returns "complete", "resume" or "start"."""
     work = _work_dir(output)
+    check_output(output, overwrite)
     if output.exists():
         manifest = _read_json(output / MANIFEST_NAME)
-        if manifest is None:
-            if not overwrite:
-                raise ExtractionError(
-                    f"--output {output} exists and is not an extraction output; pass --overwrite to replace it "
-                    "(once the new result is complete) or choose another folder"
-                )
-        elif not overwrite:
+        if manifest is not None and not overwrite:
             differences = _differences(settings, manifest.get("settings", {}))
             if differences:
                 raise ExtractionError(
@@ -820,6 +825,7 @@ def run_extract(args: argparse.Namespace) -> int:
     datasets.disable_progress_bars()  # one bar (ours) per process
     try:
         windows = parse_windows(args.windows)
+        check_output(args.output, args.overwrite)
         keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()]
         table = open_video_table(
             args.input, split=args.split, video_column=args.video_column, text_column=args.text_column,
