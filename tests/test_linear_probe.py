@@ -99,6 +99,7 @@ def _run_eval(argv: list[str]) -> dict:
     return run_eval.main(argv)
 
 
+@pytest.mark.slow
 def test_linear_probe_on_extracted_demo_features_beats_chance(colour_dataset, random_tiny_model, tmp_path):
     features = {}
     for split in ("train", "test"):
