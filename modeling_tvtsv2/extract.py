@@ -152,7 +152,7 @@ def _undecoded(dataset, column: str):
 def _ids_from_cells(dataset, column: str) -> list[str]:
     ids = []
     for batch in dataset.select_columns([column]).iter(batch_size=256):
-        for offset, cell in enumerate(batch[column]):
+        for cell in batch[column]:
             path = cell.get("path") if isinstance(cell, dict) else cell if isinstance(cell, str) else None
             ids.append(str(path) if path else f"row-{len(ids)}")
     return ids

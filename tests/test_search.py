@@ -4,10 +4,8 @@ and text-to-moment search finding the right scene of a long demo clip with a mod
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
