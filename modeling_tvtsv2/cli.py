@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .evaluation import add_eval_subparser
 
     add_eval_subparser(subparsers)
+    from .extract import add_extract_subparser
+    from .search import add_search_subparser
+
+    add_extract_subparser(subparsers)
+    add_search_subparser(subparsers)
     return parser
 
 

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from transformers.utils import logging
 from transformers.utils.logging import tqdm
 
+from .linear_probe import add_linear_probe_arguments, run_linear_probe_from_args
 from .metrics import (
     cosine_similarity_matrix,
     multiple_choice_accuracy,
@@ -685,9 +686,9 @@ def write_results(results: dict[str, Any] | list[dict[str, Any]], path: str) -> 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Adds the evaluation arguments to `parser` (used by `training/run_eval.py`)."""
-    parser.add_argument("--task", choices=TASKS, required=True)
-    parser.add_argument("--model", required=True, help="model folder or Hub id")
-    parser.add_argument("--dataset", required=True, help="a 🤗 dataset saved with save_to_disk")
+    parser.add_argument("--task", choices=(*TASKS, "linear-probe"), required=True)
+    parser.add_argument("--model", default=None, help="model folder or Hub id")
+    parser.add_argument("--dataset", default=None, help="a 🤗 dataset saved with save_to_disk")
     parser.add_argument("--output", required=True, help="results JSON file")
     parser.add_argument("--split", default=None, help="split of a DatasetDict (default: test)")
     parser.add_argument("--dataset-name", default=None, help="display name for the results / model card")
@@ -739,7 +740,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
         help="a video that cannot be read: stop with an error naming its row (raise, default) or leave the row out "
         "and list it in the results JSON (skip)",
     )
-    return parser
+    return add_linear_probe_arguments(parser)
 
 
 def _read_class_names(value: str | None) -> list[str] | None:
@@ -756,6 +757,10 @@ def _read_class_names(value: str | None) -> list[str] | None:
 
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Runs the evaluation described by parsed `add_eval_arguments` arguments and writes the JSON file."""
+    if args.task == "linear-probe":
+        return run_linear_probe_from_args(args)
+    if args.model is None or args.dataset is None:
+        raise SystemExit(f"error: --task {args.task} needs --model and --dataset")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     autocast = getattr(args, "autocast", None)
     if autocast and args.dtype not in (None, "float32"):

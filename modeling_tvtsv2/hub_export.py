@@ -135,12 +135,12 @@ def eval_results_to_hub(records: Sequence[dict[str, Any]]) -> list:
                                 **data,
                             )
                         )
-        elif task in ("classification", "multiple-choice"):
-            task_type, task_name = (
-                ("video-classification", "Zero-shot video classification")
-                if task == "classification"
-                else ("multiple-choice", "Zero-shot multiple-choice video-text matching")
-            )
+        elif task in ("classification", "multiple-choice", "linear-probe"):
+            task_type, task_name = {
+                "classification": ("video-classification", "Zero-shot video classification"),
+                "multiple-choice": ("multiple-choice", "Zero-shot multiple-choice video-text matching"),
+                "linear-probe": ("video-classification", "Linear-probe video classification (frozen features)"),
+            }[task]
             for key in sorted((k for k in metrics if k.startswith("top")), key=lambda k: int(k[3:])):
                 k = int(key[3:])
                 results.append(
@@ -183,7 +183,9 @@ def _results_table(records: Sequence[dict[str, Any]]) -> str:
         for record in other:
             m = record["metrics"]
             top5 = f"{m['top5']:.1f}" if "top5" in m else "–"
-            task = "zero-shot classification" if record["task"] == "classification" else "multiple choice"
+            task = {"classification": "zero-shot classification", "linear-probe": "linear probe"}.get(
+                record["task"], "multiple choice"
+            )
             lines.append(f"| {_dataset_fields(record)['dataset_name']} | {task} | {m['top1']:.1f} | {top5} |")
         lines.append("")
     return "\n".join(lines)

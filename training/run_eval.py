@@ -13,6 +13,11 @@ Tasks (the original TVTSv2 protocols, see `modeling_tvtsv2.evaluation`):
     # multiple choice per video (SSv2-MC): `options` = list of sentences, `answer` = index
     python training/run_eval.py --task multiple-choice --model MODEL_DIR --dataset ssv2_mc --output results/ssv2mc.json
 
+    # linear probe on frozen features (CLIP's protocol; the original code has none): `tvtsv2 extract` outputs of
+    # each split with the label kept, or --model + --dataset (a DatasetDict with train/test[/validation] splits)
+    python training/run_eval.py --task linear-probe --train-features feats/train --test-features feats/test \
+        --output results/hmdb51-probe.json [--validation-features feats/validation]
+
 The JSON files feed the model card:
     tvtsv2 export --model MODEL_DIR --output HUB_DIR --eval-results results/msrvtt.json
 """

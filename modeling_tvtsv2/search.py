@@ -1,0 +1,204 @@
+"""Text-to-video / text-to-moment search over an index made by `tvtsv2 extract` (`tvtsv2 search`).
+
+An index is the output folder of `tvtsv2 extract` (with `--windows` for moments in long videos): its
+`video_embedding` column is L2-normalised, so a query's score is the cosine between the query's text embedding and
+a row. Search is exact: the scores of all rows are computed in chunks (`chunk_size` rows at a time, in float32)
+and the best `top_k` are kept, so memory stays at one chunk plus the stored embeddings. On CPU this serves up to
+about a million vectors (a query over 1M x 512 float16 vectors reads 1 GB); beyond that, or for many queries per
+second, move the `video_embedding` column to an approximate nearest-neighbour index such as FAISS (`IndexHNSWFlat`
+or `IndexIVFPQ` with inner product; `datasets.Dataset.add_faiss_index` builds one from the column).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+import numpy as np
+import torch
+from transformers.utils import logging
+
+from .extract import MANIFEST_NAME, ExtractionError, _flag, embed_texts, load_model_and_processor
+
+
+logger = logging.get_logger(__name__)
+
+__all__ = ["SearchHit", "VideoIndex", "exact_top_k", "search"]
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchHit:
+    """One result: the video (and window, for a windowed index), its cosine score and its row in the index."""
+
+    video_id: str
+    score: float
+    start: float | None = None
+    end: float | None = None
+    row: int = -1
+
+    def describe(self) -> str:
+        where = f"{self.start:.2f}-{self.end:.2f} s" if self.start is not None else "whole video"
+        return f"{self.score:6.3f}  {where:>17}  {self.video_id}"
+
+
+def exact_top_k(
+    queries: torch.Tensor, keys: torch.Tensor | np.ndarray, k: int, chunk_size: int = 65536
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `k` largest inner products of each query with the rows of `keys`, computed chunk by chunk.
+
+    Args:
+        queries: `[Q, D]`.
+        keys: `[N, D]` (any float dtype; each chunk is converted to float32).
+        k: results per query (at most N).
+        chunk_size: rows scored at a time.
+
+    Returns:
+        `(scores [Q, k], indices [Q, k])`, best first; ties keep the lower row index first.
+    """
+    num_keys = keys.shape[0]
+    k = min(k, num_keys)
+    queries = queries.float()
+    best_scores = torch.full((queries.shape[0], 0), -float("inf"))
+    best_indices = torch.zeros((queries.shape[0], 0), dtype=torch.long)
+    for start in range(0, num_keys, chunk_size):
+        chunk = torch.as_tensor(keys[start : start + chunk_size]).float()
+        scores = queries @ chunk.T
+        top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+        # previous best first: on equal scores the earlier (lower) row stays ahead
+        scores = torch.cat([best_scores, top.values], dim=1)
+        indices = torch.cat([best_indices, top.indices + start], dim=1)
+        order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
+        best_scores, best_indices = scores.gather(1, order), indices.gather(1, order)
+    return best_scores, best_indices
+
+
+class VideoIndex:
+    """An extracted dataset opened for search: its embeddings (`[N, D]`, as stored) and row descriptions."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        import datasets
+
+        self.path = Path(os.fspath(path))
+        manifest_path = self.path / MANIFEST_NAME
+        if not manifest_path.is_file():
+            raise ExtractionError(f"--index {self.path}: not an output of `tvtsv2 extract` (no {MANIFEST_NAME})")
+        self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        self.settings = self.manifest.get("settings", {})
+        dataset = datasets.load_from_disk(str(self.path))
+        windowed = "start" in dataset.column_names
+        columns = dataset.select_columns(["video_id", "row", *(["start", "end"] if windowed else [])]).to_dict()
+        self.video_ids: list[str] = columns["video_id"]
+        self.rows: list[int] = columns["row"]
+        self.starts = columns["start"] if windowed else None
+        self.ends = columns["end"] if windowed else None
+        # one contiguous array (float16 stays float16 in memory: half the RAM; chunks are upcast when scored)
+        self.embeddings = dataset.with_format("numpy", columns=["video_embedding"])[:]["video_embedding"]
+        if len(self.video_ids) == 0:
+            raise ExtractionError(f"--index {self.path}: the index has no rows")
+
+    def __len__(self) -> int:
+        return len(self.video_ids)
+
+    @property
+    def model_name(self) -> str | None:
+        return self.settings.get("model")
+
+    def hit(self, index: int, score: float) -> SearchHit:
+        start = None if self.starts is None else float(self.starts[index])
+        end = None if self.ends is None else float(self.ends[index])
+        return SearchHit(self.video_ids[index], float(score), start, end, int(index))
+
+    def search_embeddings(
+        self, query_embeddings: torch.Tensor, top_k: int = 5, chunk_size: int = 65536
+    ) -> list[list[SearchHit]]:
+        """Best rows for each L2-normalised query embedding `[Q, D]`."""
+        dim = self.embeddings.shape[1]
+        if query_embeddings.shape[-1] != dim:
+            raise ExtractionError(
+                f"query embeddings have {query_embeddings.shape[-1]} dimensions, the index {dim}: another model?"
+            )
+        scores, indices = exact_top_k(query_embeddings, self.embeddings, top_k, chunk_size)
+        return [[self.hit(int(i), float(s)) for s, i in zip(row_s, row_i)] for row_s, row_i in zip(scores, indices)]
+
+
+def search(
+    index: VideoIndex | str | os.PathLike[str],
+    queries: str | Sequence[str],
+    model=None,
+    processor=None,
+    top_k: int = 5,
+    chunk_size: int = 65536,
+) -> list[list[SearchHit]] | list[SearchHit]:
+    """Text-to-video (or text-to-moment) search.
+
+    Args:
+        index: a :class:`VideoIndex` or the folder written by `tvtsv2 extract`.
+        queries: one text (then one list of hits is returned) or several (a list per query).
+        model, processor: the model that made the index; by default the one recorded in the index is loaded.
+        top_k: hits per query, best first.
+
+    Returns:
+        `SearchHit`s (`video_id`, `score`, `start`, `end`, `row`).
+    """
+    if not isinstance(index, VideoIndex):
+        index = VideoIndex(index)
+    if model is None:
+        if not index.model_name:
+            raise ExtractionError(f"{index.path} does not record its model: pass --model")
+        model, processor = load_model_and_processor(index.model_name)
+    single = isinstance(queries, str)
+    texts = [queries] if single else list(queries)
+    if not texts or any(not t.strip() for t in texts):
+        raise ExtractionError("search: empty query")
+    hits = index.search_embeddings(embed_texts(model, processor, texts), top_k=top_k, chunk_size=chunk_size)
+    return hits[0] if single else hits
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------------------------
+
+
+def add_search_subparser(subparsers) -> argparse.ArgumentParser:
+    """`tvtsv2 search --index EXTRACTED "a man opens a door" [--top-k 5]`."""
+    parser = subparsers.add_parser(
+        "search",
+        help="text-to-video / text-to-moment search in an index made by `tvtsv2 extract`",
+        description="Prints the best videos or windows (score, start-end seconds, video) for each query.",
+    )
+    parser.add_argument("queries", nargs="+", help="text queries")
+    _flag(parser, "--index", required=True, help="output folder of `tvtsv2 extract` (use --windows for moments)")
+    _flag(parser, "--top-k", type=int, default=5)
+    _flag(parser, "--model", default=None, help="model folder (default: the one recorded in the index)")
+    _flag(parser, "--json", action="store_true", help="print the hits as JSON lines")
+    parser.set_defaults(func=run_search)
+    return parser
+
+
+def run_search(args: argparse.Namespace) -> int:
+    """Runs `tvtsv2 search`; returns the exit status (2 with a one-line error for a user mistake)."""
+    try:
+        if args.top_k < 1:
+            raise ExtractionError(f"--top-k must be >= 1, got {args.top_k}")
+        index = VideoIndex(args.index)
+        model = processor = None
+        if args.model:
+            model, processor = load_model_and_processor(args.model)
+        results = search(index, list(args.queries), model, processor, top_k=args.top_k)
+    except ExtractionError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for query, hits in zip(args.queries, results):
+        if args.json:
+            for hit in hits:
+                print(json.dumps({"query": query, **dataclasses.asdict(hit)}))
+            continue
+        print(f"query: {query!r}  ({len(index)} rows in {index.path})")
+        print(f"{'rank':>4}  {'score':>6}  {'window':>17}  video")
+        for rank, hit in enumerate(hits, start=1):
+            print(f"{rank:>4}  {hit.describe()}")
+    return 0
