@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .evaluation import add_eval_subparser
 
     add_eval_subparser(subparsers)
+    from .prepare_videos import add_prepare_videos_subparser
+
+    add_prepare_videos_subparser(subparsers)
     return parser
 
 
