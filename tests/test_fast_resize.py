@@ -89,3 +89,37 @@ def test_partial_yuv420_conversion_equals_full_conversion_on_real_frames():
         rows = _pil_nearest_indices(frame.height, new_h).numpy()
         cols = _pil_nearest_indices(frame.width, new_w).numpy()
         assert np.array_equal(_yuv420_pixels_to_rgb(frame, rows, cols), full[rows][:, cols]), name
+
+
+def _prepared_like(path: Path) -> Path:
+    """A 30 fps H.264 file with B-frames nothing refers to and a keyframe every 30 frames (prepare-videos' layout)."""
+    rng = np.random.default_rng(1)
+    coarse = rng.integers(0, 256, (12, 20, 3), dtype=np.uint8)
+    with av.open(str(path), "w") as output:
+        stream = output.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 320, 192, "yuv420p"
+        stream.options = {"preset": "veryfast", "g": "30", "bf": "3", "b-pyramid": "none"}
+        for i in range(90):
+            image = np.repeat(np.repeat(np.roll(coarse, i // 3, axis=1), 16, axis=0), 16, axis=1)
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            frame.pts = i
+            output.mux(stream.encode(frame))
+        output.mux(stream.encode())
+    return path
+
+
+def test_skipping_unreferenced_frames_changes_no_decoded_picture(tmp_path, monkeypatch):
+    import modeling_tvtsv2.video_processing_tvtsv2 as video_processing
+
+    for path in (DATA / "obama_speech.mp4", _prepared_like(tmp_path / "prepared_like.mp4")):
+        with av.open(str(path)) as container:  # ground truth: every frame, decoded in order, nothing skipped
+            every = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+        reads = {}
+        for skipping in (True, False):
+            if not skipping:
+                monkeypatch.setattr(video_processing, "_SKIP_NONREF_CODECS", frozenset())
+            frames, meta = read_video(path, 12, "random", generator=torch.Generator().manual_seed(5))
+            assert np.array_equal(frames.numpy(), every[meta.frames_indices]), (path.name, skipping)
+            reads[skipping] = meta.decoded_frames
+            monkeypatch.undo()
+        assert reads[True] < reads[False], (path.name, reads)  # B-frames on the way were skipped
