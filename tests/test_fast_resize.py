@@ -41,7 +41,7 @@ GENERATED = [
     (333, 271, "ffv1", "yuv420p", "mkv"),  # odd both ways (converted in full, then gathered)
     (271, 334, "ffv1", "yuv420p", "mkv"),  # portrait, odd width
     (300, 250, "mjpeg", "yuvj420p", "avi"),  # full-range 4:2:0
-    (642, 362, "ffv1", "yuv420p", "mkv"),  # even, downscaled
+    (1002, 642, "ffv1", "yuv420p", "mkv"),  # even and large: only the crop's pixels are converted
     (230, 230, "ffv1", "yuv420p", "mkv"),  # upscaled square
     (320, 240, "ffv1", "yuv444p", "mkv"),  # not 4:2:0: converted in full
 ]
