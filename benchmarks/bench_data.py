@@ -163,21 +163,28 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=45, help="length of the generated 720p file (s)")
     parser.add_argument("--keep", type=Path, help="folder for the generated files (reused when present)")
     parser.add_argument("--no-decord", "--no_decord", action="store_true")
+    parser.add_argument("--clips", nargs="+", default=["720p", "obama", "park"], choices=["720p", "obama", "park"])
+    parser.add_argument("--keyframe-seconds", "--keyframe_seconds", type=float, default=1.0,
+                        help="keyframe interval of the prepared files (default 1, prepare-videos' default)")
+    parser.add_argument("--max-fps", "--max_fps", type=float, default=None,
+                        help="frame-rate cap of the prepared files (default: none, prepare-videos' default)")
     args = parser.parse_args()
 
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench_data_"))
     folder.mkdir(parents=True, exist_ok=True)
     raw_720p = folder / f"720p_{args.duration}s.mp4"
     setup: dict[str, float] = {}
-    if not raw_720p.exists():
+    if not raw_720p.exists() and "720p" in args.clips:
         setup["generate_720p_s"] = round(make_720p(raw_720p, args.duration), 2)
     clips = {"720p": raw_720p, "obama": REPO / "tests/data/obama_speech.mp4", "park": REPO / "tests/data/park.mp4"}
+    clips = {name: path for name, path in clips.items() if name in args.clips}
     prepared = {}
     for name, path in clips.items():
-        target = folder / f"{name}_prepared.mp4"
+        target = folder / f"{name}_prepared_k{args.keyframe_seconds:g}_f{args.max_fps or 0:g}.mp4"
         if not target.exists():
             started = time.perf_counter()
-            info = transcode_video(path, target, TranscodeSettings())
+            settings = TranscodeSettings(keyframe_seconds=args.keyframe_seconds, max_fps=args.max_fps)
+            info = transcode_video(path, target, settings)
             setup[f"prepare_{name}_frames_per_s"] = round(info["frames"] / (time.perf_counter() - started), 1)
         prepared[name] = target
 

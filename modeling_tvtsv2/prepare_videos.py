@@ -11,6 +11,9 @@ side is 268 (``int(1.2 * 224)``), so a corpus can be transcoded once into files 
 * a keyframe at least every second (GOP = ``ceil(fps)`` frames), so reaching any frame decodes at most one
   second of video;
 * no audio, no subtitles, no metadata streams;
+* optionally fewer frames (``--max_fps``, off by default): training samples 12 frames over ~20 s, so a 30 fps
+  source can be thinned to e.g. 10 fps, which cuts decoding per sample about 3x; the kept frames keep their
+  times (sampling then picks among the kept frames: a different, coarser frame choice than from the source);
 * timestamps preserved: each frame keeps its presentation time (same time base, times counted from the input's
   start), so transcripts stay aligned with the pictures; variable frame rates stay variable.
 
@@ -38,6 +41,7 @@ import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +68,7 @@ class TranscodeSettings:
     tune: str | None = "fastdecode"
     interpolation: str = "AREA"
     keyframe_seconds: float = 1.0
+    max_fps: float | None = None  # drop frames to at most this rate (kept frames keep their times); None: keep all
     bframes: int = 3
     threads: int = 0  # encoder/decoder threads per process; 0 = FFmpeg's automatic count
 
@@ -161,7 +166,12 @@ def _transcode(av, source: Path, target: Path, settings: TranscodeSettings) -> d
         origin_pts = int(round(origin / 1_000_000 / time_base))
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else 25.0
+        min_step = None  # smallest time between kept frames, in time-base units (max_fps)
+        if settings.max_fps is not None and fps > settings.max_fps:
+            fps, rate = settings.max_fps, Fraction(settings.max_fps).limit_denominator(1001)
+            min_step = 1 / (settings.max_fps * time_base) * (1 - 1e-3)
         gop = max(1, math.ceil(fps * settings.keyframe_seconds))
+        next_pts = None
         frames = dropped = 0
         last_pts = None
         output = None
@@ -171,6 +181,11 @@ def _transcode(av, source: Path, target: Path, settings: TranscodeSettings) -> d
                     dropped += 1  # no usable timestamp, or out of order: the time line must stay monotonic
                     continue
                 last_pts = frame.pts
+                if min_step is not None:
+                    if next_pts is not None and frame.pts < next_pts:
+                        dropped += 1  # above max_fps: the frames kept keep their own times
+                        continue
+                    next_pts = frame.pts + min_step
                 if output is None:
                     width, height = output_size(frame.width, frame.height, settings.short_side)
                     output, out_stream = _open_output(av, target, width, height, rate, time_base, gop, settings)
@@ -453,6 +468,8 @@ def add_arguments(parser) -> None:
                         help=f"libswscale downscale filter (default {defaults.interpolation})")
     parser.add_argument("--keyframe_seconds", "--keyframe-seconds", type=float, default=defaults.keyframe_seconds,
                         help="most seconds between keyframes (default 1)")
+    parser.add_argument("--max_fps", "--max-fps", type=float, default=None,
+                        help="keep at most this many frames per second (default: all; kept frames keep their times)")
     parser.add_argument("--num_workers", "--num-workers", type=int, default=1,
                         help="parallel processes (default 1)")
     parser.add_argument("--extensions", nargs="+", default=None, help="video file suffixes (default: the usual)")
@@ -465,11 +482,12 @@ def run_from_args(args) -> int:
     import sys
 
     tune = None if str(args.tune).lower() in ("", "none") else args.tune
-    if args.short_side < 2 or args.keyframe_seconds <= 0:
-        print("error: --short_side must be >= 2 and --keyframe_seconds > 0", file=sys.stderr)
+    if args.short_side < 2 or args.keyframe_seconds <= 0 or (args.max_fps is not None and not args.max_fps > 0):
+        print("error: --short_side must be >= 2, --keyframe_seconds and --max_fps > 0", file=sys.stderr)
         return 2
     settings = TranscodeSettings(short_side=args.short_side, crf=args.crf, preset=args.preset, tune=tune,
-                                 interpolation=args.interpolation, keyframe_seconds=args.keyframe_seconds)
+                                 interpolation=args.interpolation, keyframe_seconds=args.keyframe_seconds,
+                                 max_fps=args.max_fps)
     try:
         report = prepare_videos(args.input, args.output, settings=settings, num_workers=args.num_workers,
                                 overwrite=args.overwrite, extensions=args.extensions)

@@ -147,3 +147,19 @@ def test_corpus_builders_accept_the_output(source, tmp_path):
     assert copy["video_id"] == raw["video_id"]
     assert Path(copy[0]["video"]) == (tmp_path / "from_corpus" / "videos" / "obama_speech.mp4").resolve()
     assert os.path.getsize(copy[0]["video"]) > 0
+
+
+def test_max_fps_thins_frames_and_the_kept_frames_keep_their_times(tmp_path):
+    from modeling_tvtsv2.prepare_videos import TranscodeSettings, transcode_video
+
+    source = tmp_path / "sparse.mkv"
+    _write_sparse_keyframes(source)  # 30 fps, 3 s
+    info = transcode_video(source, tmp_path / "thin.mp4", TranscodeSettings(max_fps=10))
+    assert info["frames"] == 30 and info["dropped_frames"] == 60
+    _, meta_in = read_video(source, num_frames=None)
+    _, meta_out = read_video(tmp_path / "thin.mp4", num_frames=None)
+    times_in = {round(t, 6) for t in meta_in.timestamps}
+    assert all(round(t, 6) in times_in for t in meta_out.timestamps)  # original times, not renumbered
+    assert min(b - a for a, b in zip(meta_out.timestamps, meta_out.timestamps[1:])) > 0.099
+    gaps, _ = _keyframe_gaps(tmp_path / "thin.mp4")
+    assert max(gaps) <= 10  # still a keyframe every second at the new rate
