@@ -141,3 +141,28 @@ def test_large_two_frame_video_peak_memory_follows_the_output(tmp_path):
     )
     growth = float(out.split("PEAK_GROWTH_MB")[1])
     assert growth < 250, f"peak memory grew by {growth:.0f} MB for 48-frame reads of a 2400x2400 video"
+
+
+class _ThreadCounts(torch.utils.data.Dataset):
+    """Reports the decoder thread count of a video opened inside a DataLoader worker."""
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        from modeling_tvtsv2.video_processing_tvtsv2 import _PyAVVideo
+
+        reader = _PyAVVideo(str(OBAMA), "obama")
+        try:
+            return reader.stream.thread_count
+        finally:
+            reader.close()
+
+
+def test_decoder_threads_are_shared_among_dataloader_workers():
+    import os
+
+    cpus = len(os.sched_getaffinity(0))
+    loader = torch.utils.data.DataLoader(_ThreadCounts(), batch_size=None, num_workers=2)
+    assert list(loader) == [max(1, cpus // 2)] * 2  # not FFmpeg's "one per CPU" in every worker
+    assert _ThreadCounts()[0] == 0  # main process: FFmpeg's automatic count
