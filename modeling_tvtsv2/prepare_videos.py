@@ -11,9 +11,9 @@ side is 268 (``int(1.2 * 224)``), so a corpus can be transcoded once into files 
 * a keyframe at least every second (GOP = ``ceil(fps)`` frames), so reaching any frame decodes at most one
   second of video;
 * no audio, no subtitles, no metadata streams;
-* optionally fewer frames (``--max_fps``, off by default): training samples 12 frames over ~20 s, so a 30 fps
-  source can be thinned to e.g. 10 fps, which cuts decoding per sample about 3x; the kept frames keep their
-  times (sampling then picks among the kept frames: a different, coarser frame choice than from the source);
+* optionally fewer frames (``--max_fps``, off by default; smaller files, no speed-up measured, see
+  ``benchmarks/README.md``): the kept frames keep their times (sampling then picks among the kept frames: a
+  coarser frame choice than from the source);
 * timestamps preserved: each frame keeps its presentation time (same time base, times counted from the input's
   start), so transcripts stay aligned with the pictures; variable frame rates stay variable.
 
