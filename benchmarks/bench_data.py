@@ -70,7 +70,8 @@ def make_720p(path: Path, seconds: int, rate: int = 30) -> float:
         stream.options = {"preset": "veryfast", "g": "250", "crf": "23"}
         for i in range(seconds * rate):
             offset = (i * 4) % (texture.shape[1] - 1280)
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(texture[:, offset : offset + 1280]), format="rgb24")
+            pixels = np.ascontiguousarray(texture[:, offset : offset + 1280])
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
             frame.pts = i
             output.mux(stream.encode(frame))
         output.mux(stream.encode())
@@ -245,7 +246,8 @@ def main() -> None:
         versions["decord"] = decord.__version__
     except ImportError:
         pass
-    print(json.dumps({"samples_per_cpu_s": summary, "samples_per_wall_s": wall_summary, "ratios": ratios, "setup": setup, "versions": versions,
+    print(json.dumps({"samples_per_cpu_s": summary, "samples_per_wall_s": wall_summary, "ratios": ratios,
+                      "setup": setup, "versions": versions,
                       "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                       "load_before": load_before, "load_after": load_after}, indent=1))
 

@@ -403,7 +403,8 @@ def _prepare_corpus(source: Path, output: Path, settings: TranscodeSettings, num
     for split in splits.values():
         if "video" not in split.column_names:
             raise PrepareVideosError(f"corpus {source} has no 'video' column")
-        for index, row in enumerate(split.select_columns([c for c in ("video", "video_id") if c in split.column_names])):
+        columns = [c for c in ("video", "video_id") if c in split.column_names]
+        for index, row in enumerate(split.select_columns(columns)):
             video_id = str(row.get("video_id") or index)
             destination = output / "videos" / f"{video_id}.mp4"
             path = _corpus_video_path(row["video"], embedded, video_id)
@@ -474,7 +475,7 @@ def add_arguments(parser) -> None:
                         help="parallel processes (default 1)")
     parser.add_argument("--extensions", nargs="+", default=None, help="video file suffixes (default: the usual)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="transcode again videos whose output exists (replaced only once the new file is complete)")
+                        help="transcode again videos whose output exists (replaced once the new file is complete)")
 
 
 def run_from_args(args) -> int:

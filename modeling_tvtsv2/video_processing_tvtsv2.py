@@ -1057,7 +1057,8 @@ def _plan(
             what = f"fps={fps} over {span:.3f} s gives {count} frames"
         else:
             count = hi - lo
-            what = f"every frame of {name} ({'window' if start is not None or end is not None else 'video'}) is {count} frames"
+            scope = "window" if start is not None or end is not None else "video"
+            what = f"every frame of {name} ({scope}) is {count} frames"
         if count > max_frames:
             raise ValueError(
                 f"{what}, more than max_frames={max_frames}; pass num_frames=, a lower fps or a shorter window, or "

@@ -83,7 +83,8 @@ def test_prepared_files_are_small_h264_with_frequent_keyframes_no_audio_and_the_
         assert len(meta_out.timestamps) == len(meta_in.timestamps)
         frame_time = 1 / meta_in.fps
         assert max(abs(a - b) for a, b in zip(meta_in.timestamps, meta_out.timestamps)) < frame_time
-    assert (output / "obama_speech.pocketsphinx.srt").read_bytes() == (source / "obama_speech.pocketsphinx.srt").read_bytes()
+    transcript = "obama_speech.pocketsphinx.srt"
+    assert (output / transcript).read_bytes() == (source / transcript).read_bytes()  # copied beside the video
     saved = json.loads((output / REPORT_NAME).read_text())
     assert saved["counts"] == {"transcoded": 3, "already_done": 0, "failed": 1}
     assert saved["failed"][0]["input"].endswith("broken.mp4") and "broken.mp4" in saved["failed"][0]["reason"]
