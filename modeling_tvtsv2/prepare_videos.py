@@ -407,33 +407,37 @@ def _prepare_corpus(source: Path, output: Path, settings: TranscodeSettings, num
         for index, row in enumerate(split.select_columns(columns)):
             video_id = str(row.get("video_id") or index)
             destination = output / "videos" / f"{video_id}.mp4"
+            if str(destination) in jobs:
+                continue
+            if destination.exists() and not overwrite:  # done by an earlier run: no need to extract its bytes
+                jobs[str(destination)] = (str(destination), str(destination), settings, overwrite)
+                continue
             path = _corpus_video_path(row["video"], embedded, video_id)
-            if path is not None and str(destination) not in jobs:
+            if path is not None:
                 jobs[str(destination)] = (path, str(destination), settings, overwrite)
     _run_jobs(list(jobs.values()), num_workers, report, progress)
     shutil.rmtree(embedded, ignore_errors=True)
     ready = {r["output"] for r in report.transcoded + report.already_done}
 
-    def point_at_prepared(row: dict[str, Any], index: int) -> dict[str, Any]:
-        destination = output / "videos" / f"{row.get('video_id') or index}.mp4"
-        return {"video": str(destination.resolve()) if str(destination) in ready else None}
-
     prepared = {}
     for name, split in splits.items():
-        if split.features["video"].__class__.__name__ != "Value":
-            split = split.cast_column("video", datasets.Value("string"))  # embedded bytes -> a path column
-        prepared[name] = split.map(point_at_prepared, with_indices=True, desc=f"corpus {name}")
-        prepared[name] = prepared[name].filter(lambda row: row["video"] is not None)
+        ids = split["video_id"] if "video_id" in split.column_names else [None] * len(split)
+        paths = [output / "videos" / f"{video_id or index}.mp4" for index, video_id in enumerate(ids)]
+        keep = [index for index, path in enumerate(paths) if str(path) in ready]  # rows whose video transcoded
+        # A plain path column (embedded bytes in the input become paths to the prepared files).
+        split = split.select(keep).remove_columns(["video"])
+        prepared[name] = split.add_column("video", [str(paths[index].resolve()) for index in keep])
     target = output / "corpus"
+    report.corpus = str(target)
     if target.exists() and not overwrite:
-        raise PrepareVideosError(f"{target} exists; pass overwrite=True (--overwrite) to replace it")
+        logger.warning("kept the existing %s (a finished run's copy); pass --overwrite to rebuild it", target)
+        return
     temporary = output / f".corpus{_TEMP_MARK}{os.getpid()}"
     out = datasets.DatasetDict(prepared) if isinstance(corpus, datasets.DatasetDict) else prepared["train"]
     out.save_to_disk(str(temporary))
     if target.exists():
         shutil.rmtree(target)
     os.replace(temporary, target)
-    report.corpus = str(target)
 
 
 def _corpus_video_path(value: Any, embedded: Path, video_id: str) -> str | None:
@@ -443,7 +447,7 @@ def _corpus_video_path(value: Any, embedded: Path, video_id: str) -> str | None:
     if isinstance(value, dict):
         if value.get("bytes"):
             embedded.mkdir(parents=True, exist_ok=True)
-            scratch = embedded / f"{abs(hash(video_id))}.bin"
+            scratch = embedded / f"{len(list(embedded.iterdir()))}.bin"
             scratch.write_bytes(value["bytes"])
             return str(scratch)
         return value.get("path")

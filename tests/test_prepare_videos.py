@@ -164,3 +164,22 @@ def test_max_fps_thins_frames_and_the_kept_frames_keep_their_times(tmp_path):
     assert min(b - a for a, b in zip(meta_out.timestamps, meta_out.timestamps[1:])) > 0.099
     gaps, _ = _keyframe_gaps(tmp_path / "thin.mp4")
     assert max(gaps) <= 10  # still a keyframe every second at the new rate
+
+
+def test_a_corpus_with_embedded_videos_gets_a_copy_with_paths_and_reruns_keep_it(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(DATA / "obama_speech.mp4", folder / "obama_speech.mp4")
+    shutil.copy(DATA / "obama_speech.pocketsphinx.srt", folder / "obama_speech.pocketsphinx.srt")
+    build_transcript_corpus(folder, tmp_path / "corpus", embed_videos=True)
+    report = prepare_videos(tmp_path / "corpus", tmp_path / "out", progress=False)
+    assert len(report.transcoded) == 1 and not report.failed
+    copy = datasets.load_from_disk(report.corpus)["train"]
+    prepared = (tmp_path / "out" / "videos" / "obama_speech.mp4").resolve()
+    assert copy[0]["video"] == str(prepared) and copy[0]["video_id"] == "obama_speech"
+    _, meta = read_video(copy[0]["video"], num_frames=None)
+    assert len(meta.timestamps) == 105
+    stamp = prepared.stat().st_mtime_ns
+    again = prepare_videos(tmp_path / "corpus", tmp_path / "out", progress=False)
+    assert not again.transcoded and len(again.already_done) == 1 and prepared.stat().st_mtime_ns == stamp
+    assert not (tmp_path / "out" / "videos" / ".embedded").exists()
