@@ -22,7 +22,8 @@ Outputs mirror the input tree: ``IN/a/b.webm`` -> ``OUT/a/b.mp4``, and the trans
 OUT`` builds the corpus from the prepared files unchanged (``video_id`` = relative path without suffix, as from
 the originals). A saved corpus (a 🤗 ``Dataset``/``DatasetDict`` folder with a ``video`` column) can be the input
 too: its videos are transcoded to ``OUT/videos/<video_id>.mp4`` and a copy of the corpus whose ``video`` column
-points at them is saved to ``OUT/corpus``. ``OUT/prepare_videos_report.json`` maps every input to its output.
+points at them (a plain path column, also for corpora with embedded videos) is saved to ``OUT/corpus`` (a rerun
+keeps an existing copy unless ``--overwrite``). ``OUT/prepare_videos_report.json`` maps every input to its output.
 
 Failure behaviour: an input that cannot be read or transcoded is skipped with one line naming it and the reason
 and listed in the report; finished outputs are never re-done or overwritten (a rerun resumes) unless
