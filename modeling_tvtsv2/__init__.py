@@ -34,6 +34,7 @@ from .video_processing_tvtsv2 import (
     VideoDecodeError,
     preprocess_frames,
     read_video,
+    read_video_pixels,
 )
 
 __version__ = "0.1.0"
@@ -73,5 +74,6 @@ __all__ = [
     "build_clip_tokenizer",
     "preprocess_frames",
     "read_video",
+    "read_video_pixels",
     "register_pipelines",
 ]

@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_extract_subparser(subparsers)
     add_search_subparser(subparsers)
+    from .prepare_videos import add_prepare_videos_subparser
+
+    add_prepare_videos_subparser(subparsers)
     return parser
 
 

@@ -599,11 +599,14 @@ class TVTSv2PretrainingCollator:
 
     # -- one sample ----------------------------------------------------------------------------------------
     def _decode(self, row: Mapping[str, Any], torch_rng: torch.Generator, start=None, end=None) -> torch.Tensor:
-        from .video_processing_tvtsv2 import preprocess_frames, read_video
+        from .video_processing_tvtsv2 import read_video_pixels
 
         try:
             source = video_source(row.get("video"), self.video_root)
-            frames, _ = read_video(
+            # Decode + transform in one pass: each frame is cut to its crop as it is decoded (memory bounded by
+            # the output, whatever the source resolution); same pixels and random draws as read_video followed
+            # by preprocess_frames.
+            pixels, _ = read_video_pixels(
                 source,
                 num_frames=self.num_frames,
                 sampling="random" if self.training else "uniform",
@@ -611,15 +614,12 @@ class TVTSv2PretrainingCollator:
                 end=end,
                 generator=torch_rng,
                 max_decode_frames=self.max_decode_frames,
+                transform="train" if self.training else "eval",
+                image_size=self.image_size,
             )
         except Exception as error:  # noqa: BLE001 - any failure to read one video must not stop the run
             raise SampleSkipped("decode_error", f"{type(error).__name__}: {error}") from error
-        frames = torch.as_tensor(frames)
-        if frames.ndim != 4 or frames.shape[0] == 0:
-            raise SampleSkipped("decode_error", f"decoder returned frames of shape {tuple(frames.shape)}")
-        return preprocess_frames(
-            frames, mode="train" if self.training else "eval", image_size=self.image_size, generator=torch_rng
-        )
+        return pixels
 
     def _duration(self, row: Mapping[str, Any], times: np.ndarray) -> float:
         duration = row.get("duration")

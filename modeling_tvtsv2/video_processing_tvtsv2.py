@@ -17,7 +17,26 @@ Decoding (:func:`read_video`)
     (``start``/``end``) is indexed from the keyframe before ``start`` only: the start of a long file is neither
     decoded nor demuxed. Files without usable timestamps (raw streams) fall back to decoding the stream from its
     first byte twice (count, then convert). Costs are bounded: every decoding run makes progress or ends, runs of
-    undecodable packets end a run, and ``max_decode_frames`` caps the decoder's work per call.
+    undecodable packets end a run, and ``max_decode_frames`` caps the decoder's work per call. On the way to a
+    sampled frame the decoder skips frames that no other frame refers to (``skip_frame="NONREF"``: most B-frames
+    of H.264/HEVC/MPEG video; no decoded picture changes). Each distinct sampled frame is decoded and converted
+    once; repeats (short videos) are copies made at the end.
+
+Threads
+    A video is decoded with frame + slice threading. In the main process FFmpeg picks the thread count (one per
+    CPU the process may use); inside a torch DataLoader worker the process's CPUs are divided among the workers
+    (at least one thread each), so ``N`` workers never start ``N x CPUs`` decoder threads. A process pinned to one
+    core (``taskset -c 0``) decodes with one thread.
+
+Limits (bounded time and memory)
+    ``max_frames`` (default 10,000) caps the frames one call returns: ``num_frames``, or the count that
+    ``num_frames=None`` (every frame / every ``1/fps`` step) implies, checked before any position is computed.
+    ``max_output_bytes`` (default 4 GiB) caps the returned tensor, checked at the first decoded frame. Both raise
+    a ``ValueError`` saying which limit and how to raise it (``None``: no limit).
+    :func:`read_video_pixels` (decode + transform, what the training collator uses) reduces every decoded frame to
+    its crop at once (for 4:2:0 video converting only those pixels to RGB) and repeats frames after the
+    transform, so its memory is about one decoded frame plus the output whatever the source resolution; its
+    pixels and random draws are exactly those of ``preprocess_frames(read_video(...))``.
 
 Errors
     A path that does not exist raises :class:`VideoFileNotFoundError`; an empty file, a file FFmpeg cannot open,
@@ -98,6 +117,7 @@ __all__ = [
     "VideoFileNotFoundError",
     "preprocess_frames",
     "read_video",
+    "read_video_pixels",
     "sample_frame_indices",
 ]
 
@@ -110,6 +130,9 @@ _REORDER_SLACK_PACKETS = 32
 _MIN_FRAMES_SKIPPED_BY_SEEK = 8
 # A run of this many packets in a row that all fail to decode ends the run (damaged stream).
 _MAX_CONSECUTIVE_DECODE_ERRORS = 64
+# Decoders whose skip_frame="NONREF" skips exactly the frames no other frame refers to (H.264/HEVC: nal_ref_idc
+# 0; MPEG-1/2/4 part 2: B-frames). Others decode every frame on the way to a target.
+_SKIP_NONREF_CODECS = frozenset({"h264", "hevc", "mpeg1video", "mpeg2video", "mpeg4"})
 # Rounds of "drop the frames that did not decode and sample again".
 _MAX_RESAMPLE_ROUNDS = 3
 _NETWORK_TIMEOUT_S = 60.0
@@ -282,11 +305,11 @@ class _Frame:
     keyframe: bool
 
 
-class _PyAVVideo:
-    """An open video stream with a packet-level frame list and a targeted decoder.
+class _PyAVContainer:
+    """An open container and its video stream: opening, rewinding, timestamps, demuxing and seeking.
 
     Frame identity is the presentation timestamp (pts) in the stream's time base; decoded frames are matched to
-    the list by pts, which is what lets the reader seek and still know exactly which frame it holds.
+    the frame list by pts, which is what lets the reader seek and still know exactly which frame it holds.
     """
 
     def __init__(self, video: VideoSource, name: str):
@@ -317,6 +340,7 @@ class _PyAVVideo:
         self._open()
         self.decoded_frames = 0
         self.index_reached_eof = False
+        self.skipped_pts: set[int] = set()
 
     def _open(self) -> None:
         name = self.name
@@ -334,9 +358,13 @@ class _PyAVVideo:
             self.container.close()
             raise
         self._fresh = True
-        # Frame + slice threading. Decoding is what costs; PyAV's default is slice threading only.
+        # Frame + slice threading (PyAV's default is slice threading only), with a thread count that does not
+        # oversubscribe the CPUs when several DataLoader workers decode at once (see _decoder_thread_count).
         self.stream.thread_type = "AUTO"
+        self.stream.thread_count = _decoder_thread_count()
         self.time_base = self.stream.time_base
+        if self.time_base is not None:
+            self._tb_num, self._tb_den = self.time_base.numerator, self.time_base.denominator
         if self.container.start_time is not None:  # AV_TIME_BASE units (microseconds)
             self.origin = self.container.start_time / 1_000_000
         elif self.stream.start_time is not None and self.time_base is not None:
@@ -369,7 +397,9 @@ class _PyAVVideo:
 
     # -- timestamps ------------------------------------------------------------------------------------------
     def seconds(self, pts: int) -> float:
-        return float(pts * self.time_base) - self.origin
+        # pts * num / den in integers, one correctly rounded division: the same float as float(pts * time_base)
+        # without building a Fraction per frame (which cost ~10 % of a prepared-file read).
+        return (pts * self._tb_num) / self._tb_den - self.origin
 
     def to_pts(self, seconds: float) -> int:
         return int(math.floor((seconds + self.origin) / self.time_base))
@@ -387,7 +417,6 @@ class _PyAVVideo:
             return float(self.stream.duration * self.time_base)
         return None
 
-    # -- frame list ------------------------------------------------------------------------------------------
     def _packets(self):
         """Video packets from the current position; a demuxer error ends the stream (truncated/damaged tail)."""
         self._fresh = False
@@ -408,6 +437,11 @@ class _PyAVVideo:
         except (av.FFmpegError, OSError):
             return False
         return True
+
+
+
+class _IndexedVideo(_PyAVContainer):
+    """Adds the packet-level frame list (presentation times and keyframe flags, nothing decoded)."""
 
     def index(self, start: float | None, end: float | None) -> list[_Frame]:
         """Frames whose packets lie around ``[start, end)``, from the packets alone (nothing is decoded).
@@ -458,9 +492,24 @@ class _PyAVVideo:
             self.index_reached_eof = True
         return sorted(by_pts.values(), key=lambda f: f.pts)
 
-    # -- decoding --------------------------------------------------------------------------------------------
-    def frames_from(self, seek_pts: int | None, stats: dict[str, bool], require_key: bool = True):
+
+
+class _PyAVVideo(_IndexedVideo):
+    """Adds the targeted decoder: decode from the keyframe before each needed frame, stop after the last one."""
+
+    def frames_from(
+        self,
+        seek_pts: int | None,
+        stats: dict[str, bool],
+        require_key: bool = True,
+        wanted_pts: set[int] | None = None,
+    ):
         """Decode from the keyframe at or before ``seek_pts`` (from the current position if None).
+
+        With ``wanted_pts``, packets of other frames are decoded only if other frames refer to them: the decoder
+        skips non-reference frames there (``skip_frame="NONREF"``, codecs in ``_SKIP_NONREF_CODECS``), which
+        changes no decoded picture (nothing refers to a skipped frame) but saves most B-frames on the way to a
+        target. Their pts are recorded in ``self.skipped_pts`` (they come out of no run, but are not damaged).
 
         Yields ``(frame, clean)``. A frame is *clean* when it can be trusted as the picture its pts names: it
         comes after a keyframe of this run (``require_key``), no packet failed to decode since the last keyframe
@@ -476,41 +525,56 @@ class _PyAVVideo:
         tainted = require_key  # until a keyframe comes out
         failed_pts = -math.inf  # highest pts of a packet that failed to decode
         last_pts = -math.inf
-        for packet in self._packets():
-            try:
-                decoded = packet.decode()
-            except (av.FFmpegError, ValueError):
-                errors += 1
-                tainted = True
-                failed_pts = max(failed_pts, packet.pts if packet.pts is not None else last_pts)
-                if errors > _MAX_CONSECUTIVE_DECODE_ERRORS:
-                    break
-                continue
-            errors = 0
-            for frame in decoded:
-                self.decoded_frames += 1
-                pts = frame.pts
-                if frame.key_frame and (pts is None or pts > failed_pts):
-                    tainted = False
-                if pts is not None and pts <= last_pts:
-                    tainted = True  # the decoder lost its order: distrust it until the next keyframe
-                    yield frame, False
+        codec = self.stream.codec_context
+        skipping = wanted_pts is not None and codec.name in _SKIP_NONREF_CODECS
+        skip_mode = None
+        try:
+            for packet in self._packets():
+                if skipping:
+                    wanted = packet.pts is None or packet.pts in wanted_pts
+                    if skip_mode != ("DEFAULT" if wanted else "NONREF"):
+                        skip_mode = "DEFAULT" if wanted else "NONREF"
+                        codec.skip_frame = skip_mode  # read by the decoder for each packet it is given
+                    if not wanted:
+                        self.skipped_pts.add(packet.pts)
+                try:
+                    decoded = packet.decode()
+                except (av.FFmpegError, ValueError):
+                    errors += 1
+                    tainted = True
+                    failed_pts = max(failed_pts, packet.pts if packet.pts is not None else last_pts)
+                    if errors > _MAX_CONSECUTIVE_DECODE_ERRORS:
+                        break
                     continue
-                if pts is not None:
-                    last_pts = pts
-                # A frame without pts can still be clean (raw streams); the targeted reader skips it anyway.
-                yield frame, not tainted and not frame.is_corrupt
-        else:
-            stats["eof"] = True
+                errors = 0
+                for frame in decoded:
+                    self.decoded_frames += 1
+                    pts = frame.pts
+                    if frame.key_frame and (pts is None or pts > failed_pts):
+                        tainted = False
+                    if pts is not None and pts <= last_pts:
+                        tainted = True  # the decoder lost its order: distrust it until the next keyframe
+                        yield frame, False
+                        continue
+                    if pts is not None:
+                        last_pts = pts
+                    # A frame without pts can still be clean (raw streams); the targeted reader skips it anyway.
+                    yield frame, not tainted and not frame.is_corrupt
+            else:
+                stats["eof"] = True
+        finally:  # also when the caller abandons the run: the next run must start decoding every frame
+            if skip_mode not in (None, "DEFAULT"):
+                codec.skip_frame = "DEFAULT"
         if errors > _MAX_CONSECUTIVE_DECODE_ERRORS:
             stats["eof"] = True
 
     def decode_targets(
-        self, frames: list[_Frame], targets: Sequence[int], budget: int | None
+        self, frames: list[_Frame], targets: Sequence[int], budget: int | None, convert: "_FrameConverter"
     ) -> tuple[dict[int, np.ndarray], set[int], int | None]:
         """Decode the frames at positions ``targets`` of ``frames`` (the packet-level frame list).
 
-        Returns ``(RGB pixels by position, positions found not to decode, eof_pts)``. Besides failed targets, the
+        Returns ``(converted pixels by position, positions found not to decode, eof_pts)``; ``convert`` turns each
+        needed decoded frame into its array as soon as it comes out (nothing else is kept). Besides failed targets, the
         positions found not to decode include every listed frame a run went past without a clean picture, so a
         resampling round avoids all of them at once. ``eof_pts`` is the last pts that came out when a run reached
         the end of the stream before its frames (a truncated tail), else None.
@@ -519,6 +583,7 @@ class _PyAVVideo:
         """
         wanted = sorted(set(targets))
         pts_list = [f.pts for f in frames]
+        wanted_pts = {pts_list[pos] for pos in wanted}
         key_before = []
         last_key = 0
         for pos, f in enumerate(frames):
@@ -528,7 +593,6 @@ class _PyAVVideo:
         out: dict[int, np.ndarray] = {}
         bad: set[int] = set()
         eof_pts: int | None = None
-        size: tuple[int, int] | None = None
         i = 0
         while i < len(wanted):
             if budget is not None and self.decoded_frames >= budget:
@@ -544,7 +608,7 @@ class _PyAVVideo:
                 stats: dict[str, bool] = {}
                 if seek_pts is None:
                     self.rewind()
-                stream = self.frames_from(seek_pts, stats)
+                stream = self.frames_from(seek_pts, stats, wanted_pts=wanted_pts)
                 first = next(((f, ok) for f, ok in stream if ok and f.pts is not None), None)
                 if (first is not None and first[0].pts <= target_pts) or attempt == len(starts) - 1:
                     break
@@ -564,8 +628,7 @@ class _PyAVVideo:
                     # Clean frames come out in presentation order: every wanted pts <= this one is now settled.
                     while i < len(wanted) and pts >= pts_list[wanted[i]]:
                         if clean and pts == pts_list[wanted[i]]:
-                            size = size or (frame.width, frame.height)
-                            out[wanted[i]] = self._convert(frame, size)
+                            out[wanted[i]] = convert(frame)
                         else:
                             bad.add(wanted[i])
                         i += 1
@@ -582,19 +645,15 @@ class _PyAVVideo:
             if run_first is not None and last_pts is not None:
                 lo = bisect.bisect_left(pts_list, run_first)
                 hi = bisect.bisect_right(pts_list, last_pts)
-                bad.update(p for p in range(lo, hi) if pts_list[p] not in clean_pts)
+                bad.update(
+                    p for p in range(lo, hi) if pts_list[p] not in clean_pts and pts_list[p] not in self.skipped_pts
+                )
             if item is None and stats.get("eof"):
                 # The stream ended before these frames came out: they do not decode (truncated/damaged tail).
                 eof_pts = last_pts if last_pts is not None else pts_list[0] - 1
                 bad.update(wanted[i:])
                 break
         return out, bad - set(out), eof_pts
-
-    def _convert(self, frame, size: tuple[int, int] | None) -> np.ndarray:
-        if size is not None and (frame.width, frame.height) != size:
-            # Resolution changed mid-stream: bring the frame to the first sampled frame's size so they stack.
-            return frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
-        return frame.to_ndarray(format="rgb24")
 
 
 def _is_attached_picture(stream) -> bool:
@@ -605,6 +664,163 @@ def _is_attached_picture(stream) -> bool:
         return bool(flag is not None and disposition is not None and disposition & flag.attached_pic)
     except TypeError:
         return False
+
+
+def _decoder_thread_count() -> int:
+    """Decoder threads for one open video (``0`` = FFmpeg's automatic count: one per CPU this process may use).
+
+    In the main process every CPU helps one decode. Inside a torch DataLoader worker the process's CPUs are
+    divided among the workers (at least one thread each), so ``N`` workers never start ``N x CPUs`` decoder
+    threads between them: parallelism then comes from the workers, each decoding its own videos.
+    """
+    worker = torch.utils.data.get_worker_info()
+    if worker is None:
+        return 0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cpus // max(1, worker.num_workers))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Frame conversion: what is kept of each decoded frame
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _plane(plane, height: int, width: int) -> np.ndarray:
+    """A zero-copy ``[height, width]`` view of one plane of a decoded frame (rows are ``line_size`` apart)."""
+    return np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:height, :width]
+
+
+_YUV420_FORMATS = ("yuv420p", "yuvj420p")
+
+
+def _yuv420_pixels_to_rgb(frame, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``frame.to_ndarray(format="rgb24")[rows][:, cols]`` for a 4:2:0 frame, converting only those pixels.
+
+    Each selected luma sample is written into a 2x2 block of a small 4:2:0 frame whose chroma sample for that block
+    is the selected pixel's own; FFmpeg's converter takes the chroma of a 4:2:0 pixel from its block (no
+    interpolation), so every block converts to exactly the colour the pixel gets in a full-size conversion (tested
+    against it on real and generated files). Converting ``2 x crop`` pixels instead of the whole frame bounds memory
+    for huge sources and saves work on large ones. (Resizing inside libswscale, even with point sampling, is not
+    an option: its sampling positions and colour path differ from Pillow's NEAREST and FFmpeg's full-size
+    conversion in almost every pixel.) Only for even frame sizes: FFmpeg converts odd sizes differently.
+    """
+    height, width = frame.height, frame.width
+    chroma_h, chroma_w = (height + 1) // 2, (width + 1) // 2
+    luma = _plane(frame.planes[0], height, width)
+    rows2, cols2 = np.repeat(rows, 2), np.repeat(cols, 2)
+    chroma_rows, chroma_cols = rows // 2, cols // 2
+    parts = [luma.take(rows2, axis=0).take(cols2, axis=1).ravel()]
+    for index in (1, 2):
+        chroma = _plane(frame.planes[index], chroma_h, chroma_w)
+        parts.append(chroma.take(chroma_rows, axis=0).take(chroma_cols, axis=1).ravel())
+    packed = np.concatenate(parts).reshape(3 * len(rows), 2 * len(cols))
+    small = av.VideoFrame.from_ndarray(packed, format=frame.format.name)
+    small.colorspace = frame.colorspace
+    small.color_range = frame.color_range
+    return small.to_ndarray(format="rgb24")[::2, ::2]
+
+
+class _FrameConverter:
+    """Turns each sampled decoded frame into the array a read keeps, as soon as it comes out of the decoder.
+
+    This one keeps whole RGB frames (:func:`read_video`). All frames of a read get the size of the first converted
+    one (a resolution change mid-stream is rescaled). ``expect(count)`` announces how many frames the read will
+    return, so that the output size is checked against ``max_output_bytes`` at the first frame, before the rest
+    is decoded.
+    """
+
+    def __init__(self, max_output_bytes: int | None = None):
+        self.size: tuple[int, int] | None = None  # (width, height) of the first converted frame
+        self.max_output_bytes = max_output_bytes
+        self.count = 0
+
+    def expect(self, count: int) -> None:
+        self.count = count
+
+    def output_bytes(self, count: int, width: int, height: int) -> int:
+        return count * width * height * 3
+
+    def __call__(self, frame) -> np.ndarray:
+        if self.size is None:
+            self.size = (frame.width, frame.height)
+            needed = self.output_bytes(self.count, *self.size)
+            if self.max_output_bytes is not None and needed > self.max_output_bytes:
+                raise ValueError(
+                    f"{self.count} frames of {self.size[0]}x{self.size[1]} need {needed / 2**30:.2f} GiB, more than "
+                    f"max_output_bytes={self.max_output_bytes} ({self.max_output_bytes / 2**30:.2f} GiB); ask for "
+                    "fewer frames, or raise max_output_bytes (None: no limit)"
+                )
+            self.setup(*self.size)
+        return self.convert(frame)
+
+    def setup(self, width: int, height: int) -> None:
+        """Called once, with the size of the first converted frame."""
+
+    def rgb(self, frame) -> np.ndarray:
+        width, height = self.size
+        if (frame.width, frame.height) != self.size:
+            return frame.to_ndarray(format="rgb24", width=width, height=height)
+        return frame.to_ndarray(format="rgb24")
+
+    def convert(self, frame) -> np.ndarray:
+        return self.rgb(frame)
+
+    def convert_array(self, frames: torch.Tensor) -> torch.Tensor:
+        """The same for already-decoded uint8 frames ``[D, H, W, 3]``."""
+        return frames
+
+
+class _CropConverter(_FrameConverter):
+    """Keeps only the resized crop of each frame (``"eval"``/``"train"`` transforms), uint8 ``[crop_h, crop_w, 3]``.
+
+    The crop geometry (and the random crop of ``"train"``) is drawn at the first converted frame, i.e. after the
+    frame sampling drew its numbers: the same order of draws as ``preprocess_frames(read_video(...))``.
+    """
+
+    def __init__(self, mode: str, short_side: int, crop_size: tuple[int, int], generator, max_output_bytes=None):
+        super().__init__(max_output_bytes)
+        self.mode, self.short_side, self.crop_size, self.generator = mode, short_side, crop_size, generator
+
+    def output_bytes(self, count: int, width: int, height: int) -> int:
+        return count * 3 * self.crop_size[0] * self.crop_size[1] * 4  # float32 output
+
+    def setup(self, width: int, height: int) -> None:
+        rows, cols = _crop_indices(height, width, self.mode, self.short_side, self.crop_size, self.generator)
+        self.rows, self.cols = rows.numpy(), cols.numpy()
+
+    def convert(self, frame) -> np.ndarray:
+        # Odd sizes are converted differently by FFmpeg at full size (chroma is not taken block by block there).
+        even = frame.width % 2 == 0 and frame.height % 2 == 0
+        # The partial conversion costs about the same whatever the frame size (~0.9 ms for a 224 crop, 4 pixels
+        # per output pixel, plus the gathers), a full conversion grows with the frame (~0.5 ms at 640x480, 1 ms at
+        # 720p, 6 ms at 4K on one core): partial from about 720p up, which also bounds memory for huge frames.
+        smaller = 12 * len(self.rows) * len(self.cols) < frame.width * frame.height
+        if smaller and even and (frame.width, frame.height) == self.size and frame.format.name in _YUV420_FORMATS:
+            return _yuv420_pixels_to_rgb(frame, self.rows, self.cols)
+        return self.rgb(frame).take(self.rows, axis=0).take(self.cols, axis=1)
+
+    def convert_array(self, frames: torch.Tensor) -> torch.Tensor:
+        _, height, width, _ = frames.shape
+        self.size = (width, height)
+        self.setup(width, height)
+        return frames.index_select(1, torch.from_numpy(self.rows)).index_select(2, torch.from_numpy(self.cols))
+
+
+class _SquashConverter(_FrameConverter):
+    """Keeps each frame squashed to the crop size (``"extract"`` transform), uint8 ``[crop_h, crop_w, 3]``."""
+
+    def __init__(self, crop_size: tuple[int, int], max_output_bytes=None):
+        super().__init__(max_output_bytes)
+        self.crop_size = crop_size
+
+    def output_bytes(self, count: int, width: int, height: int) -> int:
+        return count * 3 * self.crop_size[0] * self.crop_size[1] * 4
+
+    def convert(self, frame) -> np.ndarray:
+        return self.convert_array(torch.from_numpy(self.rgb(frame))[None])[0].numpy()
+
+    def convert_array(self, frames: torch.Tensor) -> torch.Tensor:
+        return _squash(frames, self.crop_size)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -672,6 +888,12 @@ def _to_uint8_video(video: Any) -> torch.Tensor:
     return tensor.contiguous()
 
 
+# Limits on what one read may produce (read_video's and read_video_pixels' max_frames / max_output_bytes): a
+# request past them is refused with a ValueError before anything big is allocated or decoded.
+DEFAULT_MAX_FRAMES = 10_000
+DEFAULT_MAX_OUTPUT_BYTES = 4 * 2**30
+
+
 def read_video(
     video: VideoSource | np.ndarray | torch.Tensor | Sequence[Any],
     num_frames: int | None = 12,
@@ -683,6 +905,8 @@ def read_video(
     max_decode_frames: int | None = None,
     *,
     source_fps: float | None = None,
+    max_frames: int | None = DEFAULT_MAX_FRAMES,
+    max_output_bytes: int | None = DEFAULT_MAX_OUTPUT_BYTES,
 ) -> tuple[torch.Tensor, TVTSv2VideoMetadata]:
     """Decode and sample frames of a video.
 
@@ -697,30 +921,120 @@ def read_video(
         generator: random generator for ``sampling="random"``.
         max_decode_frames: hard cap on the number of frames the decoder may produce for this call.
         source_fps: frame rate of an already-decoded input (needed there for ``start``/``end``/``fps``).
+        max_frames: most frames one call may return (``num_frames``, or the count that ``fps``/``None`` imply);
+            default 10,000, ``None`` for no limit.
+        max_output_bytes: most bytes the returned frames may take (``T x H x W x 3``); default 4 GiB, ``None`` for
+            no limit. Checked at the first decoded frame, when the size is known.
 
     Returns:
-        ``(frames, metadata)``: uint8 tensor ``[T, H, W, 3]`` and a :class:`TVTSv2VideoMetadata`.
+        ``(frames, metadata)``: uint8 tensor ``[T, H, W, 3]`` and a :class:`TVTSv2VideoMetadata`. Each distinct
+        sampled frame is decoded and converted once; repeats (short videos) are copies made for the output.
 
     Raises:
         VideoDecodeError: (a ``ValueError``) the file cannot be opened, has no video stream, or no frame decodes;
             :class:`VideoFileNotFoundError` for a missing path.
-        ValueError: invalid arguments, or a window that starts after the end of the video.
+        ValueError: invalid arguments, a window that starts after the end of the video, or a request past
+            ``max_frames`` / ``max_output_bytes``.
     """
+    distinct, inverse, metadata = _read_distinct(
+        video, num_frames, sampling, start, end, fps, generator, max_decode_frames, source_fps, max_frames,
+        _FrameConverter(max_output_bytes),
+    )
+    return _repeat(distinct, inverse), metadata
+
+
+def read_video_pixels(
+    video: VideoSource | np.ndarray | torch.Tensor | Sequence[Any],
+    num_frames: int | None = 12,
+    sampling: str = "uniform",
+    start: float | None = None,
+    end: float | None = None,
+    fps: float | None = None,
+    generator: torch.Generator | None = None,
+    max_decode_frames: int | None = None,
+    *,
+    transform: str = "eval",
+    image_size: int = 224,
+    short_side: int | None = None,
+    crop_size: tuple[int, int] | None = None,
+    rescale_factor: float | None = 1 / 255,
+    image_mean: Sequence[float] | None = IMAGENET_DEFAULT_MEAN,
+    image_std: Sequence[float] | None = IMAGENET_DEFAULT_STD,
+    source_fps: float | None = None,
+    max_frames: int | None = DEFAULT_MAX_FRAMES,
+    max_output_bytes: int | None = DEFAULT_MAX_OUTPUT_BYTES,
+) -> tuple[torch.Tensor, TVTSv2VideoMetadata]:
+    """:func:`read_video` followed by :func:`preprocess_frames`, with the cost bounded by the output size.
+
+    Gives exactly ``preprocess_frames(read_video(video, ...), transform, image_size, generator)`` (the same random
+    draws in the same order), but each decoded frame is reduced to its crop as soon as it comes out (for 4:2:0
+    video only the pixels inside the crop are converted to RGB) and repeated frames are repeated after the
+    transform, so memory stays near one decoded frame plus the output, whatever the source resolution.
+    ``short_side`` / ``crop_size`` default to ``int(1.2 * image_size)`` / ``(image_size, image_size)``. Returns
+    float32 pixels ``[T, 3, crop_h, crop_w]`` and the metadata; other arguments as :func:`read_video`
+    (``max_output_bytes`` applies to the float32 output).
+    """
+    if transform not in TRANSFORMS:
+        raise ValueError(f"unknown transform {transform!r}; expected one of {TRANSFORMS}")
+    short_side = short_side if short_side is not None else int(image_size * 1.2)
+    crop_size = tuple(crop_size) if crop_size is not None else (image_size, image_size)
+    if transform == "extract":
+        converter: _FrameConverter = _SquashConverter(crop_size, max_output_bytes)
+    else:
+        converter = _CropConverter(transform, short_side, crop_size, generator, max_output_bytes)
+    distinct, inverse, metadata = _read_distinct(
+        video, num_frames, sampling, start, end, fps, generator, max_decode_frames, source_fps, max_frames, converter
+    )
+    pixels = _normalize(distinct, rescale_factor, image_mean, image_std)
+    return _repeat(pixels, inverse), metadata
+
+
+def _read_distinct(
+    video: Any,
+    num_frames: int | None,
+    sampling: str,
+    start: float | None,
+    end: float | None,
+    fps: float | None,
+    generator: torch.Generator | None,
+    max_decode_frames: int | None,
+    source_fps: float | None,
+    max_frames: int | None,
+    converter: _FrameConverter,
+) -> tuple[torch.Tensor, list[int], TVTSv2VideoMetadata]:
+    """Checks the arguments and reads the distinct sampled frames, converted: ``(frames [D, ...], inverse, meta)``
+    with ``frames[inverse]`` the requested sequence."""
     _check_window(start, end)
     if fps is None and not callable(sampling) and sampling not in SAMPLING_STRATEGIES:
         raise ValueError(f"unknown sampling {sampling!r}; expected one of {SAMPLING_STRATEGIES} (or pass fps=)")
     if num_frames is not None and num_frames < 1:
         raise ValueError(f"num_frames must be >= 1 or None, got {num_frames}")
+    if fps is not None and not (fps > 0 and math.isfinite(fps)):
+        raise ValueError(f"fps must be a finite number > 0, got {fps}")
+    if num_frames is not None and max_frames is not None and num_frames > max_frames:
+        raise ValueError(
+            f"num_frames={num_frames} is more than max_frames={max_frames}; ask for fewer frames or raise "
+            "max_frames (None: no limit)"
+        )
+    limits = _Limits(max_frames, converter)
     if _is_decoded_video(video):
-        return _read_decoded(video, num_frames, sampling, start, end, fps, generator, source_fps)
+        return _read_decoded(video, num_frames, sampling, start, end, fps, generator, source_fps, limits)
     if not isinstance(video, (str, os.PathLike, bytes, bytearray, memoryview)) and not hasattr(video, "read"):
         raise TypeError(f"cannot read a video from {type(video).__name__}")
     name = _describe(video)
     reader = _PyAVVideo(video, name)
     try:
-        return _read_container(reader, num_frames, sampling, start, end, fps, generator, max_decode_frames)
+        return _read_container(reader, num_frames, sampling, start, end, fps, generator, max_decode_frames, limits)
     finally:
         reader.close()
+
+
+@dataclass
+class _Limits:
+    """What a read may produce, and how each sampled frame is converted."""
+
+    max_frames: int | None
+    converter: _FrameConverter
 
 
 def _plan(
@@ -733,14 +1047,36 @@ def _plan(
     fps: float | None,
     generator: torch.Generator | None,
     name: str,
+    limits: _Limits | None = None,
 ) -> tuple[int, int, list[int]]:
-    """Window bounds ``[lo, hi)`` in ``times`` and the sampled positions inside the window."""
+    """Window bounds ``[lo, hi)`` in ``times`` and the sampled positions inside the window.
+
+    The number of frames the request implies is checked against ``limits.max_frames`` before any position is
+    computed (``fps=1e7`` over a whole video would otherwise enumerate ten million positions).
+    """
     if start is not None and start >= video_end:
         raise ValueError(f"start={start} s is at or after the end of video {name} ({video_end:.3f} s)")
     lo, hi = _window_positions(times, start, end)
     t0 = start if start is not None else 0.0
     t_end = min(end if end is not None else math.inf, video_end)
+    max_frames = limits.max_frames if limits is not None else None
+    if num_frames is None and max_frames is not None:
+        if fps is not None:
+            span = t_end - t0
+            count = math.ceil(span * fps - 1e-9) if math.isfinite(span) else math.inf
+            what = f"fps={fps} over {span:.3f} s gives {count} frames"
+        else:
+            count = hi - lo
+            scope = "window" if start is not None or end is not None else "video"
+            what = f"every frame of {name} ({scope}) is {count} frames"
+        if count > max_frames:
+            raise ValueError(
+                f"{what}, more than max_frames={max_frames}; pass num_frames=, a lower fps or a shorter window, or "
+                "raise max_frames (None: no limit)"
+            )
     selected = _select_positions(times[lo:hi], num_frames, sampling, fps, generator, t0, t_end)
+    if limits is not None:
+        limits.converter.expect(len(selected))
     return lo, hi, selected
 
 
@@ -748,6 +1084,13 @@ def _measured_fps(times: Sequence[float], fallback: float | None) -> float | Non
     if len(times) > 1 and times[-1] > times[0]:
         return (len(times) - 1) / (times[-1] - times[0])
     return fallback
+
+
+def _distinct(keys: Sequence[Any]) -> tuple[list[Any], list[int]]:
+    """Distinct keys in first-seen order and, for each key, its index among them."""
+    order: dict[Any, int] = {}
+    inverse = [order.setdefault(key, len(order)) for key in keys]
+    return list(order), inverse
 
 
 def _read_decoded(
@@ -759,7 +1102,8 @@ def _read_decoded(
     fps: float | None,
     generator: torch.Generator | None,
     source_fps: float | None,
-) -> tuple[torch.Tensor, TVTSv2VideoMetadata]:
+    limits: _Limits,
+) -> tuple[torch.Tensor, list[int], TVTSv2VideoMetadata]:
     frames = _to_uint8_video(video)
     n = frames.shape[0]
     if source_fps is None and (start is not None or end is not None or fps is not None):
@@ -768,7 +1112,7 @@ def _read_decoded(
         raise ValueError(f"source_fps must be > 0, got {source_fps}")
     rate = source_fps or 1.0  # without a rate, times are frame numbers (only used for ordering)
     times = [i / rate for i in range(n)]
-    lo, hi, selected = _plan(times, n / rate, num_frames, sampling, start, end, fps, generator, "<frames>")
+    lo, hi, selected = _plan(times, n / rate, num_frames, sampling, start, end, fps, generator, "<frames>", limits)
     positions = [lo + s for s in selected]
     metadata = TVTSv2VideoMetadata(
         total_num_frames=hi - lo,
@@ -783,7 +1127,17 @@ def _read_decoded(
         window=(start, end) if start is not None or end is not None else None,
         source="<frames>",
     )
-    return frames[positions], metadata
+    converter = limits.converter
+    converter.size = (int(frames.shape[2]), int(frames.shape[1]))
+    needed = converter.output_bytes(len(positions), *converter.size)
+    if converter.max_output_bytes is not None and needed > converter.max_output_bytes:
+        raise ValueError(
+            f"{len(positions)} frames need {needed / 2**30:.2f} GiB, more than max_output_bytes="
+            f"{converter.max_output_bytes}; ask for fewer frames, or raise max_output_bytes (None: no limit)"
+        )
+    keys, inverse = _distinct(positions)
+    distinct = converter.convert_array(frames.index_select(0, torch.tensor(keys, dtype=torch.long)))
+    return distinct, inverse, metadata
 
 
 def _read_container(
@@ -795,15 +1149,16 @@ def _read_container(
     fps: float | None,
     generator: torch.Generator | None,
     max_decode_frames: int | None,
-) -> tuple[torch.Tensor, TVTSv2VideoMetadata]:
+    limits: _Limits,
+) -> tuple[torch.Tensor, list[int], TVTSv2VideoMetadata]:
     frames = reader.index(start, end)
     if not frames and start:
         # Nothing at/after `start` (or a seek failure): index the whole stream to tell which one it is.
         frames = reader.index(None, end)
     if not frames:
-        return _read_sequential(reader, num_frames, sampling, start, end, fps, generator, max_decode_frames)
+        return _read_sequential(reader, num_frames, sampling, start, end, fps, generator, max_decode_frames, limits)
     reached_eof = reader.index_reached_eof
-    cache: dict[int, np.ndarray] = {}  # pts -> RGB frame
+    cache: dict[int, np.ndarray] = {}  # pts -> converted frame
     dropped: set[int] = set()  # pts of frames that turned out not to decode
     for _ in range(_MAX_RESAMPLE_ROUNDS):
         usable = [pos for pos, f in enumerate(frames) if f.pts not in dropped]
@@ -812,10 +1167,12 @@ def _read_container(
         times = [reader.seconds(frames[pos].pts) for pos in usable]
         frame_time = 1.0 / (_measured_fps(times, reader.header_fps) or 25.0)
         video_end = times[-1] + frame_time if reached_eof else math.inf
-        lo, hi, selected = _plan(times, video_end, num_frames, sampling, start, end, fps, generator, reader.name)
+        lo, hi, selected = _plan(
+            times, video_end, num_frames, sampling, start, end, fps, generator, reader.name, limits
+        )
         positions = [usable[lo + s] for s in selected]
         needed = [pos for pos in set(positions) if frames[pos].pts not in cache]
-        pixels, missing, eof_pts = reader.decode_targets(frames, needed, max_decode_frames)
+        pixels, missing, eof_pts = reader.decode_targets(frames, needed, max_decode_frames, limits.converter)
         cache.update({frames[pos].pts: array for pos, array in pixels.items()})
         if not missing:
             window_times = times[lo:hi]
@@ -831,7 +1188,8 @@ def _read_container(
                 window=None if whole else (start, end),
                 source=reader.name,
             )
-            return _stack([cache[frames[pos].pts] for pos in positions], metadata)
+            keys, inverse = _distinct([frames[pos].pts for pos in positions])
+            return _stack([cache[key] for key in keys], limits.converter, metadata), inverse, metadata
         if max_decode_frames is not None and reader.decoded_frames >= max_decode_frames:
             raise VideoDecodeError(
                 f"cannot read video {reader.name}: max_decode_frames={max_decode_frames} reached before the "
@@ -843,7 +1201,7 @@ def _read_container(
             reached_eof = True
     # Frames keep failing to come out where the packets say they are (broken timestamps, odd codecs): decode
     # the stream once from the start instead, trusting only the decoder's output.
-    return _read_sequential(reader, num_frames, sampling, start, end, fps, generator, max_decode_frames)
+    return _read_sequential(reader, num_frames, sampling, start, end, fps, generator, max_decode_frames, limits)
 
 
 def _read_sequential(
@@ -855,7 +1213,8 @@ def _read_sequential(
     fps: float | None,
     generator: torch.Generator | None,
     max_decode_frames: int | None,
-) -> tuple[torch.Tensor, TVTSv2VideoMetadata]:
+    limits: _Limits,
+) -> tuple[torch.Tensor, list[int], TVTSv2VideoMetadata]:
     """Fallback without seeking or packet timestamps: pass 1 decodes the stream from its first byte to count the
     clean frames and read their times (nothing is converted), pass 2 decodes again and converts the sampled ones."""
     budget = max_decode_frames if max_decode_frames is not None else math.inf
@@ -876,19 +1235,17 @@ def _read_sequential(
     if any(math.isnan(t) for t in times):
         times = [i / rate for i in range(len(times))]  # unusable timestamps: frame counter at the header rate
     video_end = times[-1] + 1.0 / (_measured_fps(times, rate) or rate)
-    lo, hi, selected = _plan(times, video_end, num_frames, sampling, start, end, fps, generator, reader.name)
+    lo, hi, selected = _plan(times, video_end, num_frames, sampling, start, end, fps, generator, reader.name, limits)
     positions = [lo + s for s in selected]
     wanted = set(positions)
     reader.rewind()
     pixels: dict[int, np.ndarray] = {}
-    size = None
     count = 0
     for frame, clean in reader.frames_from(None, stats, require_key=False):
         if not clean:
             continue
         if count in wanted:
-            size = size or (frame.width, frame.height)
-            pixels[count] = reader._convert(frame, size)
+            pixels[count] = limits.converter(frame)
         count += 1
         if count > max(wanted):
             break
@@ -909,13 +1266,22 @@ def _read_sequential(
         window=None if whole else (start, end),
         source=reader.name,
     )
-    return _stack([pixels[p] for p in positions], metadata)
+    keys, inverse = _distinct(positions)
+    return _stack([pixels[key] for key in keys], limits.converter, metadata), inverse, metadata
 
 
-def _stack(arrays: list[np.ndarray], metadata: TVTSv2VideoMetadata) -> tuple[torch.Tensor, TVTSv2VideoMetadata]:
-    frames = torch.from_numpy(np.stack(arrays))
-    metadata.height, metadata.width = int(frames.shape[1]), int(frames.shape[2])
-    return frames, metadata
+def _stack(arrays: list[np.ndarray], converter: _FrameConverter, metadata: TVTSv2VideoMetadata) -> torch.Tensor:
+    """The distinct converted frames as one tensor; the metadata gets the decoded frame size."""
+    if converter.size is not None:
+        metadata.width, metadata.height = converter.size
+    return torch.from_numpy(np.stack(arrays))
+
+
+def _repeat(distinct: torch.Tensor, inverse: list[int]) -> torch.Tensor:
+    """``distinct[inverse]`` (no copy when every frame is used once, in order)."""
+    if inverse == list(range(distinct.shape[0])):
+        return distinct
+    return distinct.index_select(0, torch.tensor(inverse, dtype=torch.long))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -983,17 +1349,40 @@ def _transform(
     """The three TVTSv2 transforms on uint8 frames [T, H, W, 3] -> float32 [T, 3, crop_h, crop_w]."""
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
         raise ValueError(f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {list(frames.shape)}")
-    crop_h, crop_w = crop_size
     _, height, width, _ = frames.shape
     if mode == "extract":
-        # torchvision Resize((S, S)) on PIL = Pillow bilinear with antialiasing; torch's uint8 antialiased kernel
-        # follows Pillow's fixed-point algorithm (within one grey level).
-        squashed = F.interpolate(
-            frames.permute(0, 3, 1, 2), size=(crop_h, crop_w), mode="bilinear", antialias=True, align_corners=False
-        )
-        return _normalize(squashed.permute(0, 2, 3, 1), rescale_factor, image_mean, image_std)
+        return _normalize(_squash(frames, crop_size), rescale_factor, image_mean, image_std)
     if mode not in ("eval", "train"):
         raise ValueError(f"unknown transform {mode!r}; expected one of {TRANSFORMS}")
+    # Resize and crop in one gather: only the source pixels that land inside the crop are read.
+    rows, cols = _crop_indices(height, width, mode, short_side, crop_size, generator)
+    cropped = frames.index_select(1, rows).index_select(2, cols)
+    return _normalize(cropped, rescale_factor, image_mean, image_std)
+
+
+def _squash(frames: torch.Tensor, crop_size: tuple[int, int]) -> torch.Tensor:
+    """uint8 ``[T, H, W, 3]`` -> ``[T, crop_h, crop_w, 3]``: the ``"extract"`` bilinear squash (no crop).
+
+    torchvision Resize((S, S)) on PIL = Pillow bilinear with antialiasing; torch's uint8 antialiased kernel follows
+    Pillow's fixed-point algorithm (within one grey level). Each frame is computed on its own (batch-independent).
+    """
+    squashed = F.interpolate(
+        frames.permute(0, 3, 1, 2), size=tuple(crop_size), mode="bilinear", antialias=True, align_corners=False
+    )
+    return squashed.permute(0, 2, 3, 1)
+
+
+def _crop_indices(
+    height: int,
+    width: int,
+    mode: str,
+    short_side: int,
+    crop_size: tuple[int, int],
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source rows and columns of the ``"eval"``/``"train"`` output: Pillow-NEAREST resize of the shorter side to
+    ``short_side``, then the centre crop (eval) or one random crop drawn from ``generator`` (train)."""
+    crop_h, crop_w = crop_size
     new_h, new_w = _short_side_size(height, width, short_side)
     if new_h < crop_h or new_w < crop_w:
         raise ValueError(f"resized frames {new_h}x{new_w} are smaller than the crop {crop_h}x{crop_w}")
@@ -1002,11 +1391,9 @@ def _transform(
     else:  # torchvision RandomCrop.get_params: one location for the whole clip
         top = int(torch.randint(0, new_h - crop_h + 1, (1,), generator=generator))
         left = int(torch.randint(0, new_w - crop_w + 1, (1,), generator=generator))
-    # Resize and crop in one gather: only the source pixels that land inside the crop are read.
     rows = _pil_nearest_indices(height, new_h)[top : top + crop_h]
     cols = _pil_nearest_indices(width, new_w)[left : left + crop_w]
-    cropped = frames.index_select(1, rows).index_select(2, cols)
-    return _normalize(cropped, rescale_factor, image_mean, image_std)
+    return rows, cols
 
 
 def preprocess_frames(

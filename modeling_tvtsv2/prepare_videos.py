@@ -1,0 +1,515 @@
+"""Transcode videos into training-ready files (``tvtsv2 prepare-videos``, ``processing/prepare_videos.py``).
+
+Raw web videos are expensive to sample from: large frames, keyframes many seconds apart (every sampled frame costs
+the decode from its keyframe), audio to demux. Every TVTSv2 transform reads frames resized so that their shorter
+side is 268 (``int(1.2 * 224)``), so a corpus can be transcoded once into files that are cheap to sample:
+
+* H.264 (``libx264``, bundled with PyAV's FFmpeg) in MP4, 4:2:0, ``--crf`` 23, ``--preset`` ``veryfast``, tuned
+  for fast decoding (``tune=fastdecode``: no CABAC, no deblocking, so decoding costs less per frame);
+* shorter side ``--short_side`` (268) with an area-averaging downscale (antialiased; sources already at or below
+  it keep their size; sizes are rounded down to even numbers, which 4:2:0 H.264 needs);
+* a keyframe at least every second (GOP = ``ceil(fps)`` frames), so reaching any frame decodes at most one
+  second of video;
+* no audio, no subtitles, no metadata streams;
+* optionally fewer frames (``--max_fps``, off by default; smaller files, no speed-up measured, see
+  ``benchmarks/README.md``): the kept frames keep their times (sampling then picks among the kept frames: a
+  coarser frame choice than from the source);
+* timestamps preserved: each frame keeps its presentation time (same time base, times counted from the input's
+  start), so transcripts stay aligned with the pictures; variable frame rates stay variable.
+
+Outputs mirror the input tree: ``IN/a/b.webm`` -> ``OUT/a/b.mp4``, and the transcripts next to a video
+(``b.json``, ``b.vtt``, ``b.en.vtt``, ``b.srt``) are copied beside it, so ``prepare_transcript_corpus.py --videos
+OUT`` builds the corpus from the prepared files unchanged (``video_id`` = relative path without suffix, as from
+the originals). A saved corpus (a 🤗 ``Dataset``/``DatasetDict`` folder with a ``video`` column) can be the input
+too: its videos are transcoded to ``OUT/videos/<video_id>.mp4`` and a copy of the corpus whose ``video`` column
+points at them (a plain path column, also for corpora with embedded videos) is saved to ``OUT/corpus`` (a rerun
+keeps an existing copy unless ``--overwrite``). ``OUT/prepare_videos_report.json`` maps every input to its output.
+
+Failure behaviour: an input that cannot be read or transcoded is skipped with one line naming it and the reason
+and listed in the report; finished outputs are never re-done or overwritten (a rerun resumes) unless
+``overwrite=True``, and then only once the new file is complete: every output is written to a temporary name in
+its folder and renamed into place on success. An output folder that equals or lies inside the input (or the other
+way round) is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
+
+__all__ = ["PrepareVideosReport", "TranscodeSettings", "prepare_videos", "transcode_video"]
+
+DEFAULT_SHORT_SIDE = 268
+REPORT_NAME = "prepare_videos_report.json"
+_SIDECAR_SUFFIXES = (".json", ".vtt", ".srt")
+_TEMP_MARK = ".tmp-"
+
+
+@dataclass(frozen=True)
+class TranscodeSettings:
+    """How each video is transcoded (see the module docstring)."""
+
+    short_side: int = DEFAULT_SHORT_SIDE
+    crf: int = 23
+    preset: str = "veryfast"
+    tune: str | None = "fastdecode"
+    interpolation: str = "AREA"
+    keyframe_seconds: float = 1.0
+    max_fps: float | None = None  # drop frames to at most this rate (kept frames keep their times); None: keep all
+    bframes: int = 3
+    threads: int = 0  # encoder/decoder threads per process; 0 = FFmpeg's automatic count
+
+
+@dataclass
+class PrepareVideosReport:
+    """What a run did; saved as ``prepare_videos_report.json`` in the output folder."""
+
+    output: str
+    settings: dict[str, Any]
+    transcoded: list[dict[str, Any]] = field(default_factory=list)
+    already_done: list[dict[str, str]] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
+    corpus: str | None = None
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (
+            f"prepared videos in {self.output}: {len(self.transcoded)} transcoded, {len(self.already_done)} already "
+            f"done, {len(self.failed)} failed ({self.seconds:.1f} s)"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["counts"] = {
+            "transcoded": len(self.transcoded),
+            "already_done": len(self.already_done),
+            "failed": len(self.failed),
+        }
+        return data
+
+
+class PrepareVideosError(ValueError):
+    """A user error that stops the whole run (bad input/output folder, nothing to do)."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One video
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _even(value: float) -> int:
+    return max(2, int(value) // 2 * 2)
+
+
+def output_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """``(width, height)`` of the prepared video: shorter side ``short_side`` (never upscaled), even sizes."""
+    short = min(width, height)
+    if short <= short_side:
+        return _even(width), _even(height)
+    if width <= height:
+        return _even(short_side), _even(short_side * height / width)
+    return _even(short_side * width / height), _even(short_side)
+
+
+def transcode_video(source: str | os.PathLike[str], destination: str | os.PathLike[str],
+                    settings: TranscodeSettings = TranscodeSettings()) -> dict[str, Any]:
+    """Transcode one video to ``destination`` (written under a temporary name, renamed on success).
+
+    Returns a summary (frames, size, frame rate). Raises ``ValueError`` naming the file and the reason when the
+    input cannot be read or yields no frame; the temporary file is removed then.
+    """
+    import av
+
+    source, destination = Path(source), Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    temporary = destination.with_name(f".{destination.stem}{_TEMP_MARK}{os.getpid()}{destination.suffix}")
+    try:
+        info = _transcode(av, source, temporary, settings)
+        os.replace(temporary, destination)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    return info
+
+
+def _transcode(av, source: Path, target: Path, settings: TranscodeSettings) -> dict[str, Any]:
+    try:
+        container = av.open(str(source), metadata_errors="ignore")
+    except (av.FFmpegError, OSError) as error:
+        raise ValueError(f"cannot read video {source}: FFmpeg cannot open it as media ({error})") from None
+    with container:
+        streams = [s for s in container.streams.video if not _is_cover_picture(av, s)]
+        if not streams:
+            raise ValueError(f"cannot read video {source}: no video stream")
+        stream = streams[0]
+        stream.thread_type = "AUTO"
+        stream.thread_count = settings.threads
+        time_base = stream.time_base
+        if time_base is None:
+            raise ValueError(f"cannot read video {source}: the video stream has no time base")
+        # Times are counted from the container's start (what read_video calls 0), so that they survive the loss
+        # of the audio stream, which may have started earlier than the video.
+        origin = container.start_time if container.start_time is not None else 0  # microseconds
+        origin_pts = int(round(origin / 1_000_000 / time_base))
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else 25.0
+        min_step = None  # smallest time between kept frames, in time-base units (max_fps)
+        if settings.max_fps is not None and fps > settings.max_fps:
+            fps, rate = settings.max_fps, Fraction(settings.max_fps).limit_denominator(1001)
+            min_step = 1 / (settings.max_fps * time_base) * (1 - 1e-3)
+        gop = max(1, math.ceil(fps * settings.keyframe_seconds))
+        next_pts = None
+        frames = dropped = 0
+        last_pts = None
+        output = None
+        try:
+            for frame in _decoded_frames(av, container, stream):
+                if frame.pts is None or (last_pts is not None and frame.pts <= last_pts):
+                    dropped += 1  # no usable timestamp, or out of order: the time line must stay monotonic
+                    continue
+                last_pts = frame.pts
+                if min_step is not None:
+                    if next_pts is not None and frame.pts < next_pts:
+                        dropped += 1  # above max_fps: the frames kept keep their own times
+                        continue
+                    next_pts = frame.pts + min_step
+                if output is None:
+                    width, height = output_size(frame.width, frame.height, settings.short_side)
+                    output, out_stream = _open_output(av, target, width, height, rate, time_base, gop, settings)
+                picture = frame.reformat(width=width, height=height, format="yuv420p",
+                                         interpolation=settings.interpolation)
+                picture.pts = frame.pts - origin_pts
+                picture.time_base = time_base
+                output.mux(out_stream.encode(picture))
+                frames += 1
+            if output is None:
+                raise ValueError(f"cannot read video {source}: no frame decodes")
+            output.mux(out_stream.encode())
+        finally:
+            if output is not None:
+                output.close()
+    return {"frames": frames, "dropped_frames": dropped, "width": width, "height": height, "fps": round(fps, 3),
+            "keyframe_interval": gop}
+
+
+def _decoded_frames(av, container, stream):
+    """Frames in presentation order; undecodable packets are skipped, a demuxer error ends the stream."""
+    demux = container.demux(stream)
+    errors = 0
+    while True:
+        try:
+            packet = next(demux)
+        except StopIteration:
+            return
+        except (av.FFmpegError, EOFError, OSError):
+            break
+        try:
+            decoded = packet.decode()
+        except (av.FFmpegError, ValueError):
+            errors += 1
+            if errors > 64:
+                break
+            continue
+        errors = 0
+        yield from decoded
+
+
+def _open_output(av, target: Path, width: int, height: int, rate, time_base, gop: int, settings: TranscodeSettings):
+    output = av.open(str(target), mode="w", format="mp4")
+    stream = output.add_stream("libx264", rate=rate or 25)
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    stream.time_base = time_base
+    stream.codec_context.time_base = time_base
+    stream.thread_count = settings.threads
+    # B-frames that no frame refers to (no B-pyramid): the reader skips them on its way to a target frame, so
+    # reaching a frame decodes about a quarter of the frames before it in its GOP.
+    options = {"crf": str(settings.crf), "preset": settings.preset, "g": str(gop),
+               "keyint_min": str(min(gop, max(1, gop // 2))), "bf": str(settings.bframes), "b-pyramid": "none"}
+    if settings.tune:
+        options["tune"] = settings.tune
+    stream.options = options
+    return output, stream
+
+
+def _is_cover_picture(av, stream) -> bool:
+    flag = getattr(getattr(av, "stream", None), "Disposition", None)
+    try:
+        return bool(flag is not None and stream.disposition & flag.attached_pic)
+    except TypeError:
+        return False
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A folder or a corpus
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _sidecars(video: Path) -> list[Path]:
+    """Transcripts next to a video: ``<stem><suffix>`` and ``<stem>.<tag><suffix>`` (e.g. ``clip.en.vtt``)."""
+    found = []
+    for suffix in _SIDECAR_SUFFIXES:
+        found.extend(p for p in video.parent.glob(f"{_glob_escape(video.stem)}*{suffix}")
+                     if p.is_file() and (p.stem == video.stem or p.stem.startswith(video.stem + ".")))
+    return sorted(set(found))
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+def _check_folders(source: Path, output: Path) -> None:
+    source, output = source.resolve(), output.resolve()
+    if output == source or source in output.parents or output in source.parents:
+        raise PrepareVideosError(
+            f"output folder {output} must not equal, contain or lie inside the input {source} (outputs would be "
+            "read as inputs, or inputs overwritten)"
+        )
+
+
+def _job(args: tuple[str, str, TranscodeSettings, bool]) -> dict[str, Any]:
+    source, destination, settings, overwrite = args
+    record: dict[str, Any] = {"input": source, "output": destination}
+    if os.path.exists(destination) and not overwrite:
+        record["status"] = "already_done"
+        return record
+    for stale in Path(destination).parent.glob(f".{_glob_escape(Path(destination).stem)}{_TEMP_MARK}*"):
+        stale.unlink(missing_ok=True)  # left by an interrupted run
+    started = time.perf_counter()
+    try:
+        record.update(transcode_video(source, destination, settings))
+    except Exception as error:  # noqa: BLE001 - one bad input must not stop the run
+        message = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
+        record.update(status="failed", reason=message)
+        return record
+    record.update(status="transcoded", seconds=round(time.perf_counter() - started, 3))
+    return record
+
+
+def _run_jobs(jobs: list[tuple[str, str, TranscodeSettings, bool]], num_workers: int, report: PrepareVideosReport,
+              progress: bool) -> None:
+    from transformers.utils.logging import tqdm
+
+    if num_workers > 1 and len(jobs) > 1:
+        executor = ProcessPoolExecutor(num_workers)
+        results: Iterable[dict[str, Any]] = executor.map(_job, jobs, chunksize=1)
+    else:
+        executor, results = None, map(_job, jobs)
+    try:
+        for record in tqdm(results, total=len(jobs), desc="prepare videos", disable=not progress):
+            status = record.pop("status")
+            if status == "failed":
+                logger.warning("skipped %s: %s", record["input"], record["reason"])
+                report.failed.append(record)
+            elif status == "already_done":
+                report.already_done.append(record)
+            else:
+                report.transcoded.append(record)
+    finally:
+        if executor is not None:
+            executor.shutdown()
+
+
+def _is_saved_dataset(path: Path) -> bool:
+    return (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file()
+
+
+def prepare_videos(
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    settings: TranscodeSettings = TranscodeSettings(),
+    num_workers: int = 1,
+    overwrite: bool = False,
+    extensions: Sequence[str] | None = None,
+    progress: bool = True,
+) -> PrepareVideosReport:
+    """Transcode a folder of videos (recursively) or a saved corpus into ``output`` (see the module docstring).
+
+    Returns the report (also saved as ``output/prepare_videos_report.json``). Raises :class:`PrepareVideosError`
+    (a ``ValueError``) for a missing input, an input without videos, or an output that equals/contains the input.
+    """
+    from .corpus import VIDEO_EXTENSIONS
+
+    source, output = Path(source), Path(output)
+    if not source.exists():
+        raise PrepareVideosError(f"input {source} does not exist")
+    if not source.is_dir():
+        raise PrepareVideosError(f"input {source} is not a folder (of videos, or a saved corpus)")
+    if num_workers < 1:
+        raise PrepareVideosError(f"num_workers must be >= 1, got {num_workers}")
+    _check_folders(source, output)
+    started = time.perf_counter()
+    if settings.threads == 0 and num_workers > 1:
+        # Parallelism comes from the processes; FFmpeg's own threads would oversubscribe the CPUs.
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        settings = TranscodeSettings(**{**asdict(settings), "threads": max(1, cpus // num_workers)})
+    report = PrepareVideosReport(str(output), asdict(settings))
+    output.mkdir(parents=True, exist_ok=True)
+    if _is_saved_dataset(source) or (source / "train").is_dir() and _is_saved_dataset(source / "train"):
+        _prepare_corpus(source, output, settings, num_workers, overwrite, report, progress)
+    else:
+        suffixes = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in (extensions or VIDEO_EXTENSIONS)}
+        videos = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
+                        and _TEMP_MARK not in p.name)
+        if not videos:
+            raise PrepareVideosError(f"no videos ({', '.join(sorted(suffixes))}) found in {source}")
+        jobs = []
+        for video in videos:
+            destination = output / video.relative_to(source).with_suffix(".mp4")
+            jobs.append((str(video), str(destination), settings, overwrite))
+        _run_jobs(jobs, num_workers, report, progress)
+        done = {r["input"] for r in report.transcoded + report.already_done}
+        for video in videos:
+            if str(video) in done:
+                for sidecar in _sidecars(video):
+                    target = output / sidecar.relative_to(source)
+                    if overwrite or not target.exists():
+                        shutil.copy2(sidecar, target)
+    report.seconds = time.perf_counter() - started
+    _save_report(output, report)
+    logger.info(report.summary())
+    return report
+
+
+def _save_report(output: Path, report: PrepareVideosReport) -> None:
+    path = output / REPORT_NAME
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(report.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _prepare_corpus(source: Path, output: Path, settings: TranscodeSettings, num_workers: int, overwrite: bool,
+                    report: PrepareVideosReport, progress: bool) -> None:
+    """Transcode the videos of a saved corpus and save a copy of it that points at the prepared files."""
+    import datasets
+
+    corpus = datasets.load_from_disk(str(source))
+    splits = corpus if isinstance(corpus, datasets.DatasetDict) else {"train": corpus}
+    embedded = output / "videos" / ".embedded"
+    jobs: dict[str, tuple[str, str, TranscodeSettings, bool]] = {}
+    for split in splits.values():
+        if "video" not in split.column_names:
+            raise PrepareVideosError(f"corpus {source} has no 'video' column")
+        columns = [c for c in ("video", "video_id") if c in split.column_names]
+        for index, row in enumerate(split.select_columns(columns)):
+            video_id = str(row.get("video_id") or index)
+            destination = output / "videos" / f"{video_id}.mp4"
+            if str(destination) in jobs:
+                continue
+            if destination.exists() and not overwrite:  # done by an earlier run: no need to extract its bytes
+                jobs[str(destination)] = (str(destination), str(destination), settings, overwrite)
+                continue
+            path = _corpus_video_path(row["video"], embedded, video_id)
+            if path is not None:
+                jobs[str(destination)] = (path, str(destination), settings, overwrite)
+    _run_jobs(list(jobs.values()), num_workers, report, progress)
+    shutil.rmtree(embedded, ignore_errors=True)
+    ready = {r["output"] for r in report.transcoded + report.already_done}
+
+    prepared = {}
+    for name, split in splits.items():
+        ids = split["video_id"] if "video_id" in split.column_names else [None] * len(split)
+        paths = [output / "videos" / f"{video_id or index}.mp4" for index, video_id in enumerate(ids)]
+        keep = [index for index, path in enumerate(paths) if str(path) in ready]  # rows whose video transcoded
+        # A plain path column (embedded bytes in the input become paths to the prepared files).
+        split = split.select(keep).remove_columns(["video"])
+        prepared[name] = split.add_column("video", [str(paths[index].resolve()) for index in keep])
+    target = output / "corpus"
+    report.corpus = str(target)
+    if target.exists() and not overwrite:
+        logger.warning("kept the existing %s (a finished run's copy); pass --overwrite to rebuild it", target)
+        return
+    temporary = output / f".corpus{_TEMP_MARK}{os.getpid()}"
+    out = datasets.DatasetDict(prepared) if isinstance(corpus, datasets.DatasetDict) else prepared["train"]
+    out.save_to_disk(str(temporary))
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(temporary, target)
+
+
+def _corpus_video_path(value: Any, embedded: Path, video_id: str) -> str | None:
+    """A path to read the corpus row's video from: its path, or its embedded bytes written to a scratch file."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            embedded.mkdir(parents=True, exist_ok=True)
+            scratch = embedded / f"{len(list(embedded.iterdir()))}.bin"
+            scratch.write_bytes(value["bytes"])
+            return str(scratch)
+        return value.get("path")
+    return None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser) -> None:
+    """The options of ``tvtsv2 prepare-videos`` and ``processing/prepare_videos.py`` (``--a_b`` and ``--a-b``)."""
+    defaults = TranscodeSettings()
+    parser.add_argument("--input", required=True, help="folder of videos (searched recursively) or a saved corpus")
+    parser.add_argument("--output", required=True, help="output folder (mirrors the input tree)")
+    parser.add_argument("--short_side", "--short-side", type=int, default=defaults.short_side,
+                        help=f"shorter side of the prepared videos (default {defaults.short_side}; never upscaled)")
+    parser.add_argument("--crf", type=int, default=defaults.crf, help=f"x264 quality (default {defaults.crf})")
+    parser.add_argument("--preset", default=defaults.preset, help=f"x264 preset (default {defaults.preset})")
+    parser.add_argument("--tune", default=defaults.tune, help=f"x264 tune (default {defaults.tune}; 'none' for none)")
+    parser.add_argument("--interpolation", default=defaults.interpolation,
+                        help=f"libswscale downscale filter (default {defaults.interpolation})")
+    parser.add_argument("--keyframe_seconds", "--keyframe-seconds", type=float, default=defaults.keyframe_seconds,
+                        help="most seconds between keyframes (default 1)")
+    parser.add_argument("--max_fps", "--max-fps", type=float, default=None,
+                        help="keep at most this many frames per second (default: all; kept frames keep their times)")
+    parser.add_argument("--num_workers", "--num-workers", type=int, default=1,
+                        help="parallel processes (default 1)")
+    parser.add_argument("--extensions", nargs="+", default=None, help="video file suffixes (default: the usual)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="transcode again videos whose output exists (replaced once the new file is complete)")
+
+
+def run_from_args(args) -> int:
+    """Run with parsed arguments; user errors are one line on stderr and exit code 2."""
+    import sys
+
+    tune = None if str(args.tune).lower() in ("", "none") else args.tune
+    if args.short_side < 2 or args.keyframe_seconds <= 0 or (args.max_fps is not None and not args.max_fps > 0):
+        print("error: --short_side must be >= 2, --keyframe_seconds and --max_fps > 0", file=sys.stderr)
+        return 2
+    settings = TranscodeSettings(short_side=args.short_side, crf=args.crf, preset=args.preset, tune=tune,
+                                 interpolation=args.interpolation, keyframe_seconds=args.keyframe_seconds,
+                                 max_fps=args.max_fps)
+    try:
+        report = prepare_videos(args.input, args.output, settings=settings, num_workers=args.num_workers,
+                                overwrite=args.overwrite, extensions=args.extensions)
+    except PrepareVideosError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    print(f"report: {Path(args.output) / REPORT_NAME}")
+    return 1 if report.failed and not (report.transcoded or report.already_done) else 0
+
+
+def add_prepare_videos_subparser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "prepare-videos",
+        help="transcode videos into training-ready files (H.264, shorter side 268, a keyframe every second)",
+        description=__doc__.split("\n\n")[0],
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run_from_args)

@@ -1,0 +1,29 @@
+#!/usr/bin/env python
+"""Transcode videos into training-ready files: H.264, shorter side 268, a keyframe every second, no audio,
+timestamps preserved (same as ``tvtsv2 prepare-videos``; see ``modeling_tvtsv2/prepare_videos.py``).
+
+    python processing/prepare_videos.py --input DIR|CORPUS --output OUT [--num_workers 8] [--overwrite]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+try:
+    import modeling_tvtsv2  # noqa: F401
+except ImportError:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from modeling_tvtsv2.prepare_videos import add_arguments, run_from_args
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run_from_args(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
