@@ -99,5 +99,7 @@ class TVTSv2TrainingArguments(TrainingArguments):
         if not 0.0 <= self.max_skip_fraction <= 1.0:
             raise ValueError(f"--max_skip_fraction must be in [0, 1], got {self.max_skip_fraction}")
         if self.dataloader_num_workers < -1:
-            raise ValueError(f"--dataloader_num_workers must be >= 0 (or -1: automatic), got {self.dataloader_num_workers}")
+            raise ValueError(
+                f"--dataloader_num_workers must be >= 0 (or -1: automatic), got {self.dataloader_num_workers}"
+            )
         super().__post_init__()
