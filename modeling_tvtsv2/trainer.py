@@ -17,7 +17,6 @@ The arguments live in `modeling_tvtsv2.trainer_args`, the optimiser groups in `m
 """
 
 import logging as std_logging
-import time
 from collections import Counter
 from typing import Any
 
@@ -26,14 +25,13 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_optimizer import is_optimizer_factory
-from transformers.trainer_utils import speed_metrics
 from transformers.utils import logging
 
 from .distributed import gather_with_grad
 from .freezing import FreezeSchedule, check_schedule_supported
 from .optimization import parameter_groups, parse_milestones, warmup_then_step_decay
 from .trainer_args import TVTSv2TrainingArguments, default_dataloader_num_workers
-from .trainer_evaluation import PretrainingEvalAccumulator
+from .trainer_evaluation import PretrainingEvaluationMixin
 from .trainer_monitoring import (
     SKIP_REASONS_KEY,
     SkipReasonsCollator,
@@ -99,7 +97,7 @@ class FreezeScheduleCallback(TrainerCallback):
         self._apply(state.global_step)
 
 
-class TVTSv2Trainer(Trainer):
+class TVTSv2Trainer(PretrainingEvaluationMixin, Trainer):
     """`transformers.Trainer` for TVTSv2 pre-training (see the module docstring).
 
     Takes the usual Trainer arguments; `args` should be a `TVTSv2TrainingArguments` (plain `TrainingArguments` get
@@ -257,7 +255,10 @@ class TVTSv2Trainer(Trainer):
         all_video, all_text = gather_with_grad(video, gradient)[all_valid], gather_with_grad(text, gradient)[all_valid]
         logits = all_video @ all_text.t() * self._logit_scale(model)
         targets = torch.arange(logits.shape[0], device=logits.device)
-        contrastive = F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets)
+        if logits.numel():
+            contrastive = F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets)
+        else:  # every process's batch was empty: zero (not NaN), still connected to the graph
+            contrastive = logits.sum()
         loss = contrastive
         sort_loss = labels = None
         if outputs.sort_logits is not None:
@@ -318,71 +319,3 @@ class TVTSv2Trainer(Trainer):
             # which reshuffles itself every epoch): keep that order.
             return torch.utils.data.SequentialSampler(dataset)
         return super()._get_train_sampler(train_dataset)
-
-    def get_eval_dataloader(self, eval_dataset=None):
-        if self.eval_data_collator is None:
-            return super().get_eval_dataloader(eval_dataset)
-        train_collator = self.data_collator
-        self.data_collator = (
-            SkipReasonsCollator(self.eval_data_collator)
-            if hasattr(self.eval_data_collator, "skip_counter")
-            else self.eval_data_collator
-        )
-        try:
-            return super().get_eval_dataloader(eval_dataset)
-        finally:
-            self.data_collator = train_collator
-
-    # -- evaluation ----------------------------------------------------------------------------------------
-    def _gather_eval(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Per-sample tensors from every process, without the samples the distributed sampler duplicated to even
-        out the last batch. A rank whose batch lost samples to decode errors is padded first (those rows are
-        invalid); if that happens in the very last batch, the de-duplication may drop a few real samples."""
-        tensor = self.accelerator.pad_across_processes(tensor, dim=0)
-        return self.accelerator.gather_for_metrics(tensor).cpu()
-
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
-        """Sort accuracy and zero-shot retrieval on the held-out split (gathered over every process), the usual
-        `{prefix}_runtime` / `_samples_per_second` (videos) / `_steps_per_second`, `compute_metrics` when given,
-        and the counts of skipped samples and of batches whose samples were all skipped (these are left out)."""
-        start_time = time.time()
-        dataloader = self.get_eval_dataloader(eval_dataset)
-        model = self._wrap_model(self.model, training=False, dataloader=dataloader)
-        if len(self.accelerator._models) == 0 and model is self.model:
-            model = self.accelerator.prepare_model(model, evaluation_mode=True)
-        model.eval()
-        accumulator = PretrainingEvalAccumulator()
-        skipped = empty = 0
-        with torch.no_grad():
-            for batch in dataloader:
-                batch = self._prepare_inputs(batch)
-                batch.pop(SKIP_REASONS_KEY, None)
-                num_skipped = batch.pop("num_skipped", None)
-                skipped += 0 if num_skipped is None else int(num_skipped.sum())
-                empty += int(batch["pixel_values_videos"].shape[0] == 0)
-                loss, outputs = self.compute_loss(model, batch, return_outputs=True)
-                gather = self._gather_eval
-                valid = gather(outputs.valid.to(torch.uint8)).bool()
-                sort = ()
-                if outputs.sort_logits is not None:
-                    sort = (gather(outputs.sort_logits.float())[valid], gather(outputs.sort_labels)[valid])
-                accumulator.add(
-                    float(loss) if valid.any() else None,
-                    gather(outputs.video_embeds.float())[valid],
-                    gather(outputs.text_embeds.float())[valid],
-                    *sort,
-                )
-        counts = torch.tensor([skipped, empty], device=self.args.device)
-        if self.accelerator.num_processes > 1:
-            counts = self.accelerator.reduce(counts, reduction="sum")
-        accumulator.skipped_samples, accumulator.empty_batches = int(counts[0]), int(counts[1])
-        if accumulator.empty_batches:
-            logger.warning("evaluation: %d batches had every sample skipped", accumulator.empty_batches)
-        metrics = accumulator.metrics(self.compute_metrics)
-        metrics.update(
-            speed_metrics("eval", start_time, num_samples=accumulator.num_videos, num_steps=accumulator.batches)
-        )
-        metrics = {f"{metric_key_prefix}_{k.removeprefix('eval_')}": v for k, v in metrics.items()}
-        self.log(metrics)
-        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-        return metrics

@@ -1,5 +1,7 @@
-"""Evaluation metrics of `TVTSv2Trainer.evaluate`: sort accuracy and zero-shot retrieval over gathered embeddings."""
+"""`TVTSv2Trainer`'s evaluation: sort accuracy and zero-shot retrieval over the embeddings gathered from every
+process, speed metrics, `compute_metrics`, and batches whose samples were all skipped."""
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -7,6 +9,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import EvalPrediction
+from transformers.trainer_utils import speed_metrics
+from transformers.utils import logging
+
+from .trainer_monitoring import SKIP_REASONS_KEY, SkipReasonsCollator
+
+logger = logging.get_logger(__name__)
 
 
 class PretrainingEvalAccumulator:
@@ -75,4 +83,77 @@ class PretrainingEvalAccumulator:
             if logits is not None:
                 predictions = (*predictions, logits)
             metrics.update(compute_metrics(EvalPrediction(predictions=predictions, label_ids=labels)))
+        return metrics
+
+
+class PretrainingEvaluationMixin:
+    """`evaluate()` and its data loader for a `transformers.Trainer` whose `compute_loss` returns outputs with
+    `valid` (per-sample mask) and `sort_labels` (see `TVTSv2Trainer`)."""
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        if self.eval_data_collator is None:
+            return super().get_eval_dataloader(eval_dataset)
+        train_collator = self.data_collator
+        self.data_collator = (
+            SkipReasonsCollator(self.eval_data_collator)
+            if hasattr(self.eval_data_collator, "skip_counter")
+            else self.eval_data_collator
+        )
+        try:
+            return super().get_eval_dataloader(eval_dataset)
+        finally:
+            self.data_collator = train_collator
+
+    def _gather_eval(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Per-sample tensors from every process, without the samples the distributed sampler duplicated to even
+        out the last batch. A rank whose batch lost samples to decode errors is padded first (those rows are
+        invalid); if that happens in the very last batch, the de-duplication may drop a few real samples."""
+        tensor = self.accelerator.pad_across_processes(tensor, dim=0)
+        return self.accelerator.gather_for_metrics(tensor).cpu()
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Sort accuracy and zero-shot retrieval on the held-out split (gathered over every process), the usual
+        `{prefix}_runtime` / `_samples_per_second` (videos) / `_steps_per_second`, `compute_metrics` when given,
+        and the counts of skipped samples and of batches whose samples were all skipped (these are left out)."""
+        start_time = time.time()
+        dataloader = self.get_eval_dataloader(eval_dataset)
+        model = self._wrap_model(self.model, training=False, dataloader=dataloader)
+        if len(self.accelerator._models) == 0 and model is self.model:
+            model = self.accelerator.prepare_model(model, evaluation_mode=True)
+        model.eval()
+        accumulator = PretrainingEvalAccumulator()
+        skipped = empty = 0
+        with torch.no_grad():
+            for batch in dataloader:
+                batch = self._prepare_inputs(batch)
+                batch.pop(SKIP_REASONS_KEY, None)
+                num_skipped = batch.pop("num_skipped", None)
+                skipped += 0 if num_skipped is None else int(num_skipped.sum())
+                empty += int(batch["pixel_values_videos"].shape[0] == 0)
+                loss, outputs = self.compute_loss(model, batch, return_outputs=True)
+                gather = self._gather_eval
+                valid = gather(outputs.valid.to(torch.uint8)).bool()
+                sort = ()
+                if outputs.sort_logits is not None:
+                    sort = (gather(outputs.sort_logits.float())[valid], gather(outputs.sort_labels)[valid])
+                accumulator.add(
+                    float(loss) if valid.any() else None,
+                    gather(outputs.video_embeds.float())[valid],
+                    gather(outputs.text_embeds.float())[valid],
+                    *sort,
+                )
+        counts = torch.tensor([skipped, empty], device=self.args.device)
+        if self.accelerator.num_processes > 1:
+            counts = self.accelerator.reduce(counts, reduction="sum")
+        accumulator.skipped_samples, accumulator.empty_batches = int(counts[0]), int(counts[1])
+        if accumulator.empty_batches:
+            logger.warning("evaluation: %d batches had every sample skipped", accumulator.empty_batches)
+        metrics = {f"{metric_key_prefix}_{k}": v for k, v in accumulator.metrics(self.compute_metrics).items()}
+        metrics.update(
+            speed_metrics(
+                metric_key_prefix, start_time, num_samples=accumulator.num_videos, num_steps=accumulator.batches
+            )
+        )
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics

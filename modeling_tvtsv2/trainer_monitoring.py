@@ -129,10 +129,14 @@ class TrainingMonitor:
 
 
 class StepTimerCallback(TrainerCallback):
-    """Ends the timing of an optimiser step (it starts when the trainer begins fetching the step's batches)."""
+    """Ends the timing of an optimiser step (it starts when the trainer begins fetching the step's batches); counts
+    videos per `train()` call."""
 
     def __init__(self, monitor: TrainingMonitor):
         self.monitor = monitor
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.monitor.videos_trained = 0
 
     def on_step_end(self, args, state, control, **kwargs):
         self.monitor.step_finished()
