@@ -62,7 +62,8 @@ def _synthetic_trainer(tmp_path: Path, steps: int = 2, batch: int = 3, collate=N
 def test_recipe_defaults(tmp_path):
     args = TVTSv2TrainingArguments(output_dir=str(tmp_path))
     assert args.max_grad_norm == 0.0  # the original never clips
-    assert (args.learning_rate, args.clip_learning_rate, args.weight_decay, args.adam_epsilon) == (1e-4, 1e-7, 0.05, 1e-6)
+    recipe = (args.learning_rate, args.clip_learning_rate, args.weight_decay, args.adam_epsilon)
+    assert recipe == (1e-4, 1e-7, 0.05, 1e-6)
     assert args.contrastive_gradient == "global" and args.max_skip_fraction == 0.5
     assert args.dataloader_num_workers == -1  # automatic, resolved by the trainer
 
