@@ -96,6 +96,17 @@ def parameter_in_group(name: str, group: str, num_frozen_text_layers: int) -> bo
     raise ValueError(f"unknown freeze group {group!r}")
 
 
+def check_schedule_supported(schedule: "FreezeSchedule", fsdp: bool, deepspeed: bool) -> None:
+    """FSDP and DeepSpeed fix their parameter groups (flat parameters / ZeRO partitions) when they wrap the model:
+    only schedules that never change can be applied (before wrapping). Raise for the others."""
+    if schedule.changes_over_training and (fsdp or deepspeed):
+        backend = "FSDP" if fsdp else "DeepSpeed"
+        raise ValueError(
+            f"freeze schedule '{schedule}' changes over training, which {backend} does not support (it fixes its "
+            "parameter groups when it wraps the model). Use a static schedule (rules without @start:end), or DDP."
+        )
+
+
 @dataclass(frozen=True)
 class FreezeSchedule:
     rules: tuple[FreezeRule, ...] = ()

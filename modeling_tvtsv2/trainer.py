@@ -1,96 +1,59 @@
 """`TVTSv2Trainer`: the TVTSv2 pre-training recipe on top of `transformers.Trainer`.
 
-* loss = contrastive loss over the **global** batch (features gathered from every process, gradients exact) +
-  `sort_loss_weight` × transcript-sorting cross-entropy (local); both terms are logged separately;
-* four optimiser groups: new parameters (time attention, its LayerNorm, sort head) at `learning_rate` (paper 1e-4)
-  and CLIP-initialised ones at `clip_learning_rate` (paper 1e-7), each split into decay / no-decay (biases, norms);
+* loss = contrastive loss over the **global** batch (features gathered from every process) + `sort_loss_weight` ×
+  transcript-sorting cross-entropy (local); both terms are logged separately. `contrastive_gradient` chooses the
+  multi-process gradient of the contrastive term: `global` (exactly one process's) or `original` (1/world_size);
+* four optimiser groups (`modeling_tvtsv2.optimization`): new parameters (time attention, its LayerNorm, sort head)
+  at `learning_rate` (paper 1e-4) and CLIP-initialised ones at `clip_learning_rate` (paper 1e-7), each split into
+  decay / no-decay; any optimiser class of `--optim` / `optimizer_cls_and_kwargs` that takes parameter groups;
 * layer-freezing schedules (`modeling_tvtsv2.freezing`), applied so that DDP ranks stay consistent;
-* the original step schedule (lr × 0.1 at 60 % and 80 % of training) as `lr_milestones`;
-* evaluation: sort accuracy (per transcript, whole order) and zero-shot retrieval R@1/5/10, median rank;
+* the original step schedule (lr × 0.1 at 60 % and 80 % of training) as `lr_milestones`, after any warmup;
+* skipped samples are counted and logged; training stops with an error when more than `max_skip_fraction` of the
+  recent samples were skipped; the time each step waits for data is logged next to the step time;
+* evaluation: sort accuracy (per transcript, whole order), zero-shot retrieval R@1/5/10, median rank, speed;
 * resuming continues the freezing schedule (a function of the global step), the data order and the RNG state.
+
+The arguments live in `modeling_tvtsv2.trainer_args`, the optimiser groups in `modeling_tvtsv2.optimization`.
 """
 
-import logging
-import math
-import re
-from dataclasses import dataclass, field
+import logging as std_logging
+from collections import Counter
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_optimizer import is_optimizer_factory
+from transformers.utils import logging
 
-from .distributed import distributed_world_size, gather_with_grad
-from .freezing import NEW_PARAMETER_PATTERN, TEMPORAL_EMBEDDING_PATTERN, FreezeSchedule
+from .distributed import gather_with_grad
+from .freezing import FreezeSchedule, check_schedule_supported
+from .optimization import parameter_groups, parse_milestones, warmup_then_step_decay
+from .trainer_args import TVTSv2TrainingArguments, default_dataloader_num_workers
+from .trainer_evaluation import PretrainingEvaluationMixin
+from .trainer_monitoring import (
+    SKIP_REASONS_KEY,
+    SkipReasonsCollator,
+    StepTimerCallback,
+    TooManySkippedSamplesError,
+    TrainingMonitor,
+)
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
-# Batch keys that are bookkeeping, not model inputs.
-_BOOKKEEPING_KEYS = ("num_skipped",)
+__all__ = [
+    "FreezeScheduleCallback",
+    "TVTSv2Trainer",
+    "TVTSv2TrainingArguments",
+    "TooManySkippedSamplesError",
+    "check_schedule_supported",
+    "parameter_groups",
+    "parse_milestones",
+]
 
-
-@dataclass
-class TVTSv2TrainingArguments(TrainingArguments):
-    """`TrainingArguments` plus the TVTSv2 recipe's knobs (defaults = the paper's B recipe)."""
-
-    clip_learning_rate: float = field(
-        default=1e-7, metadata={"help": "learning rate of CLIP-initialised parameters (new ones use learning_rate)"}
-    )
-    freeze_schedule: str = field(
-        default="paper",
-        metadata={"help": "layer-freezing schedule, e.g. 'paper', 'text_layers<9; backbone@0:500', or a .json recipe"},
-    )
-    lr_milestones: str | None = field(
-        default=None,
-        metadata={
-            "help": "comma-separated fractions (<1) or steps at which every lr is multiplied by lr_gamma, e.g. "
-            "'0.6,0.8' for the original 10-epoch schedule; overrides lr_scheduler_type"
-        },
-    )
-    lr_gamma: float = field(default=0.1, metadata={"help": "lr multiplier at each milestone"})
-    temporal_embedding_lr: str = field(
-        default="clip",
-        metadata={
-            "help": "'clip' (the original: temporal_embedding trains at clip_learning_rate, which defines the released "
-            "weights) or 'new' (at learning_rate)"
-        },
-    )
-
-
-def parameter_groups(
-    model: nn.Module,
-    learning_rate: float,
-    clip_learning_rate: float,
-    weight_decay: float,
-    temporal_embedding_lr: str = "clip",
-) -> list[dict[str, Any]]:
-    """The recipe's optimiser groups over **all** parameters (frozen ones included, so that a schedule can unfreeze
-    them later; AdamW skips parameters without gradients)."""
-    groups = {key: [] for key in ("new_decay", "new_no_decay", "clip_decay", "clip_no_decay")}
-    names = {key: [] for key in groups}
-    for name, param in model.named_parameters():
-        is_new = bool(NEW_PARAMETER_PATTERN.search(name)) or (
-            temporal_embedding_lr == "new" and bool(TEMPORAL_EMBEDDING_PATTERN.search(name))
-        )
-        # Original no-decay test: names with "bias" or a norm ("norm", "ln_"); ours spell norms "*norm*"/"layrnorm".
-        no_decay = "bias" in name or re.search(r"norm", name, re.IGNORECASE) is not None
-        key = ("new" if is_new else "clip") + ("_no_decay" if no_decay else "_decay")
-        groups[key].append(param)
-        names[key].append(name)
-    settings = {
-        "new_decay": (learning_rate, weight_decay),
-        "new_no_decay": (learning_rate, 0.0),
-        "clip_decay": (clip_learning_rate, weight_decay),
-        "clip_no_decay": (clip_learning_rate, 0.0),
-    }
-    return [
-        {"params": groups[key], "lr": settings[key][0], "weight_decay": settings[key][1], "name": key,
-         "param_names": names[key]}
-        for key in groups
-        if groups[key]
-    ]
+# Optimiser kwargs with which transformers' optimiser handlers replace the parameter groups (GaLore, LOMO, ...).
+_GROUP_REPLACING_KWARGS = ("params", "model", "optimizer_dict")
 
 
 def _sort_labels(inputs: dict[str, Any], sort_logits: torch.Tensor) -> torch.Tensor:
@@ -101,25 +64,15 @@ def _sort_labels(inputs: dict[str, Any], sort_logits: torch.Tensor) -> torch.Ten
     return labels.contiguous()
 
 
-def parse_milestones(spec: str | None, max_steps: int) -> list[int]:
-    if not spec:
-        return []
-    milestones = []
-    for part in spec.split(","):
-        value = float(part)
-        milestones.append(int(round(value * max_steps)) if value < 1 else int(value))
-    return sorted(milestones)
-
-
-def check_schedule_supported(schedule: FreezeSchedule, fsdp: bool, deepspeed: bool) -> None:
-    """FSDP and DeepSpeed fix their parameter groups (flat parameters / ZeRO partitions) when they wrap the model:
-    only schedules that never change can be applied (before wrapping). Raise for the others."""
-    if schedule.changes_over_training and (fsdp or deepspeed):
-        backend = "FSDP" if fsdp else "DeepSpeed"
-        raise ValueError(
-            f"freeze schedule '{schedule}' changes over training, which {backend} does not support (it fixes its "
-            "parameter groups when it wraps the model). Use a static schedule (rules without @start:end), or DDP."
-        )
+def _configure_package_logging(level: int) -> None:
+    """Apply `--log_level` / `--log_level_replica` (the process's level) to this package's loggers; give them a
+    handler only when nothing (root logger included) would print them."""
+    package = std_logging.getLogger(__name__.rpartition(".")[0])
+    package.setLevel(level)
+    if not package.handlers and not std_logging.getLogger().handlers:
+        handler = std_logging.StreamHandler()
+        handler.setFormatter(std_logging.Formatter("[%(levelname)s|%(name)s] %(message)s"))
+        package.addHandler(handler)
 
 
 class FreezeScheduleCallback(TrainerCallback):
@@ -131,8 +84,7 @@ class FreezeScheduleCallback(TrainerCallback):
 
     def _apply(self, step: int) -> None:
         trainer = self.trainer
-        frozen = trainer.freeze_schedule.apply(trainer.model, step, only=trainer.scheduled_parameter_names)
-        frozen = frozenset(frozen)
+        frozen = frozenset(trainer.freeze_schedule.apply(trainer.model, step, only=trainer.scheduled_parameter_names))
         if frozen != self._current:
             if self._current is not None:
                 logger.info("step %d: freezing schedule now freezes %d tensors", step, len(frozen))
@@ -145,33 +97,40 @@ class FreezeScheduleCallback(TrainerCallback):
         self._apply(state.global_step)
 
 
-class TVTSv2Trainer(Trainer):
+class TVTSv2Trainer(PretrainingEvaluationMixin, Trainer):
     """`transformers.Trainer` for TVTSv2 pre-training (see the module docstring).
 
     Takes the usual Trainer arguments; `args` should be a `TVTSv2TrainingArguments` (plain `TrainingArguments` get
-    the recipe defaults). The batches come from `modeling_tvtsv2.data.TVTSv2PretrainingCollator`.
+    the recipe's group learning rates and no skip limit). The batches come from
+    `modeling_tvtsv2.data.TVTSv2PretrainingCollator`.
     """
 
     # Our losses are batch means: let the Trainer divide by the gradient-accumulation steps.
     loss_is_scaled_for_ga = False
 
-    def __init__(
-        self,
-        *args,
-        freeze_schedule: "str | FreezeSchedule | None" = None,
-        eval_data_collator=None,
-        **kwargs,
-    ):
+    def __init__(self, *args, freeze_schedule: "str | FreezeSchedule | None" = None, eval_data_collator=None, **kwargs):
         super().__init__(*args, **kwargs)
+        _configure_package_logging(self.args.get_process_log_level())
+        # Batches carry their skip reasons when the collator counts them (it may run in DataLoader workers).
+        if hasattr(self.data_collator, "skip_counter"):
+            self.data_collator = SkipReasonsCollator(self.data_collator)
         # Evaluation samples deterministically (no augmentation, no masking): it may need its own collator.
         self.eval_data_collator = eval_data_collator
+        if self.args.dataloader_num_workers == -1:  # TVTSv2TrainingArguments' "automatic"
+            self.args.dataloader_num_workers = default_dataloader_num_workers(
+                hasattr(self.data_collator, "skip_counter") or hasattr(eval_data_collator, "skip_counter")
+            )
+            logger.info("dataloader_num_workers: using %d", self.args.dataloader_num_workers)
+        self.monitor = TrainingMonitor(getattr(self.args, "max_skip_fraction", 1.0))
+        self.add_callback(StepTimerCallback(self.monitor))
         spec = freeze_schedule if freeze_schedule is not None else getattr(self.args, "freeze_schedule", "paper")
         self.freeze_schedule = FreezeSchedule.parse(spec)
-        self._loss_sums = {"contrastive_loss": 0.0, "sort_loss": 0.0}
-        self._loss_counts = {"contrastive_loss": 0, "sort_loss": 0}
-        self._skipped_since_log = 0
-        self._skipped_total = 0
         self._prepare_freezing()
+
+    @property
+    def _skipped_total(self) -> int:
+        """Training samples skipped since the trainer was built (all processes)."""
+        return self.monitor.skipped_total
 
     # -- freezing ------------------------------------------------------------------------------------------
     def _prepare_freezing(self) -> None:
@@ -207,6 +166,8 @@ class TVTSv2Trainer(Trainer):
 
     # -- optimiser and schedule ----------------------------------------------------------------------------
     def create_optimizer(self, model: nn.Module | None = None):
+        """The recipe's parameter groups (per-group lr and weight decay) given to the optimiser class of
+        `optimizer_cls_and_kwargs` or `--optim` (with `--optim_args`, betas, epsilon)."""
         if self.optimizer is not None:
             return self.optimizer
         model = model if model is not None else self.model
@@ -220,9 +181,18 @@ class TVTSv2Trainer(Trainer):
         )
         for group in groups:
             group.pop("param_names")
-        self.optimizer = torch.optim.AdamW(
-            groups, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon
-        )
+        if self.optimizer_cls_and_kwargs is not None:
+            optimizer_cls, optimizer_kwargs = self.optimizer_cls_and_kwargs
+        else:
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(args, model)
+        optimizer_kwargs = dict(optimizer_kwargs)
+        if is_optimizer_factory(optimizer_cls) or any(key in optimizer_kwargs for key in _GROUP_REPLACING_KWARGS):
+            raise ValueError(
+                f"optimizer {args.optim} builds its own parameter groups, but the TVTSv2 recipe needs its four groups "
+                "(new vs CLIP-initialised learning rates, decay vs no decay); use one that takes parameter groups, "
+                "e.g. --optim adamw_torch, adamw_torch_fused, adafactor or sgd"
+            )
+        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
@@ -230,10 +200,10 @@ class TVTSv2Trainer(Trainer):
         if not milestones:
             return super().create_scheduler(num_training_steps, optimizer)
         if self.lr_scheduler is None:
-            gamma = self.args.lr_gamma
             optimizer = optimizer if optimizer is not None else self.optimizer
+            warmup = self.args.get_warmup_steps(num_training_steps)
             self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
-                optimizer, lambda step: gamma ** sum(step >= m for m in milestones)
+                optimizer, warmup_then_step_decay(warmup, milestones, self.args.lr_gamma)
             )
             self._created_lr_scheduler = True
         return self.lr_scheduler
@@ -244,18 +214,34 @@ class TVTSv2Trainer(Trainer):
         base = getattr(unwrapped, "get_base_model", lambda: unwrapped)()
         return base.logit_scale_value()
 
+    def _record_training_batch(self, skipped: torch.Tensor | None, reasons: dict | None, used: int, device) -> None:
+        """Count the batch's skipped and used samples over every process; stop when too many were skipped (every
+        process sees the same sums, so all of them stop together)."""
+        self.monitor.record_reasons(reasons)
+        counts = torch.tensor([0 if skipped is None else int(skipped.sum()), used], device=device)
+        if self.accelerator.num_processes > 1:
+            counts = self.accelerator.reduce(counts, reduction="sum")
+        self.monitor.record_batch(int(counts[0]), int(counts[1]))
+        if self.monitor.too_many_skipped():
+            reasons = dict(self.monitor.reasons)
+            if self.accelerator.num_processes > 1:
+                from accelerate.utils import gather_object
+
+                reasons = sum((Counter(r) for r in gather_object([reasons])), Counter())
+            raise self.monitor.skip_error(reasons)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
         skipped = inputs.pop("num_skipped", None)
-        if skipped is not None and model.training:
-            count = int(skipped.sum())
-            self._skipped_since_log += count
-            self._skipped_total += count
+        reasons = inputs.pop(SKIP_REASONS_KEY, None)
         inputs["return_loss"] = False  # the losses are computed here over the global batch
+        empty = inputs["pixel_values_videos"].shape[0] == 0
+        if model.training:
+            used = inputs["pixel_values_videos"].shape[0]
+            self._record_training_batch(skipped, reasons, used, inputs["pixel_values_videos"].device)
         # Every sample of this batch failed to decode: run one all-zero placeholder sample so that every process
         # still takes part in the forward, the feature gather and DDP's gradient sync; it is masked out of the
         # losses and contributes exactly zero gradient.
-        empty = inputs["pixel_values_videos"].shape[0] == 0
         if empty:
             inputs = self._placeholder_batch(inputs)
         outputs = model(**inputs)
@@ -264,13 +250,17 @@ class TVTSv2Trainer(Trainer):
         video = F.normalize(outputs.video_embeds, dim=-1, eps=1e-8)
         text = F.normalize(outputs.text_embeds, dim=-1, eps=1e-8)
         valid = torch.full((video.shape[0],), not empty, dtype=torch.bool, device=video.device)
+        gradient = getattr(self.args, "contrastive_gradient", "global")
         all_valid = gather_with_grad(valid.float()).bool()
-        all_video, all_text = gather_with_grad(video)[all_valid], gather_with_grad(text)[all_valid]
+        all_video, all_text = gather_with_grad(video, gradient)[all_valid], gather_with_grad(text, gradient)[all_valid]
         logits = all_video @ all_text.t() * self._logit_scale(model)
         targets = torch.arange(logits.shape[0], device=logits.device)
-        contrastive = F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets)
+        if logits.numel():
+            contrastive = F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets)
+        else:  # every process's batch was empty: zero (not NaN), still connected to the graph
+            contrastive = logits.sum()
         loss = contrastive
-        sort_loss = None
+        sort_loss = labels = None
         if outputs.sort_logits is not None:
             labels = _sort_labels(inputs, outputs.sort_logits)
             sort_loss = F.cross_entropy(
@@ -279,12 +269,13 @@ class TVTSv2Trainer(Trainer):
             loss = loss + config.sort_loss_weight * sort_loss * (0.0 if empty else 1.0)
 
         if model.training and not empty:
-            self._track("contrastive_loss", contrastive)
+            self.monitor.track_loss("contrastive_loss", contrastive)
             if sort_loss is not None:
-                self._track("sort_loss", sort_loss)
+                self.monitor.track_loss("sort_loss", sort_loss)
         outputs.loss = loss
         outputs.contrastive_loss = contrastive
         outputs.sort_loss = sort_loss
+        outputs.sort_labels = labels  # the labels used (the placeholder's for an empty batch)
         outputs.valid = valid
         return (loss, outputs) if return_outputs else loss
 
@@ -305,21 +296,22 @@ class TVTSv2Trainer(Trainer):
             placeholder["sort_labels"] = torch.arange(labels.shape[1], device=labels.device)[None]
         return placeholder
 
-    def _track(self, name: str, value: torch.Tensor) -> None:
-        self._loss_sums[name] += float(value.detach())
-        self._loss_counts[name] += 1
-
+    # -- logging -------------------------------------------------------------------------------------------
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        if "loss" in logs:  # a training log: add the two terms and the skipped-sample count
-            for name in self._loss_sums:
-                if self._loss_counts[name]:
-                    logs[name] = round(self._loss_sums[name] / self._loss_counts[name], 4)
-                self._loss_sums[name], self._loss_counts[name] = 0.0, 0
-            logs["skipped_samples"] = self._skipped_since_log
-            self._skipped_since_log = 0
+        if "loss" in logs:  # a training log: the two loss terms, skipped samples, step time and data wait
+            logs.update(self.monitor.drain())
+        if "train_samples_per_second" in logs and logs.get("train_runtime"):
+            # transformers counts dataset items, which are whole per-device batches here: count videos instead
+            logs["train_samples_per_second"] = round(self.monitor.videos_trained / logs["train_runtime"], 3)
         super().log(logs, *args, **kwargs)
 
     # -- data ----------------------------------------------------------------------------------------------
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        self.monitor.fetch_started()  # the step starts when it asks for its batches (ends at on_step_end)
+        batches = super().get_batch_samples(epoch_iterator, num_batches, device)
+        self.monitor.fetch_finished()
+        return batches
+
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if getattr(dataset, "groups_per_step", None) is not None:
@@ -327,65 +319,3 @@ class TVTSv2Trainer(Trainer):
             # which reshuffles itself every epoch): keep that order.
             return torch.utils.data.SequentialSampler(dataset)
         return super()._get_train_sampler(train_dataset)
-
-    def get_eval_dataloader(self, eval_dataset=None):
-        if self.eval_data_collator is None:
-            return super().get_eval_dataloader(eval_dataset)
-        train_collator, self.data_collator = self.data_collator, self.eval_data_collator
-        try:
-            return super().get_eval_dataloader(eval_dataset)
-        finally:
-            self.data_collator = train_collator
-
-    # -- evaluation ----------------------------------------------------------------------------------------
-    def _gather_eval(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Per-sample tensors from every process, without the samples the distributed sampler duplicated to even
-        out the last batch. A rank whose batch lost samples to decode errors is padded first (those rows are
-        invalid); if that happens in the very last batch, the de-duplication may drop a few real samples."""
-        tensor = self.accelerator.pad_across_processes(tensor, dim=0)
-        return self.accelerator.gather_for_metrics(tensor).cpu()
-
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
-        """Sort accuracy and zero-shot retrieval on the held-out split (gathered over every process)."""
-        from .metrics import retrieval_metrics, sort_accuracy
-
-        dataloader = self.get_eval_dataloader(eval_dataset)
-        model = self._wrap_model(self.model, training=False, dataloader=dataloader)
-        if len(self.accelerator._models) == 0 and model is self.model:
-            model = self.accelerator.prepare_model(model, evaluation_mode=True)
-        model.eval()
-        videos, texts, sort_logits, sort_labels, losses = [], [], [], [], []
-        with torch.no_grad():
-            for batch in dataloader:
-                batch = self._prepare_inputs(batch)
-                batch.pop("num_skipped", None)
-                loss, outputs = self.compute_loss(model, batch, return_outputs=True)
-                gather = self._gather_eval
-                valid = gather(outputs.valid.to(torch.uint8)).bool()
-                if valid.any():
-                    losses.append(float(loss))
-                videos.append(gather(outputs.video_embeds.float())[valid])
-                texts.append(gather(outputs.text_embeds.float())[valid])
-                if outputs.sort_logits is not None:
-                    labels = _sort_labels(batch, outputs.sort_logits)
-                    sort_logits.append(gather(outputs.sort_logits.float())[valid])
-                    sort_labels.append(gather(labels)[valid])
-        metrics: dict[str, float] = {}
-        if losses:
-            metrics["loss"] = float(np.mean(losses))
-        if videos and sum(v.shape[0] for v in videos):
-            video = F.normalize(torch.cat(videos), dim=-1)
-            text = F.normalize(torch.cat(texts), dim=-1)
-            metrics["num_videos"] = float(video.shape[0])
-            retrieval = retrieval_metrics((text @ video.t()).numpy())
-            for direction in ("t2v", "v2t"):
-                for key in ("R1", "R5", "R10", "MedR"):
-                    metrics[f"{direction}_{key}"] = float(retrieval[direction][key])
-        if sort_logits:
-            accuracy = sort_accuracy(torch.cat(sort_logits).numpy(), torch.cat(sort_labels).numpy())
-            metrics["sort_accuracy"] = accuracy["sort_accuracy"]
-            metrics["sort_exact_match"] = accuracy["sort_exact_match"]
-        metrics = {f"{metric_key_prefix}_{k}": v for k, v in metrics.items()}
-        self.log(metrics)
-        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-        return metrics

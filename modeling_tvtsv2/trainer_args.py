@@ -1,0 +1,105 @@
+"""`TVTSv2TrainingArguments`: `transformers.TrainingArguments` with the TVTSv2 recipe's knobs and defaults."""
+
+import os
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+CONTRASTIVE_GRADIENTS = ("global", "original")
+TEMPORAL_EMBEDDING_LRS = ("clip", "new")
+
+
+def default_dataloader_num_workers(decodes_videos: bool) -> int:
+    """Workers when `dataloader_num_workers` is left unset: `min(8, cpu_count - 1)` for a collator that decodes
+    videos (decoding is the bottleneck of a training step; one core stays with the training process), else 0."""
+    if not decodes_videos:
+        return 0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(8, cpus - 1))
+
+
+@dataclass
+class TVTSv2TrainingArguments(TrainingArguments):
+    """`TrainingArguments` plus the TVTSv2 recipe's knobs. The defaults are the original's B recipe where it has one:
+    learning_rate 1e-4 (new parameters), clip_learning_rate 1e-7, weight_decay 0.05, adam_epsilon 1e-6, no gradient
+    clipping."""
+
+    learning_rate: float = field(
+        default=1e-4, metadata={"help": "learning rate of the new parameters (time attention, its norm, sort head)"}
+    )
+    weight_decay: float = field(
+        default=0.05, metadata={"help": "decoupled weight decay (not applied to biases and norms)"}
+    )
+    adam_epsilon: float = field(default=1e-6, metadata={"help": "Adam epsilon (the original's: 1e-6)"})
+    max_grad_norm: float = field(
+        default=0.0, metadata={"help": "gradient clipping norm; 0 = no clipping (the original never clips)"}
+    )
+    dataloader_num_workers: int = field(
+        default=-1,
+        metadata={
+            "help": "DataLoader worker processes; -1 (default): min(8, CPU cores - 1) when the collator decodes videos "
+            "(TVTSv2PretrainingCollator), else 0. Watch the logged data_wait_fraction: near 1 means training waits "
+            "for data (add workers or prepare the videos)"
+        },
+    )
+    clip_learning_rate: float = field(
+        default=1e-7, metadata={"help": "learning rate of CLIP-initialised parameters (new ones use learning_rate)"}
+    )
+    freeze_schedule: str = field(
+        default="paper",
+        metadata={"help": "layer-freezing schedule, e.g. 'paper', 'text_layers<9; backbone@0:500', or a .json recipe"},
+    )
+    lr_milestones: str | None = field(
+        default=None,
+        metadata={
+            "help": "comma-separated fractions (<1) or steps at which every lr is multiplied by lr_gamma, e.g. "
+            "'0.6,0.8' for the original 10-epoch schedule; replaces lr_scheduler_type (warmup_steps/warmup_ratio "
+            "still apply: linear warmup, then the steps)"
+        },
+    )
+    lr_gamma: float = field(default=0.1, metadata={"help": "lr multiplier at each milestone"})
+    temporal_embedding_lr: str = field(
+        default="clip",
+        metadata={
+            "help": "'clip' (the original: temporal_embedding trains at clip_learning_rate, which defines the released "
+            "weights) or 'new' (at learning_rate)",
+            "choices": list(TEMPORAL_EMBEDDING_LRS),
+        },
+    )
+    contrastive_gradient: str = field(
+        default="global",
+        metadata={
+            "help": "multi-process gradient of the contrastive loss: 'global' (exactly the gradient of one process "
+            "holding the whole global batch) or 'original' (the original code: each process keeps only its own "
+            "share, so after DDP's averaging the contrastive gradient is 1/world_size of the global one while the "
+            "sort loss is averaged as usual; the paper's hyper-parameters were tuned under it)",
+            "choices": list(CONTRASTIVE_GRADIENTS),
+        },
+    )
+    max_skip_fraction: float = field(
+        default=0.5,
+        metadata={
+            "help": "stop training with an error when more than this fraction of the samples of the last 50 "
+            "batches (all processes; from the start when fewer) were skipped (unreadable videos, no transcript "
+            "words, empty captions); 1 = never stop"
+        },
+    )
+
+    def __post_init__(self):
+        if self.contrastive_gradient not in CONTRASTIVE_GRADIENTS:
+            raise ValueError(
+                f"--contrastive_gradient must be one of {', '.join(CONTRASTIVE_GRADIENTS)}, got "
+                f"{self.contrastive_gradient!r}"
+            )
+        if self.temporal_embedding_lr not in TEMPORAL_EMBEDDING_LRS:
+            raise ValueError(
+                f"--temporal_embedding_lr must be one of {', '.join(TEMPORAL_EMBEDDING_LRS)}, got "
+                f"{self.temporal_embedding_lr!r}"
+            )
+        if not 0.0 <= self.max_skip_fraction <= 1.0:
+            raise ValueError(f"--max_skip_fraction must be in [0, 1], got {self.max_skip_fraction}")
+        if self.dataloader_num_workers < -1:
+            raise ValueError(
+                f"--dataloader_num_workers must be >= 0 (or -1: automatic), got {self.dataloader_num_workers}"
+            )
+        super().__post_init__()
