@@ -15,7 +15,12 @@ K=4 windows and a 0.5 tube mask (the collator path, ``TVTSv2PretrainingCollator.
 * ``obama``: ``tests/data/obama_speech.mp4`` (320x240, 8.8 s) and ``park``: ``tests/data/park.mp4`` (640x480,
   0.6 s): whole clip per sample (shorter than the span);
 * each also as a *prepared* file (``modeling_tvtsv2.prepare_videos.transcode_video``: H.264, shorter side 268,
-  keyframe every second, ``tune=fastdecode``, no audio).
+  ``tune=fastdecode``, no audio; by default every frame and a keyframe every second, the *previous* prepare-videos
+  defaults, as in the published table; ``--max-fps 10 --keyframe-seconds 0.1`` gives the current ones).
+
+``--variants SPEC ...`` measures instead the collator on the raw 720p file and on copies prepared with each
+setting (e.g. ``defaults``, ``max_fps=none,keyframe_seconds=1``, ``max_fps=10,keyframe_seconds=0.3``), interleaved,
+with the size per minute of each file.
 
 Readers, interleaved round by round on the same windows (same seeds):
 
@@ -231,9 +236,9 @@ def main() -> None:
     parser.add_argument("--no-decord", "--no_decord", action="store_true")
     parser.add_argument("--clips", nargs="+", default=["720p", "obama", "park"], choices=["720p", "obama", "park"])
     parser.add_argument("--keyframe-seconds", "--keyframe_seconds", type=float, default=1.0,
-                        help="keyframe interval of the prepared files (default 1, prepare-videos' default)")
+                        help="keyframe interval of the prepared files (default 1, prepare-videos' previous default)")
     parser.add_argument("--max-fps", "--max_fps", type=float, default=None,
-                        help="frame-rate cap of the prepared files (default: none, prepare-videos' default)")
+                        help="frame-rate cap of the prepared files (default: none, prepare-videos' previous default)")
     parser.add_argument("--variants", nargs="+", default=None, metavar="SPEC",
                         help="instead of the reader comparison: the collator on the raw 720p file and on prepared "
                         "copies made with each SPEC (comma-separated TranscodeSettings fields, e.g. "

@@ -9,9 +9,9 @@ side is 268 (``int(1.2 * 224)``), so a corpus can be transcoded once into files 
 * at most ``--max_fps`` 10 frames per second, **every frame a keyframe** (``--keyframe_seconds`` 0.1: a GOP of
   one frame at 10 fps), so each sampled frame costs the decode of that frame alone. A training sample takes 12
   frames over ~20 s (one per 1.7 s segment) and an evaluation clip 12 frames spread over the clip, so a 0.1 s grid
-  changes which instant a sampled frame shows by at most 0.1 s; measured 1.6x the samples/s of the previous
-  defaults (all frames, a keyframe every second) at about twice the file size on the synthetic 720p benchmark
-  (``benchmarks/README.md``, "Data path per core"). The kept frames keep their times; sampling picks among them.
+  changes which instant a sampled frame shows by at most 0.1 s; measured 1.5-1.7x the samples/s of the previous
+  defaults (all frames, a keyframe every second) at 2-3x their file size (``benchmarks/README.md``, "Data path
+  per core"). The kept frames keep their times; sampling picks among them.
   Reading every frame of a prepared file gives at most 10 per second: keep all frames with ``--max_fps none``
   (and ``--keyframe_seconds 1`` for the previous defaults, smaller files) when dense frames matter;
 * shorter side ``--short_side`` (268) with an area-averaging downscale (antialiased; sources already at or below
@@ -489,8 +489,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max_fps", "--max-fps", type=_optional_rate, default=defaults.max_fps,
                         help=f"keep at most this many frames per second (default {defaults.max_fps:g}; kept frames "
                         "keep their times; 'none' keeps every frame). The defaults (all-intra at 10 fps) measured "
-                        "1.6x the samples/s of '--max_fps none --keyframe_seconds 1' (the previous defaults) at "
-                        "about twice the file size: see benchmarks/README.md")
+                        "1.5-1.7x the samples/s of '--max_fps none --keyframe_seconds 1' (the previous defaults) "
+                        "at 2-3x their file size: see benchmarks/README.md")
     parser.add_argument("--num_workers", "--num-workers", type=int, default=1,
                         help="parallel processes (default 1)")
     parser.add_argument("--extensions", nargs="+", default=None, help="video file suffixes (default: the usual)")

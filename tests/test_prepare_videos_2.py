@@ -73,7 +73,8 @@ def test_training_and_eval_samples_read_from_the_prepared_file(tmp_path):
 
 
 def test_previous_defaults_by_flags_in_both_spellings(tmp_path):
-    for spelling in (["--max_fps", "none", "--keyframe_seconds", "1"], ["--max-fps", "None", "--keyframe-seconds", "1"]):
+    spellings = (["--max_fps", "none", "--keyframe_seconds", "1"], ["--max-fps", "None", "--keyframe-seconds", "1"])
+    for spelling in spellings:
         output = tmp_path / spelling[0].strip("-")
         (tmp_path / "in").mkdir(exist_ok=True)
         (tmp_path / "in" / "obama.mp4").write_bytes(OBAMA.read_bytes())
@@ -85,7 +86,7 @@ def test_previous_defaults_by_flags_in_both_spellings(tmp_path):
         assert len(packets) == 105  # every frame kept
         keys = [i for i, (_, key) in enumerate(packets) if key]
         assert keys[0] == 0 and len(keys) < 105 // 5 and max(b - a for a, b in zip(keys, keys[1:])) <= 12
-    result = subprocess.run([sys.executable, "-m", "modeling_tvtsv2", "prepare-videos", "--input", str(tmp_path / "in"),
-                             "--output", str(tmp_path / "bad"), "--max_fps", "0"],
-                            capture_output=True, text=True, timeout=120, cwd=REPO)
+    command = [sys.executable, "-m", "modeling_tvtsv2", "prepare-videos", "--input", str(tmp_path / "in"),
+               "--output", str(tmp_path / "bad"), "--max_fps", "0"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO)
     assert result.returncode == 2 and "Traceback" not in result.stderr and "--max_fps" in result.stderr
