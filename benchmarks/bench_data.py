@@ -15,7 +15,12 @@ K=4 windows and a 0.5 tube mask (the collator path, ``TVTSv2PretrainingCollator.
 * ``obama``: ``tests/data/obama_speech.mp4`` (320x240, 8.8 s) and ``park``: ``tests/data/park.mp4`` (640x480,
   0.6 s): whole clip per sample (shorter than the span);
 * each also as a *prepared* file (``modeling_tvtsv2.prepare_videos.transcode_video``: H.264, shorter side 268,
-  keyframe every second, ``tune=fastdecode``, no audio).
+  ``tune=fastdecode``, no audio; by default every frame and a keyframe every second, the *previous* prepare-videos
+  defaults, as in the published table; ``--max-fps 10 --keyframe-seconds 0.1`` gives the current ones).
+
+``--variants SPEC ...`` measures instead the collator on the raw 720p file and on copies prepared with each
+setting (e.g. ``defaults``, ``max_fps=none,keyframe_seconds=1``, ``max_fps=10,keyframe_seconds=0.3``), interleaved,
+with the size per minute of each file.
 
 Readers, interleaved round by round on the same windows (same seeds):
 
@@ -31,6 +36,7 @@ Prints one line per setting and a JSON summary: samples per CPU second of the pi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -156,6 +162,70 @@ def measure(reader, path: str, duration: float | None, seconds: float, seed: int
             return done / (time.process_time() - cpu_started), done / elapsed, done
 
 
+def parse_variant(spec: str) -> TranscodeSettings:
+    """``"max_fps=10,keyframe_seconds=0.3"`` -> TranscodeSettings (``"defaults"``: the defaults)."""
+    fields = {f.name: f.type for f in dataclasses.fields(TranscodeSettings)}
+    values: dict[str, object] = {}
+    for item in filter(None, ("" if spec == "defaults" else spec).split(",")):
+        key, _, value = item.partition("=")
+        if key not in fields:
+            raise SystemExit(f"--variants: unknown setting {key!r} in {spec!r}; known: {', '.join(fields)}")
+        if value.lower() in ("none", ""):
+            values[key] = None
+        elif key in ("preset", "tune", "interpolation", "x264_params"):
+            values[key] = value
+        else:
+            values[key] = float(value) if "." in value or key in ("max_fps", "keyframe_seconds") else int(value)
+    return TranscodeSettings(**values)
+
+
+def run_variants(args) -> None:
+    """The collator on the raw 720p file and on prepared copies made with each variant, interleaved by round."""
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="bench_data_"))
+    folder.mkdir(parents=True, exist_ok=True)
+    raw = folder / f"720p_{args.duration}s.mp4"
+    if not raw.exists():
+        make_720p(raw, args.duration)
+    files = {"raw": raw}
+    info: dict[str, dict] = {"raw": {"mb_per_min": round(raw.stat().st_size / 2**20 / args.duration * 60, 2)}}
+    for spec in args.variants:
+        settings = parse_variant(spec)
+        tag = "".join(c if c.isalnum() or c in "=.," else "_" for c in spec)
+        target = folder / f"720p_{args.duration}s_prepared_{tag}.mp4"
+        if not target.exists():
+            started = time.perf_counter()
+            done = transcode_video(raw, target, settings)
+            info[spec] = {"prepare_frames_per_s": round(done["frames"] / (time.perf_counter() - started), 1),
+                          "fps": done["fps"], "keyframe_interval": done["keyframe_interval"]}
+        info.setdefault(spec, {})["mb_per_min"] = round(target.stat().st_size / 2**20 / args.duration * 60, 2)
+        files[spec] = target
+    os.sched_setaffinity(0, {args.core})
+    torch.set_num_threads(1)
+    load_before = os.getloadavg()
+    reader = CollatorSample()
+    rates: dict[str, list[float]] = {}
+    names = list(files)
+    for round_index in range(args.rounds):
+        order = names[round_index % len(names) :] + names[: round_index % len(names)]
+        for name in order:
+            path = str(files[name])
+            rate, wall_rate, count = measure(reader, path, probe_duration(path), args.seconds, seed=round_index)
+            rates.setdefault(name, []).append(rate)
+            print(f"round {round_index} {name:40s} {rate:7.2f} samples/CPU-s {wall_rate:7.2f} wall ({count})",
+                  flush=True)
+    load_after = os.getloadavg()
+    raw_rate = statistics.median(rates["raw"])
+    print("\nvariant | MB per minute | samples/CPU-s (median) | vs raw")
+    table = {}
+    for name in names:
+        rate = statistics.median(rates[name])
+        table[name] = {**info.get(name, {}), "samples_per_cpu_s": round(rate, 2), "vs_raw": round(rate / raw_rate, 2)}
+        print(f"{name} | {info[name]['mb_per_min']} | {rate:.2f} | {rate / raw_rate:.2f}x")
+    print(json.dumps({"variants": table, "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                                                      "av": av.__version__},
+                      "load_before": load_before, "load_after": load_after}, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--core", type=int, default=0, help="CPU core to pin to (default 0)")
@@ -166,10 +236,17 @@ def main() -> None:
     parser.add_argument("--no-decord", "--no_decord", action="store_true")
     parser.add_argument("--clips", nargs="+", default=["720p", "obama", "park"], choices=["720p", "obama", "park"])
     parser.add_argument("--keyframe-seconds", "--keyframe_seconds", type=float, default=1.0,
-                        help="keyframe interval of the prepared files (default 1, prepare-videos' default)")
+                        help="keyframe interval of the prepared files (default 1, prepare-videos' previous default)")
     parser.add_argument("--max-fps", "--max_fps", type=float, default=None,
-                        help="frame-rate cap of the prepared files (default: none, prepare-videos' default)")
+                        help="frame-rate cap of the prepared files (default: none, prepare-videos' previous default)")
+    parser.add_argument("--variants", nargs="+", default=None, metavar="SPEC",
+                        help="instead of the reader comparison: the collator on the raw 720p file and on prepared "
+                        "copies made with each SPEC (comma-separated TranscodeSettings fields, e.g. "
+                        "'max_fps=10,keyframe_seconds=0.3'; 'defaults' for the defaults), interleaved")
     args = parser.parse_args()
+    if args.variants:
+        run_variants(args)
+        return
 
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench_data_"))
     folder.mkdir(parents=True, exist_ok=True)

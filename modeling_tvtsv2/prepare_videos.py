@@ -6,14 +6,19 @@ side is 268 (``int(1.2 * 224)``), so a corpus can be transcoded once into files 
 
 * H.264 (``libx264``, bundled with PyAV's FFmpeg) in MP4, 4:2:0, ``--crf`` 23, ``--preset`` ``veryfast``, tuned
   for fast decoding (``tune=fastdecode``: no CABAC, no deblocking, so decoding costs less per frame);
+* at most ``--max_fps`` 10 frames per second, **every frame a keyframe** (``--keyframe_seconds`` 0.1: a GOP of
+  one frame at 10 fps), so each sampled frame costs the decode of that frame alone. A training sample takes 12
+  frames over ~20 s (one per 1.7 s segment) and an evaluation clip 12 frames spread over the clip, so a 0.1 s grid
+  changes which instant a sampled frame shows by at most 0.1 s; measured 1.5-1.7x the samples/s of the previous
+  defaults (all frames, a keyframe every second) at 2-3x their file size (``benchmarks/README.md``, "Data path
+  per core"). The kept frames keep their times; sampling picks among them.
+  Reading every frame of a prepared file gives at most 10 per second: keep all frames with ``--max_fps none``
+  (and ``--keyframe_seconds 1`` for the previous defaults, smaller files) when dense frames matter;
 * shorter side ``--short_side`` (268) with an area-averaging downscale (antialiased; sources already at or below
   it keep their size; sizes are rounded down to even numbers, which 4:2:0 H.264 needs);
-* a keyframe at least every second (GOP = ``ceil(fps)`` frames), so reaching any frame decodes at most one
-  second of video;
+* a keyframe every ``--keyframe_seconds`` (GOP = ``ceil(fps * keyframe_seconds)`` frames at the output rate),
+  so reaching any frame decodes at most that much video;
 * no audio, no subtitles, no metadata streams;
-* optionally fewer frames (``--max_fps``, off by default; smaller files, no speed-up measured, see
-  ``benchmarks/README.md``): the kept frames keep their times (sampling then picks among the kept frames: a
-  coarser frame choice than from the source);
 * timestamps preserved: each frame keeps its presentation time (same time base, times counted from the input's
   start), so transcripts stay aligned with the pictures; variable frame rates stay variable.
 
@@ -68,8 +73,10 @@ class TranscodeSettings:
     preset: str = "veryfast"
     tune: str | None = "fastdecode"
     interpolation: str = "AREA"
-    keyframe_seconds: float = 1.0
-    max_fps: float | None = None  # drop frames to at most this rate (kept frames keep their times); None: keep all
+    # All-intra at <= 10 fps (measured fastest per sample; see the module docstring). The previous defaults, all
+    # frames and a keyframe every second, are max_fps=None, keyframe_seconds=1.0.
+    keyframe_seconds: float = 0.1
+    max_fps: float | None = 10.0  # drop frames to at most this rate (kept frames keep their times); None: keep all
     bframes: int = 3
     threads: int = 0  # encoder/decoder threads per process; 0 = FFmpeg's automatic count
 
@@ -167,12 +174,12 @@ def _transcode(av, source: Path, target: Path, settings: TranscodeSettings) -> d
         origin_pts = int(round(origin / 1_000_000 / time_base))
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else 25.0
-        min_step = None  # smallest time between kept frames, in time-base units (max_fps)
+        slots_per_tick = None  # max_fps: time-base ticks -> 1/max_fps slots; one frame kept per slot
         if settings.max_fps is not None and fps > settings.max_fps:
             fps, rate = settings.max_fps, Fraction(settings.max_fps).limit_denominator(1001)
-            min_step = 1 / (settings.max_fps * time_base) * (1 - 1e-3)
+            slots_per_tick = Fraction(time_base) * rate
         gop = max(1, math.ceil(fps * settings.keyframe_seconds))
-        next_pts = None
+        last_slot = None
         frames = dropped = 0
         last_pts = None
         output = None
@@ -182,11 +189,15 @@ def _transcode(av, source: Path, target: Path, settings: TranscodeSettings) -> d
                     dropped += 1  # no usable timestamp, or out of order: the time line must stay monotonic
                     continue
                 last_pts = frame.pts
-                if min_step is not None:
-                    if next_pts is not None and frame.pts < next_pts:
-                        dropped += 1  # above max_fps: the frames kept keep their own times
+                if slots_per_tick is not None:
+                    # The first frame in each 1/max_fps slot of the time line is kept, with its own time. Slots
+                    # rather than "at least 1/max_fps after the last kept frame": a 12 fps source keeps ~10 fps,
+                    # not every other frame (6 fps).
+                    slot = math.floor((frame.pts - origin_pts) * slots_per_tick)
+                    if last_slot is not None and slot <= last_slot:
+                        dropped += 1
                         continue
-                    next_pts = frame.pts + min_step
+                    last_slot = slot
                 if output is None:
                     width, height = output_size(frame.width, frame.height, settings.short_side)
                     output, out_stream = _open_output(av, target, width, height, rate, time_base, gop, settings)
@@ -473,14 +484,25 @@ def add_arguments(parser) -> None:
     parser.add_argument("--interpolation", default=defaults.interpolation,
                         help=f"libswscale downscale filter (default {defaults.interpolation})")
     parser.add_argument("--keyframe_seconds", "--keyframe-seconds", type=float, default=defaults.keyframe_seconds,
-                        help="most seconds between keyframes (default 1)")
-    parser.add_argument("--max_fps", "--max-fps", type=float, default=None,
-                        help="keep at most this many frames per second (default: all; kept frames keep their times)")
+                        help=f"most seconds between keyframes (default {defaults.keyframe_seconds:g}: with the "
+                        f"default --max_fps every frame is a keyframe; previous default 1)")
+    parser.add_argument("--max_fps", "--max-fps", type=_optional_rate, default=defaults.max_fps,
+                        help=f"keep at most this many frames per second (default {defaults.max_fps:g}; kept frames "
+                        "keep their times; 'none' keeps every frame). The defaults (all-intra at 10 fps) measured "
+                        "1.5-1.7x the samples/s of '--max_fps none --keyframe_seconds 1' (the previous defaults) "
+                        "at 2-3x their file size: see benchmarks/README.md")
     parser.add_argument("--num_workers", "--num-workers", type=int, default=1,
                         help="parallel processes (default 1)")
     parser.add_argument("--extensions", nargs="+", default=None, help="video file suffixes (default: the usual)")
     parser.add_argument("--overwrite", action="store_true",
                         help="transcode again videos whose output exists (replaced once the new file is complete)")
+
+
+def _optional_rate(text: str) -> float | None:
+    """``--max_fps``: a number, or ``none`` for no cap."""
+    if text.strip().lower() == "none":
+        return None
+    return float(text)
 
 
 def run_from_args(args) -> int:
@@ -508,7 +530,7 @@ def run_from_args(args) -> int:
 def add_prepare_videos_subparser(subparsers) -> None:
     parser = subparsers.add_parser(
         "prepare-videos",
-        help="transcode videos into training-ready files (H.264, shorter side 268, a keyframe every second)",
+        help="transcode videos into training-ready files (H.264, shorter side 268, all-intra at <= 10 fps)",
         description=__doc__.split("\n\n")[0],
     )
     add_arguments(parser)

@@ -1732,7 +1732,9 @@ class TVTSv2VideoProcessor(VideoProcessorMixin):
             decoded = _is_decoded_video(video)
             if kwargs["input_data_format"] is not None:
                 video = _channels_last(video, kwargs["input_data_format"])
-            frames, info = read_video(
+            # Each decoded frame is reduced to its crop as it comes out (same pixels and random draws as
+            # read_video + the transform), so memory stays bounded by the output whatever the source size.
+            pixels, info = read_video_pixels(
                 video,
                 num_frames=num_frames,
                 sampling=sampling,
@@ -1741,17 +1743,13 @@ class TVTSv2VideoProcessor(VideoProcessorMixin):
                 fps=kwargs["fps"],
                 generator=generator,
                 max_decode_frames=kwargs["max_decode_frames"],
-                source_fps=_frame_rate(meta) if decoded else None,
-            )
-            pixels = _transform(
-                frames,
-                transform,
+                transform=transform,
                 short_side=size.shortest_edge,
                 crop_size=(crop_size.height, crop_size.width),
-                generator=generator,
                 rescale_factor=scale,
                 image_mean=mean,
                 image_std=std,
+                source_fps=_frame_rate(meta) if decoded else None,
             )
             if pad_to is not None and pixels.shape[0] < pad_to:
                 # Zeros after normalisation (the mean colour), as the original data loaders pad short clips.

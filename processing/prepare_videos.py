@@ -1,8 +1,10 @@
 #!/usr/bin/env python
-"""Transcode videos into training-ready files: H.264, shorter side 268, a keyframe every second, no audio,
-timestamps preserved (same as ``tvtsv2 prepare-videos``; see ``modeling_tvtsv2/prepare_videos.py``).
+"""Transcode videos into training-ready files: H.264, shorter side 268, at most 10 fps with every frame a keyframe,
+no audio, timestamps preserved (same as ``tvtsv2 prepare-videos``; see ``modeling_tvtsv2/prepare_videos.py``).
 
     python processing/prepare_videos.py --input DIR|CORPUS --output OUT [--num_workers 8] [--overwrite]
+    # every frame, a keyframe every second (the previous defaults; smaller files, slower to sample):
+    python processing/prepare_videos.py --input DIR --output OUT --max_fps none --keyframe_seconds 1
 """
 
 from __future__ import annotations

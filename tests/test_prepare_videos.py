@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from modeling_tvtsv2.corpus import build_transcript_corpus
-from modeling_tvtsv2.prepare_videos import REPORT_NAME, prepare_videos
+from modeling_tvtsv2.prepare_videos import REPORT_NAME, TranscodeSettings, prepare_videos
 from modeling_tvtsv2.video_processing_tvtsv2 import read_video
 
 
@@ -62,7 +62,9 @@ def _keyframe_gaps(path: Path) -> tuple[list[int], int]:
 
 def test_prepared_files_are_small_h264_with_frequent_keyframes_no_audio_and_the_same_timestamps(source, tmp_path):
     output = tmp_path / "out"
-    report = prepare_videos(source, output, progress=False)
+    # Every frame kept (the previous defaults): the timestamp comparison below is frame by frame.
+    report = prepare_videos(source, output, settings=TranscodeSettings(max_fps=None, keyframe_seconds=1.0),
+                            progress=False)
     assert len(report.transcoded) == 3 and len(report.failed) == 1
     for name, size in [("obama_speech.mp4", (320, 240)), ("nested/park.mp4", (356, 268)),
                        ("nested/sparse.mkv", (476, 268))]:
@@ -178,7 +180,7 @@ def test_a_corpus_with_embedded_videos_gets_a_copy_with_paths_and_reruns_keep_it
     prepared = (tmp_path / "out" / "videos" / "obama_speech.mp4").resolve()
     assert copy[0]["video"] == str(prepared) and copy[0]["video_id"] == "obama_speech"
     _, meta = read_video(copy[0]["video"], num_frames=None)
-    assert len(meta.timestamps) == 105
+    assert len(meta.timestamps) == 87  # 10 fps default: one frame per 0.1 s slot of 8.7 s
     stamp = prepared.stat().st_mtime_ns
     again = prepare_videos(tmp_path / "corpus", tmp_path / "out", progress=False)
     assert not again.transcoded and len(again.already_done) == 1 and prepared.stat().st_mtime_ns == stamp
