@@ -638,7 +638,10 @@ class _PyAVVideo(_IndexedVideo):
                     # frame: every run then makes progress, even where seeking lands somewhere unexpected.
                     if i > settled_before and pts < pts_list[key_before[wanted[i]]]:
                         current = bisect.bisect_right(pts_list, pts) - 1
-                        if key_before[wanted[i]] - current > _MIN_FRAMES_SKIPPED_BY_SEEK:
+                        gap = key_before[wanted[i]] - current
+                        # A target that is itself a keyframe (all-intra files from prepare-videos) decodes alone
+                        # after a seek, while decoding through decodes every frame in between.
+                        if gap > _MIN_FRAMES_SKIPPED_BY_SEEK or (gap > 1 and frames[wanted[i]].keyframe):
                             break
                 item = next(stream, None)
             stream.close()
