@@ -40,6 +40,18 @@ __all__ = ["DEMO_OUTPUT_DIR", "DataArguments", "ModelArguments", "main", "parse_
 _PACKAGE_LOGGER = "modeling_tvtsv2"
 
 
+class _StderrHandler(std_logging.StreamHandler):
+    """Writes to the *current* `sys.stderr` (which callers such as test runners may swap)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def _configure_logging(training_args) -> None:
     """`--log_level` (main process) / `--log_level_replica` for transformers; this package logs INFO on the main
     process unless told otherwise."""
@@ -50,7 +62,7 @@ def _configure_logging(training_args) -> None:
     package_logger = std_logging.getLogger(_PACKAGE_LOGGER)
     package_logger.setLevel(package_level)
     if not package_logger.handlers:
-        handler = std_logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(std_logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         package_logger.addHandler(handler)
         package_logger.propagate = False
@@ -165,9 +177,9 @@ def run_pretraining(arguments: PretrainingArguments) -> dict:
         print(json.dumps(plan, indent=2))
         return plan
 
-    _set_torch_threads(arguments)
     final_output_dir = Path(training_args.output_dir)
     staging = _staging_output_dir(arguments)
+    _set_torch_threads(arguments)
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # pushed once, at the end
     set_seed(training_args.seed)
 
