@@ -322,8 +322,9 @@ class PretrainingRunError(RuntimeError):
 
 
 def _is_unusable_data_error(error: BaseException) -> bool:
-    # The trainer stops a run whose recent batches were mostly skipped; its message names the setting.
-    return "max_skip_fraction" in str(error)
+    # The trainer stops a run whose recent batches were mostly skipped (TooManySkippedSamplesError, a RuntimeError);
+    # its message says how many samples were skipped and why, and names the setting.
+    return type(error).__name__ == "TooManySkippedSamplesError" or "max_skip_fraction" in str(error)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -108,15 +108,15 @@ def lay_out_hub_dataset(hf_home: Path, repo_id: str, splits: dict) -> None:
         files[split] = [str(source / f"{split}.parquet")]
         dataset.to_parquet(files[split][0])
     cache = hf_home / "datasets"
+    org, name = repo_id.split("/")
     builder = Parquet(
-        cache_dir=str(cache), dataset_name="tmp", data_files=files, config_name="default",
+        cache_dir=str(cache / "build"), dataset_name=name, data_files=files, config_name="default",
         hash=hashlib.sha1(repo_id.encode()).hexdigest()[:16], features=next(iter(splits.values())).features,
     )  # fmt: skip
     builder.download_and_prepare()
-    org, name = repo_id.split("/")
     target = cache / f"{org}___{name}"
     target.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(next((cache / "tmp").glob("default*"))), str(target / "default"))
+    shutil.move(str(next((cache / "build").glob("*/default*"))), str(target / "default"))
     assert datasets.__version__  # the layout above is the one of datasets >= 3 (used offline)
 
 
@@ -371,10 +371,10 @@ def test_demo_gives_the_same_weights_under_python_and_accelerate_launch(demo_cor
 
     env = offline_env(tmp_path / "hf_home")  # plain `python` then runs with torch's default thread count
     common = ["--demo_dir", str(Path(demo_corpus.transcript).parent), "--demo_num_videos", "40", "--max_steps", "3",
-              "--per_device_train_batch_size", "4", "--disable_tqdm", "true"]  # fmt: skip
+              "--per_device_train_batch_size", "4", "--disable_tqdm", "true", "--use_cpu"]  # fmt: skip
     script = str(ROOT / "training" / "run_pretrain.py")
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no", script, "--use_cpu"]  # fmt: skip
+              "--mixed_precision", "no", "--dynamo_backend", "no", script]  # fmt: skip
     outputs = {}
     for name, prefix in {"python": [sys.executable, script], "accelerate": launch}.items():
         outputs[name] = tmp_path / name
