@@ -23,12 +23,13 @@ def _value(setting: Any) -> Any:
 
 
 def precision(training_args) -> str:
-    """"fp32", "fp16" (autocast + gradient scaling) or "bf16" (autocast)."""
-    if training_args.bf16:
-        return "bf16"
-    if training_args.fp16:
-        return "fp16"
-    return "fp32"
+    """"fp32", "fp16" (autocast + gradient scaling) or "bf16" (autocast). An accelerate launch configuration's
+    `mixed_precision` applies when neither `--fp16` nor `--bf16` is given (transformers reads it from the
+    environment), so it is read from the resolved arguments."""
+    mode = getattr(training_args, "mixed_precision", None)
+    if mode is None:
+        mode = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "no"
+    return {"no": "fp32"}.get(mode, mode)
 
 
 def _lr_schedule(training_args) -> dict[str, Any]:

@@ -448,3 +448,16 @@ def test_run_eval_without_a_test_split_names_the_available_splits(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "['train']" in errors[0] and result.stderr.strip().endswith(errors[0])
+
+
+def test_launch_configs_leave_precision_to_the_run(monkeypatch, capsys):
+    """A launch config's mixed_precision silently overrides a recipe that sets neither fp16 nor bf16 (transformers
+    reads it from the environment): the shipped configs set none, and --dry_run shows the effective precision."""
+    import yaml
+
+    for path in sorted((ROOT / "configuration" / "launch").glob("*.yaml")):
+        assert yaml.safe_load(path.read_text())["mixed_precision"] == "no", path.name
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # what `accelerate launch --mixed_precision bf16` sets
+    argv = ["--recipe", "paper_b16", "--model", "b16", "--allow_random_init", "true", "--dry_run"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["precision"] == "bf16"
