@@ -92,7 +92,7 @@ def config_from_clip(clip_config: CLIPConfig, num_frames: int = 12, **overrides)
     variant = released_variant(config)
     if variant is not None and not mask_ratio_given:
         config.pretraining_mask_ratio = TVTSv2Config.from_preset(variant).pretraining_mask_ratio
-        logger.info("CLIP towers of the released %s variant: tube-mask ratio %s", variant, config.pretraining_mask_ratio)
+        logger.info("CLIP towers of the released %s variant: mask ratio %s", variant, config.pretraining_mask_ratio)
     return config
 
 

@@ -87,7 +87,8 @@ def _check_initialisation(arguments: PretrainingArguments, source: ModelSource) 
         )
     logger.warning(
         "--model %s is a preset: training starts from random weights (with clip_learning_rate %s for the "
-        "CLIP-initialised parameters). The paper initialises from CLIP: pass e.g. --model openai/clip-vit-base-patch16",
+        "CLIP-initialised parameters). The paper initialises from CLIP: pass e.g. "
+        "--model openai/clip-vit-base-patch16",
         source.spec,
         getattr(arguments.training, "clip_learning_rate", None),
     )

@@ -83,8 +83,9 @@ class ModelArguments:
     model: str = field(
         default="tiny",
         metadata={
-            "help": f"a preset ({', '.join(available_presets())}: random weights), a TVTSv2 model or a 🤗 CLIPModel to "
-            "initialise from as the paper did: a local folder or a Hub id, e.g. openai/clip-vit-base-patch16"
+            "help": f"a preset ({', '.join(available_presets())}: random weights), a TVTSv2 model or a 🤗 "
+            "CLIPModel to initialise from as the paper did: a local folder or a Hub id, e.g. "
+            "openai/clip-vit-base-patch16"
         },
     )
     model_revision: str | None = field(default=None, metadata={"help": "Hub revision of --model"})
@@ -252,8 +253,10 @@ def parse_arguments(argv: list[str] | None = None) -> PretrainingArguments:
 
     args = list(sys.argv[1:] if argv is None else argv)
     explicit = vars(_explicit_parser().parse_args(args))
-    recipe_spec = explicit.pop("recipe_file", None) or explicit.pop("recipe", None)
-    explicit.pop("recipe", None)
+    recipe_file, recipe_flag = explicit.pop("recipe_file", None), explicit.pop("recipe", None)
+    if recipe_file is not None and recipe_flag is not None and recipe_file != recipe_flag:
+        raise PretrainingArgumentError(f"two recipes given: {recipe_file} and --recipe {recipe_flag}")
+    recipe_spec = recipe_file if recipe_file is not None else recipe_flag
 
     recipe_path, recipe = None, {}
     if recipe_spec is not None:

@@ -157,7 +157,9 @@ def load_corpus_split(
     if not isinstance(loaded, datasets.DatasetDict):
         if allow_single:
             return _undecoded_videos(loaded)
-        raise PretrainingArgumentError(f"--{argument} {spec}: a single split, expected one of {list(preferred_splits)}")
+        raise PretrainingArgumentError(
+            f"--{argument} {spec}: a single split, expected one of {list(preferred_splits)}"
+        )
     for name in preferred_splits:
         if name in loaded:
             return _undecoded_videos(loaded[name])

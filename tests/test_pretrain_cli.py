@@ -150,7 +150,8 @@ def test_dash_spelling_of_the_dataset_flag_is_a_real_run_not_the_demo():
 
 
 def test_explicit_flags_win_over_demo_defaults_in_any_spelling():
-    arguments = parse_arguments(["--learning-rate=2e-3", "--freeze_schedule", "text_layers<2", "--num-train-epochs", "3"])
+    flags = ["--learning-rate=2e-3", "--freeze_schedule", "text_layers<2", "--num-train-epochs", "3"]
+    arguments = parse_arguments(flags)
     assert arguments.is_demo
     assert arguments.training.learning_rate == 2e-3
     assert arguments.training.freeze_schedule == "text_layers<2"
