@@ -35,11 +35,22 @@ def _run_convert(args: argparse.Namespace) -> int:
     return run_convert(args)
 
 
+def _add_train_subparser(subparsers) -> None:
+    # Listed for --help only: `tvtsv2 train ...` hands its arguments to the pre-training parser (see `main`).
+    subparsers.add_parser(
+        "train",
+        help="pre-train TVTSv2 (the demo, a recipe such as paper_b16, or your corpora); same arguments as "
+        "training/run_pretrain.py (tvtsv2 train --help)",
+        add_help=False,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tvtsv2", description="TVTSv2 tools for 🤗 Transformers")
     parser.add_argument("-v", "--verbose", action="store_true")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_convert_subparser(subparsers)
+    _add_train_subparser(subparsers)
     try:
         from .hub_export import add_export_subparser
     except ImportError:  # pragma: no cover - hub export not available in this install
@@ -61,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "train":
+        from .pretraining import main as train_main
+
+        return train_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     return args.func(args)

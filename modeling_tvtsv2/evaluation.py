@@ -80,8 +80,13 @@ def video_source(item: Any, video_root: str | None = None) -> Any:
     return item
 
 
+class EvalDatasetError(ValueError):
+    """The evaluation dataset lacks what was asked for (e.g. the split)."""
+
+
 def load_eval_dataset(path: str, split: str | None = None, video_column: str | None = None):
-    """Loads a dataset saved with `save_to_disk` (a `Dataset` or a `DatasetDict`, then `split`, default "test").
+    """Loads a dataset saved with `save_to_disk` (a `Dataset` or a `DatasetDict`, then `split`, default "test";
+    a missing split raises `EvalDatasetError` naming the available ones).
 
     A `datasets.Video` column is cast to `Video(decode=False)` so that rows give `{"bytes", "path"}` instead of
     requiring torchcodec.
@@ -90,10 +95,11 @@ def load_eval_dataset(path: str, split: str | None = None, video_column: str | N
 
     dataset = datasets.load_from_disk(path)
     if isinstance(dataset, datasets.DatasetDict):
-        if split is None:
-            split = "test" if "test" in dataset else next(iter(dataset))
-            logger.info("Using split %r of %s", split, path)
-        dataset = dataset[split]
+        wanted = "test" if split is None else split
+        if wanted not in dataset:
+            # Never fall back to another split silently: scoring the train split would look like a result.
+            raise EvalDatasetError(f"{path} has no {wanted!r} split; available: {sorted(dataset)} (pass --split NAME)")
+        dataset = dataset[wanted]
     elif split is not None:
         logger.info("%s is a single Dataset; ignoring split=%r", path, split)
     return _undecoded_videos(dataset, video_column)

@@ -6,25 +6,48 @@ time attention with zero q/k/v and an all-ones output projection (so it outputs 
 CLIP's learnable `logit_scale` is not carried over: TVTSv2 uses a fixed temperature (0.05).
 """
 
-import logging
 from pathlib import Path
 
 import torch
 from transformers import CLIPConfig, CLIPModel
+from transformers.utils import logging
 
 from .configuration_tvtsv2 import TVTSv2Config
 from .modeling_tvtsv2 import TVTSv2ForPreTraining, TVTSv2Model
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
+
+# The released variants (their presets hold the original per-variant pre-training settings, e.g. the mask ratio).
+RELEASED_VARIANTS = ("b32", "b16", "h14")
 
 # Parameters that exist only in TVTSv2 (and are therefore initialised, not copied).
 _NEW_PARAMETER_MARKERS = ("temporal_attn.", "temporal_layer_norm.", "temporal_embedding", "sort_head.")
 _CLIP_ONLY_KEYS = ("logit_scale", "position_ids")
 
 
+def _architecture(config: TVTSv2Config) -> tuple:
+    vision, text = config.vision_config, config.text_config
+    return (
+        vision.hidden_size, vision.intermediate_size, vision.num_hidden_layers, vision.patch_size, vision.image_size,
+        vision.hidden_act, text.hidden_size, text.num_hidden_layers, text.hidden_act, config.projection_dim,
+    )  # fmt: skip
+
+
+def released_variant(config: TVTSv2Config) -> str | None:
+    """`"b32"`, `"b16"` or `"h14"` when `config` has the towers of a released TVTSv2 variant, else `None`."""
+    for name in RELEASED_VARIANTS:
+        if _architecture(TVTSv2Config.from_preset(name)) == _architecture(config):
+            return name
+    return None
+
+
 def config_from_clip(clip_config: CLIPConfig, num_frames: int = 12, **overrides) -> TVTSv2Config:
     """A `TVTSv2Config` with the towers of `clip_config`. OpenAI CLIP (QuickGELU) gets fp32-upcast LayerNorms and
-    the B-style sort-head input; other CLIPs (GELU, e.g. OpenCLIP ViT-H) the H/14 style."""
+    the B-style sort-head input; other CLIPs (GELU, e.g. OpenCLIP ViT-H) the H/14 style.
+
+    When the towers are those of a released variant (CLIP ViT-B/32, ViT-B/16, OpenCLIP ViT-H/14), that variant's
+    pre-training settings are used too: tube-mask ratio 0 / 0.5 / 0.7 (`pretraining_mask_ratio`), as the original.
+    """
     vision, text = clip_config.vision_config, clip_config.text_config
     openai_style = vision.hidden_act == "quick_gelu"
     defaults = dict(
@@ -63,8 +86,14 @@ def config_from_clip(clip_config: CLIPConfig, num_frames: int = 12, **overrides)
     for key in ("vision_config", "text_config"):
         if isinstance(overrides.get(key), dict):
             defaults[key].update(overrides.pop(key))
+    mask_ratio_given = "pretraining_mask_ratio" in overrides
     defaults.update(overrides)
-    return TVTSv2Config(**defaults)
+    config = TVTSv2Config(**defaults)
+    variant = released_variant(config)
+    if variant is not None and not mask_ratio_given:
+        config.pretraining_mask_ratio = TVTSv2Config.from_preset(variant).pretraining_mask_ratio
+        logger.info("CLIP towers of the released %s variant: mask ratio %s", variant, config.pretraining_mask_ratio)
+    return config
 
 
 def tvtsv2_from_clip(

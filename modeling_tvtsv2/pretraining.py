@@ -1,166 +1,132 @@
-"""Wiring of `training/run_pretrain.py`: arguments, model and data set-up, train + evaluate + save.
+"""TVTSv2 pre-training run: `training/run_pretrain.py`, `tvtsv2 train` and `python -m modeling_tvtsv2.pretraining`.
 
 With no arguments it builds (or reuses) the embedded demo corpus, trains the tiny preset on the CPU, evaluates
-before and after, and writes a model folder loadable with `AutoModel.from_pretrained`.
+before and after, and writes a model folder (weights + the full processor) loadable with
+`AutoModel.from_pretrained` / `AutoProcessor.from_pretrained`. With a recipe (`--recipe paper_b16`) or
+`--transcript_dataset` it trains on your data. How the settings are resolved: `modeling_tvtsv2.pretraining_arguments`;
+`--dry_run` prints them (`modeling_tvtsv2.pretraining_plan`).
 """
 
+from __future__ import annotations
+
 import json
-import logging
+import logging as std_logging
 import os
-from dataclasses import dataclass, field
+import shutil
+import sys
 from pathlib import Path
 
 import torch
 import transformers
-from transformers import AutoConfig, CLIPModel, HfArgumentParser, set_seed
+from transformers import set_seed
+from transformers.utils import logging
 
-from .configuration_tvtsv2 import TVTSv2Config, available_presets
-from .modeling_tvtsv2 import TVTSv2ForPreTraining
-from .trainer import TVTSv2Trainer, TVTSv2TrainingArguments
+from .pretraining_arguments import (
+    DEMO_OUTPUT_DIR,
+    DEMO_TORCH_THREADS,
+    DataArguments,
+    ModelArguments,
+    PretrainingArgumentError,
+    PretrainingArguments,
+    parse_arguments,
+)
+from .pretraining_sources import ModelSource, load_corpus_split, resolve_model_source
+from .trainer import TVTSv2Trainer
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
-DEMO_OUTPUT_DIR = "outputs/tvtsv2-demo"
-# The demo trains a *randomly initialised* tiny model, so every parameter must learn: no frozen layers and 5e-4 for
-# the "CLIP" weights (3e-3 for the new ones). The paper's recipe (1e-4 new / 1e-7 CLIP-initialised, shallow text
-# frozen) assumes CLIP weights.
-DEMO_DEFAULTS = {
-    "--learning_rate": "3e-3",
-    "--clip_learning_rate": "5e-4",
-    "--freeze_schedule": "none",
-    "--num_train_epochs": "30",
-    "--warmup_steps": "0.05",
-    "--lr_scheduler_type": "cosine",
-    "--eval_strategy": "no",
-}
+__all__ = ["DEMO_OUTPUT_DIR", "DataArguments", "ModelArguments", "main", "parse_arguments", "run_pretraining"]
+
+_PACKAGE_LOGGER = "modeling_tvtsv2"
 
 
-@dataclass
-class ModelArguments:
-    model: str = field(
-        default="tiny",
-        metadata={
-            "help": f"a preset ({', '.join(available_presets())}), a converted TVTSv2 folder, or a 🤗 CLIPModel "
-            "folder to initialise from (weights only from local paths)"
-        },
+class _StderrHandler(std_logging.StreamHandler):
+    """Writes to the *current* `sys.stderr` (which callers such as test runners may swap)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def _configure_logging(training_args) -> None:
+    """`--log_level` (main process) / `--log_level_replica` for transformers; this package logs INFO on the main
+    process unless told otherwise."""
+    level = training_args.get_process_log_level()
+    chosen = training_args.log_level if training_args.should_log else training_args.log_level_replica
+    package_level = level if chosen != "passive" else (std_logging.INFO if training_args.should_log else level)
+    transformers.utils.logging.set_verbosity(level if chosen != "passive" else std_logging.WARNING)
+    package_logger = std_logging.getLogger(_PACKAGE_LOGGER)
+    package_logger.setLevel(package_level)
+    if not package_logger.handlers:
+        handler = _StderrHandler()
+        handler.setFormatter(std_logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        package_logger.addHandler(handler)
+        package_logger.propagate = False
+
+
+def _set_torch_threads(arguments: PretrainingArguments) -> None:
+    threads = arguments.run.torch_threads
+    if threads is None and arguments.is_demo:
+        threads = max(1, DEMO_TORCH_THREADS // max(1, arguments.training.world_size))
+    if threads:
+        torch.set_num_threads(threads)
+        logger.info("torch intra-op threads: %d", threads)
+
+
+def _check_initialisation(arguments: PretrainingArguments, source: ModelSource) -> None:
+    if not source.random_init or arguments.run.allow_random_init or arguments.is_demo:
+        return
+    if arguments.recipe_path is not None:
+        raise PretrainingArgumentError(
+            f"recipe {arguments.recipe_path} starts from pretrained weights, but --model {source.spec} is a preset "
+            "(random weights); give a CLIPModel/TVTSv2 folder or Hub id, or --allow_random_init true"
+        )
+    logger.warning(
+        "--model %s is a preset: training starts from random weights (with clip_learning_rate %s for the "
+        "CLIP-initialised parameters). The paper initialises from CLIP: pass e.g. "
+        "--model openai/clip-vit-base-patch16",
+        source.spec,
+        getattr(arguments.training, "clip_learning_rate", None),
     )
-    attn_implementation: str = field(default="sdpa", metadata={"help": "eager, sdpa, flash_attention_2, ..."})
-    lora_target_modules: str | None = field(
-        default=None,
-        metadata={
-            "help": "train LoRA adapters instead of the model: comma-separated module-name suffixes "
-            "(e.g. 'q_proj,v_proj') or a regex; the adapters are saved to output_dir"
-        },
-    )
-    lora_rank: int = field(default=8)
-    lora_alpha: int = field(default=16)
-    lora_modules_to_save: str | None = field(
-        default="sort_head", metadata={"help": "comma-separated modules trained fully next to LoRA"}
-    )
 
 
-@dataclass
-class DataArguments:
-    transcript_dataset: str | None = field(
-        default=None,
-        metadata={"help": "transcript corpus saved with processing/prepare_transcript_corpus.py (default: the demo)"},
-    )
-    caption_dataset: str | None = field(
-        default=None, metadata={"help": "caption corpus saved with processing/prepare_caption_corpus.py (optional)"}
-    )
-    eval_dataset: str | None = field(
-        default=None,
-        metadata={"help": "held-out transcript corpus (default: the 'validation' split of --transcript_dataset)"},
-    )
-    corpus_ratio: str = field(default="1:1", metadata={"help": "optimizer steps transcript:caption per round"})
-    num_frames: int = field(default=12, metadata={"help": "frames per sample (paper: 12)"})
-    num_transcripts: int = field(default=4, metadata={"help": "transcripts per sample, K (paper: 4)"})
-    mask_ratio: float | None = field(default=None, metadata={"help": "tube-mask ratio (default: the model config's)"})
-    max_eval_samples: int | None = field(default=None)
-    demo_dir: str = field(default=".cache/tvtsv2-demo", metadata={"help": "cache of the embedded demo corpus"})
-    demo_num_videos: int = field(default=240, metadata={"help": "clips in the demo corpus"})
-    demo_captions: bool = field(default=True, metadata={"help": "mix the demo's caption corpus in (WebVid-style)"})
+def _staging_output_dir(arguments: PretrainingArguments) -> Path | None:
+    """Refuse a non-empty output_dir unless `--overwrite_output_dir`; then train into a sibling staging folder
+    that replaces it at the end. Resuming writes into the folder it resumes from."""
+    training_args = arguments.training
+    output = Path(training_args.output_dir)
+    if training_args.resume_from_checkpoint or not output.is_dir():
+        return None
+    entries = sorted(p.name for p in output.iterdir())
+    if not entries:
+        return None
+    if not arguments.run.overwrite_output_dir:
+        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+        raise PretrainingArgumentError(
+            f"--output_dir {output} is not empty ({shown}); pass --overwrite_output_dir true to replace it once the "
+            "new run has finished, or choose another folder"
+        )
+    staging = output.with_name(output.name + ".partial")
+    if training_args.process_index == 0 and staging.exists():
+        shutil.rmtree(staging)
+    training_args.output_dir = str(staging)
+    return staging
 
 
-def parse_arguments(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, TVTSv2TrainingArguments]:
-    """Parse the command line (or a single JSON recipe). Flags not given get the defaults below; without
-    `--transcript_dataset` (the demo) the demo's learning rates, epochs and schedule are used too."""
-    import sys
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser((ModelArguments, DataArguments, TVTSv2TrainingArguments))
-    if len(args) == 1 and args[0].endswith(".json"):
-        return parser.parse_json_file(args[0])
-
-    def given(flag: str) -> bool:
-        return any(a == flag or a.startswith(flag + "=") for a in args)
-
-    defaults = {
-        "--output_dir": DEMO_OUTPUT_DIR,
-        "--learning_rate": "1e-4",
-        "--adam_epsilon": "1e-6",
-        "--weight_decay": "0.05",
-        "--remove_unused_columns": "False",
-        "--per_device_train_batch_size": "16",
-        "--per_device_eval_batch_size": "16",
-        "--logging_steps": "10",
-        "--save_strategy": "no",
-        "--report_to": "none",
-    }
-    if not given("--transcript_dataset"):
-        defaults.update(DEMO_DEFAULTS)
-    if given("--max_steps"):
-        defaults.pop("--num_train_epochs", None)
-    for flag, value in defaults.items():
-        if not given(flag):
-            args = [flag, value, *args]
-    return parser.parse_args_into_dataclasses(args)
+def _replace_output_dir(staging: Path, output: Path) -> None:
+    retired = output.with_name(output.name + ".replaced")
+    if retired.exists():
+        shutil.rmtree(retired)
+    os.replace(output, retired)
+    os.replace(staging, output)
+    shutil.rmtree(retired)
 
 
-def build_model(model_args: ModelArguments) -> TVTSv2ForPreTraining:
-    source = model_args.model
-    path = Path(source)
-    if path.is_dir():
-        model_type = AutoConfig.from_pretrained(source).model_type
-        if model_type == "clip":
-            from .from_clip import tvtsv2_from_clip
-
-            model = tvtsv2_from_clip(CLIPModel.from_pretrained(source, dtype=torch.float32))
-        else:
-            model = TVTSv2ForPreTraining.from_pretrained(source, dtype=torch.float32)
-    else:
-        model = TVTSv2ForPreTraining(TVTSv2Config.from_preset(source))
-    model.set_attn_implementation(model_args.attn_implementation)
-    return model
-
-
-def _load_split(path: str, preferred: tuple[str, ...], allow_single: bool = True):
-    """The first split of `preferred` in a saved DatasetDict (a saved single Dataset is returned as is when
-    `allow_single`)."""
-    from datasets import DatasetDict, load_from_disk
-
-    loaded = load_from_disk(str(path))
-    if not isinstance(loaded, DatasetDict):
-        if allow_single:
-            return loaded
-        raise ValueError(f"{path} is a single split")
-    for name in preferred:
-        if name in loaded:
-            return loaded[name]
-    raise ValueError(f"{path} has splits {sorted(loaded)}; expected one of {preferred}")
-
-
-def run_pretraining(
-    model_args: ModelArguments, data_args: DataArguments, training_args: TVTSv2TrainingArguments
-) -> dict:
-    """Train, evaluate before/after, save the model (+ processor) to `output_dir`. Returns the metrics."""
-    from .data import MixedCorpusBatchDataset, TVTSv2PretrainingCollator
-    from .processing_tvtsv2 import TVTSv2Processor, build_clip_tokenizer
-
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    transformers.utils.logging.set_verbosity_warning()
-    set_seed(training_args.seed)
-
+def _load_corpora(data_args: DataArguments, training_args):
     if data_args.transcript_dataset is None:
         from .demo_corpus import build_demo_corpus
 
@@ -171,31 +137,65 @@ def run_pretraining(
         if data_args.caption_dataset is None and data_args.demo_captions:
             data_args.caption_dataset = str(demo.caption)
 
-    model = build_model(model_args)
-    config = model.config
-    tokenizer = build_clip_tokenizer()
-    mask_ratio = config.pretraining_mask_ratio if data_args.mask_ratio is None else data_args.mask_ratio
-
-    train_corpora = {"transcript": _load_split(data_args.transcript_dataset, ("train",))}
+    config_name = data_args.dataset_config_name
+    train = {
+        "transcript": load_corpus_split(
+            data_args.transcript_dataset, ("train",), argument="transcript_dataset", config_name=config_name
+        )
+    }
     if data_args.caption_dataset:
-        train_corpora["caption"] = _load_split(data_args.caption_dataset, ("train",))
+        train["caption"] = load_corpus_split(data_args.caption_dataset, ("train",), argument="caption_dataset")
+    held_out = ("validation", "test", "eval")
     if data_args.eval_dataset:
-        eval_dataset = _load_split(data_args.eval_dataset, ("validation", "test", "eval", "train"))
+        eval_dataset = load_corpus_split(data_args.eval_dataset, (*held_out, "train"), argument="eval_dataset")
     else:
         try:
-            eval_dataset = _load_split(
-                data_args.transcript_dataset, ("validation", "test", "eval"), allow_single=False
-            )
-        except ValueError:
+            eval_dataset = load_corpus_split(
+                data_args.transcript_dataset, held_out, argument="transcript_dataset", config_name=config_name,
+                allow_single=False,
+            )  # fmt: skip
+        except PretrainingArgumentError:
             eval_dataset = None
     if eval_dataset is not None and data_args.max_eval_samples:
         eval_dataset = eval_dataset.select(range(min(data_args.max_eval_samples, len(eval_dataset))))
+    return train, eval_dataset
+
+
+def run_pretraining(arguments: PretrainingArguments) -> dict:
+    """Train, evaluate before/after, save the model (+ processor, metrics, trainer state) to `output_dir`.
+    With `--dry_run`, print the resolved run as JSON instead. Returns the metrics (the plan for a dry run)."""
+    from .data import MixedCorpusBatchDataset, TVTSv2PretrainingCollator
+    from .processing_tvtsv2 import TVTSv2Processor
+
+    model_args, data_args, training_args = arguments.model, arguments.data, arguments.training
+    _configure_logging(training_args)
+    source = resolve_model_source(model_args.model, model_args.model_revision)
+    _check_initialisation(arguments, source)
+    if arguments.run.dry_run:
+        from .pretraining_plan import describe_run
+
+        plan = describe_run(arguments, source)
+        print(json.dumps(plan, indent=2))
+        return plan
+
+    final_output_dir = Path(training_args.output_dir)
+    staging = _staging_output_dir(arguments)
+    _set_torch_threads(arguments)
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # pushed once, at the end
+    set_seed(training_args.seed)
+
+    train_corpora, eval_dataset = _load_corpora(data_args, training_args)
+    model = source.load()
+    model.set_attn_implementation(model_args.attn_implementation)
+    config = model.config
+    mask_ratio = config.pretraining_mask_ratio if data_args.mask_ratio is None else data_args.mask_ratio
+    vision = config.vision_config
+    processor = TVTSv2Processor.from_defaults(image_size=vision.image_size, num_frames=data_args.num_frames)
 
     ratio = [int(x) for x in data_args.corpus_ratio.split(":")][: len(train_corpora)]
-    samples_per_device = training_args.per_device_train_batch_size
     train_dataset = MixedCorpusBatchDataset(
         train_corpora,
-        batch_size=samples_per_device,
+        batch_size=training_args.per_device_train_batch_size,
         ratio=ratio,
         world_size=training_args.world_size,
         gradient_accumulation_steps=training_args.gradient_accumulation_steps,
@@ -205,7 +205,6 @@ def run_pretraining(
     training_args.per_device_train_batch_size = 1
     training_args.train_sampling_strategy = "sequential"
 
-    vision = config.vision_config
     collator_kwargs = dict(
         num_frames=data_args.num_frames,
         image_size=vision.image_size,
@@ -214,6 +213,7 @@ def run_pretraining(
         num_transcripts=data_args.num_transcripts,
         seed=training_args.seed,
     )
+    tokenizer = processor.tokenizer
     train_collator = TVTSv2PretrainingCollator(tokenizer, training=True, **collator_kwargs)
     eval_collator = TVTSv2PretrainingCollator(tokenizer, training=False, **{**collator_kwargs, "mask_ratio": 0.0})
 
@@ -227,26 +227,64 @@ def run_pretraining(
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         data_collator=train_collator,
-        processing_class=tokenizer,
+        processing_class=processor,
         eval_data_collator=eval_collator,
     )
     metrics = {}
     if eval_dataset is not None:
         metrics["before"] = trainer.evaluate(metric_key_prefix="eval_before")
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    metrics["train"] = train_result.metrics
+    metrics["train"] = dict(train_result.metrics)
     metrics["train"]["skipped_samples"] = trainer._skipped_total
     if eval_dataset is not None:
         metrics["after"] = trainer.evaluate(metric_key_prefix="eval_after")
 
     trainer.save_model(training_args.output_dir)
+    trainer.log_metrics("train", metrics["train"])
+    trainer.save_metrics("train", metrics["train"])
+    if "after" in metrics:
+        trainer.save_metrics("eval", {**metrics.get("before", {}), **metrics["after"]})
+    trainer.save_state()
     if trainer.is_world_process_zero():
-        processor = TVTSv2Processor.from_defaults(image_size=vision.image_size, num_frames=data_args.num_frames)
-        processor.save_pretrained(training_args.output_dir)
         with open(os.path.join(training_args.output_dir, "pretraining_metrics.json"), "w", encoding="utf-8") as f:
             json.dump(metrics, f, indent=2, default=float)
-        _print_summary(metrics, training_args.output_dir)
+        if staging is not None:
+            _replace_output_dir(staging, final_output_dir)
+        training_args.output_dir = str(final_output_dir)
+        _print_summary(metrics, str(final_output_dir))
+    trainer.accelerator.wait_for_everyone()
+    training_args.output_dir = str(final_output_dir)
+    if push_to_hub and trainer.is_world_process_zero():
+        _push_to_hub(model, processor, arguments, final_output_dir)
     return metrics
+
+
+def _push_to_hub(model, processor, arguments: PretrainingArguments, output_dir: Path) -> None:
+    """Write the same Hub folder as `tvtsv2 export` (remote code, model card) into output_dir, then upload it."""
+    from huggingface_hub import create_repo, upload_folder
+
+    from .hub_export import save_hub_folder
+
+    training_args = arguments.training
+    repo_id = training_args.hub_model_id or output_dir.name
+    base_model = arguments.model.model if arguments.model.model not in ("tiny", "b32", "b16", "h14") else None
+    datasets = [d for d in (arguments.data.transcript_dataset, arguments.data.caption_dataset) if d]
+    if arguments.is_demo:
+        datasets = None
+    unwrapped = getattr(model, "get_base_model", lambda: model)()
+    save_hub_folder(unwrapped, processor, output_dir, repo_id=repo_id, base_model=base_model, datasets=datasets)
+    try:
+        create_repo(repo_id, private=training_args.hub_private_repo, token=training_args.hub_token, exist_ok=True)
+        upload_folder(
+            repo_id=repo_id, folder_path=str(output_dir), token=training_args.hub_token,
+            commit_message="Upload TVTSv2 pre-trained model",
+        )  # fmt: skip
+    except Exception as error:  # network, authentication, offline mode: the model is saved either way
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise PretrainingRunError(
+            f"the model is saved in {output_dir} (Hub-ready), but pushing it to {repo_id} failed: {reason}"
+        ) from None
+    print(f"Pushed to https://huggingface.co/{repo_id}")
 
 
 def _wrap_lora(model, model_args: ModelArguments):
@@ -280,6 +318,34 @@ def _print_summary(metrics: dict, output_dir: str) -> None:
     print("\n".join(lines))
 
 
-def main(argv: list[str] | None = None) -> dict:
-    model_args, data_args, training_args = parse_arguments(argv)
-    return run_pretraining(model_args, data_args, training_args)
+class PretrainingRunError(RuntimeError):
+    """A run that cannot finish as asked for a reason outside the code (reported as one line)."""
+
+
+def _is_unusable_data_error(error: BaseException) -> bool:
+    # The trainer stops a run whose recent batches were mostly skipped (TooManySkippedSamplesError, a RuntimeError);
+    # its message says how many samples were skipped and why, and names the setting.
+    return type(error).__name__ == "TooManySkippedSamplesError" or "max_skip_fraction" in str(error)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (0 ok, 1 unusable data / upload failure, 2 bad
+    arguments). User mistakes are reported as one line, without a traceback."""
+    try:
+        run_pretraining(parse_arguments(argv))
+    except PretrainingArgumentError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except PretrainingRunError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except (RuntimeError, ValueError) as error:
+        if not _is_unusable_data_error(error):
+            raise
+        print(f"error: {str(error).strip().splitlines()[0]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -24,8 +24,12 @@ The JSON files feed the model card:
 
 import sys
 
-from modeling_tvtsv2.evaluation import main
+from modeling_tvtsv2.evaluation import EvalDatasetError, main
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except EvalDatasetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
