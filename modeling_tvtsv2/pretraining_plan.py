@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from .freezing import FreezeSchedule
-from .pretraining_arguments import PENDING_TRAINING_FIELDS, PretrainingArguments
+from .pretraining_arguments import PretrainingArguments
 from .pretraining_sources import ModelSource
 from .trainer import parameter_groups, parse_milestones
 
@@ -121,7 +121,6 @@ def describe_run(arguments: PretrainingArguments, source: ModelSource) -> dict[s
     if data_args.dataset_config_name:
         corpora["dataset_config_name"] = data_args.dataset_config_name
 
-    pending = {name: getattr(training_args, name, default) for name, default in PENDING_TRAINING_FIELDS.items()}
     return {
         "mode": "demo" if arguments.is_demo else ("recipe" if arguments.recipe_path else "custom"),
         "recipe": arguments.recipe_path,
@@ -135,8 +134,8 @@ def describe_run(arguments: PretrainingArguments, source: ModelSource) -> dict[s
         "mask_ratio": config.pretraining_mask_ratio if data_args.mask_ratio is None else data_args.mask_ratio,
         "precision": precision(training_args),
         "max_grad_norm": training_args.max_grad_norm,
-        "contrastive_gradient": pending["contrastive_gradient"],
-        "max_skip_fraction": pending["max_skip_fraction"],
+        "contrastive_gradient": training_args.contrastive_gradient,
+        "max_skip_fraction": training_args.max_skip_fraction,
         "optimizer": _optimizer(model, training_args, frozen),
         "freeze_schedule": {
             "spec": str(schedule),

@@ -6,7 +6,6 @@ outputs, launcher-independent demo numbers and unusable corpora.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -20,7 +19,6 @@ from transformers import CLIPConfig
 
 from modeling_tvtsv2.pretraining import main
 from modeling_tvtsv2.pretraining_arguments import PretrainingArgumentError, parse_arguments
-from modeling_tvtsv2.trainer import TVTSv2TrainingArguments
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -402,12 +400,9 @@ def _corrupt_transcript_corpus(folder: Path) -> Path:
     return folder
 
 
-_HAS_SKIP_LIMIT = "max_skip_fraction" in {f.name for f in dataclasses.fields(TVTSv2TrainingArguments)}
 
 
-# Passes once the trainer's `max_skip_fraction` (issue 8, trainer branch) is merged; until then it must fail.
 @pytest.mark.slow
-@pytest.mark.xfail(not _HAS_SKIP_LIMIT, reason="needs TVTSv2TrainingArguments.max_skip_fraction", strict=True)
 def test_a_corpus_of_unreadable_videos_stops_with_one_clear_line(tmp_path):
     corpus = _corrupt_transcript_corpus(tmp_path / "corrupt")
     output = tmp_path / "out"
