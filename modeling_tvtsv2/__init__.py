@@ -6,10 +6,13 @@ classes, so `AutoModel.from_pretrained(dir)`, `AutoProcessor.from_pretrained(dir
 `trust_remote_code`.
 """
 
+import logging as std_logging
+
 from transformers import AutoConfig, AutoModel, AutoModelForPreTraining, AutoProcessor, AutoTokenizer
 
 # Without torchvision the top-level `transformers.AutoVideoProcessor` is a dummy that raises: use the submodule.
 from transformers.models.auto.video_processing_auto import AutoVideoProcessor
+from transformers.utils import logging as transformers_logging
 
 from .configuration_tvtsv2 import TVTSv2Config, TVTSv2TextConfig, TVTSv2VisionConfig, available_presets
 from .modeling_tvtsv2 import (
@@ -38,6 +41,11 @@ from .video_processing_tvtsv2 import (
 )
 
 __version__ = "0.1.0"
+
+# The package's loggers (`transformers.utils.logging.get_logger(__name__)`) hang below transformers' library logger,
+# so `transformers.logging.set_verbosity_*`, `TRANSFORMERS_VERBOSITY` and `--log_level` apply to them and they print
+# through its handler.
+std_logging.getLogger(__name__).parent = transformers_logging.get_logger()
 
 AutoConfig.register(TVTSv2Config.model_type, TVTSv2Config, exist_ok=True)
 AutoModel.register(TVTSv2Config, TVTSv2Model, exist_ok=True)

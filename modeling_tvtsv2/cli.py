@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import sys
+
+from transformers.utils import logging
 
 
 def _add_convert_subparser(subparsers) -> None:
@@ -78,5 +80,6 @@ def main(argv: list[str] | None = None) -> int:
 
         return train_main(argv[1:])
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if args.verbose:  # the package logs below transformers' logger (see __init__.py)
+        logging.set_verbosity_info()
     return args.func(args)

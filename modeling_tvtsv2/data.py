@@ -91,7 +91,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import logging
 import math
 import os
 from collections import Counter
@@ -103,8 +102,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from datasets import Dataset, Features, List, Value, Video
+from transformers.utils import logging
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 __all__ = [
     "CAPTION_FEATURES",

@@ -24,7 +24,6 @@ the same parameters reuse the cache.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -32,8 +31,9 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+from transformers.utils import logging
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 __all__ = [
     "ACTIONS",

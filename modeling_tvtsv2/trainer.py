@@ -65,14 +65,9 @@ def _sort_labels(inputs: dict[str, Any], sort_logits: torch.Tensor) -> torch.Ten
 
 
 def _configure_package_logging(level: int) -> None:
-    """Apply `--log_level` / `--log_level_replica` (the process's level) to this package's loggers; give them a
-    handler only when nothing (root logger included) would print them."""
-    package = std_logging.getLogger(__name__.rpartition(".")[0])
-    package.setLevel(level)
-    if not package.handlers and not std_logging.getLogger().handlers:
-        handler = std_logging.StreamHandler()
-        handler.setFormatter(std_logging.Formatter("[%(levelname)s|%(name)s] %(message)s"))
-        package.addHandler(handler)
+    """Apply `--log_level` / `--log_level_replica` (the process's level) to this package's loggers; they print
+    through transformers' handler (see `modeling_tvtsv2/__init__.py`), so the root logger is left alone."""
+    std_logging.getLogger(__name__.rpartition(".")[0]).setLevel(level)
 
 
 class FreezeScheduleCallback(TrainerCallback):
