@@ -35,6 +35,7 @@ setup(
         "huggingface_hub>=1.0",
         "tqdm",
         "ftfy>=6.1",
+        "regex",  # the original tokenizer's whitespace rule (`\s` differs from `re`'s)
     ],
     extras_require={
         # corpus preparation from subtitle files

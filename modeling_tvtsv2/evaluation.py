@@ -25,7 +25,7 @@ import json
 import logging as std_logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +35,8 @@ import torch.nn.functional as F
 from transformers.utils import logging
 from transformers.utils.logging import tqdm
 
-from .linear_probe import add_linear_probe_arguments, run_linear_probe_from_args
+from .data import video_source as data_video_source
+from .linear_probe import add_linear_probe_arguments, read_class_names, run_linear_probe_from_args
 from .metrics import (
     cosine_similarity_matrix,
     multiple_choice_accuracy,
@@ -64,19 +65,12 @@ TASKS = ("retrieval", "classification", "multiple-choice")
 def video_source(item: Any, video_root: str | None = None) -> Any:
     """Turns one dataset cell into something the video processor reads: a path, bytes or an array.
 
-    `datasets.Video(decode=False)` / `Video` storage cells are dicts `{"bytes": ..., "path": ...}`: the bytes win
-    (they are the embedded file), otherwise the path is used. Relative paths are resolved against `video_root`.
+    Cells (`{"bytes", "path"}` dicts of `datasets.Video(decode=False)`, paths, bytes) go through
+    `data.video_source` (embedded bytes win; relative paths are resolved against `video_root`); anything else
+    (decoded arrays, frame lists) is passed through.
     """
-    if isinstance(item, dict):
-        if item.get("bytes"):
-            return item["bytes"]
-        item = item.get("path")
-        if item is None:
-            raise ValueError("A video cell has neither bytes nor a path.")
-    if isinstance(item, os.PathLike):
-        item = os.fspath(item)
-    if isinstance(item, str) and video_root is not None and not os.path.isabs(item):
-        item = os.path.join(video_root, item)
+    if isinstance(item, (Mapping, str, os.PathLike, bytes, bytearray, memoryview)):
+        return data_video_source(item, video_root)
     return item
 
 
@@ -749,18 +743,6 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     return add_linear_probe_arguments(parser)
 
 
-def _read_class_names(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    with open(value, encoding="utf-8") as handle:
-        text = handle.read()
-    if value.endswith(".json"):
-        names = json.loads(text)
-        # label2id files map name -> id: order by id (the original relied on the file order instead)
-        return sorted(names, key=names.get) if isinstance(names, dict) else list(names)
-    return [line.strip() for line in text.splitlines() if line.strip()]
-
-
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Runs the evaluation described by parsed `add_eval_arguments` arguments and writes the JSON file."""
     if args.task == "linear-probe":
@@ -793,7 +775,7 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     elif args.task == "classification":
         options.update(
             label_column=args.label_column,
-            class_names=_read_class_names(args.class_names),
+            class_names=read_class_names(args.class_names),
             templates=args.templates or list(DEFAULT_TEMPLATES),
         )
     else:

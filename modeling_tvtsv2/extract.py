@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from transformers.utils import logging
 
 from .corpus import VIDEO_EXTENSIONS, VideoProbeError, probe_video
+from .data import video_source
 
 
 logger = logging.get_logger(__name__)
@@ -84,21 +85,6 @@ class ExtractionError(ValueError):
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _cell_to_source(cell: Any, video_root: str | None) -> Any:
-    # `datasets.Video(decode=False)` cells are {"bytes", "path"}: embedded bytes win over the path.
-    if isinstance(cell, dict):
-        if cell.get("bytes"):
-            return cell["bytes"]
-        cell = cell.get("path")
-        if cell is None:
-            raise ValueError("the video cell has neither bytes nor a path")
-    if isinstance(cell, os.PathLike):
-        cell = os.fspath(cell)
-    if isinstance(cell, str) and video_root is not None and not os.path.isabs(cell):
-        cell = os.path.join(video_root, cell)
-    return cell
-
-
 class _FolderReader:
     """`index -> path` of the files of a folder (picklable, for DataLoader workers)."""
 
@@ -118,7 +104,7 @@ class _ColumnReader:
         self.video_root = video_root
 
     def __call__(self, index: int) -> Any:
-        return _cell_to_source(self.dataset[index][self.column], self.video_root)
+        return video_source(self.dataset[index][self.column], self.video_root)
 
 
 @dataclasses.dataclass

@@ -343,7 +343,7 @@ def run_linear_probe_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run_linear_probe_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    class_names = _read_class_names(args.class_names)
+    class_names = read_class_names(args.class_names)
     if args.train_features or args.test_features:
         if not (args.train_features and args.test_features):
             raise ExtractionError("--task linear-probe: pass both --train-features and --test-features")
@@ -391,8 +391,9 @@ def _run_linear_probe_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return record
 
 
-def _read_class_names(value: str | None) -> list[str] | None:
-    # the same file formats as the zero-shot tasks' --class-names: a JSON list / label2id dict, or one name a line
+def read_class_names(value: str | None) -> list[str] | None:
+    """`--class-names` of every evaluation task: a JSON list, a JSON label2id dict (ordered by id; the original
+    relied on the file order instead), or a text file with one name a line."""
     if value is None:
         return None
     with open(value, encoding="utf-8") as handle:
