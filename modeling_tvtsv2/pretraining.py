@@ -14,6 +14,7 @@ import logging as std_logging
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -272,7 +273,16 @@ def _push_to_hub(model, processor, arguments: PretrainingArguments, output_dir: 
     if arguments.is_demo:
         datasets = None
     unwrapped = getattr(model, "get_base_model", lambda: model)()
-    save_hub_folder(unwrapped, processor, output_dir, repo_id=repo_id, base_model=base_model, datasets=datasets)
+    # The run's folder also holds checkpoints and logs: build the Hub folder beside it, then move its files in over
+    # the run's own model/processor files (a whole-folder replacement would drop the checkpoints).
+    with tempfile.TemporaryDirectory(dir=output_dir.parent, prefix=f".{output_dir.name}.hub-") as staging:
+        hub_folder = save_hub_folder(
+            unwrapped, processor, Path(staging) / "hub", repo_id=repo_id, base_model=base_model, datasets=datasets
+        )
+        for stale in output_dir.glob("model*.safetensors*"):  # shards of the plain save would shadow the new index
+            stale.unlink()
+        for path in hub_folder.iterdir():
+            os.replace(path, output_dir / path.name)
     try:
         create_repo(repo_id, private=training_args.hub_private_repo, token=training_args.hub_token, exist_ok=True)
         upload_folder(
