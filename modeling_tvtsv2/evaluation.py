@@ -835,7 +835,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if args.autocast and args.dtype not in (None, "float32"):
         parser.error(f"--autocast {args.autocast} runs a float32 model in mixed precision; drop --dtype {args.dtype}")
-    std_logging.basicConfig(level=std_logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    std_logging.getLogger(__name__.rpartition(".")[0]).setLevel(std_logging.INFO)  # via transformers' handler
     try:
         record = run_from_args(args)
     except VideoRowError as error:

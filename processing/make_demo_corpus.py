@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="rows (>= 1) or fraction (< 1) held out per corpus (default 32)")
     parser.add_argument("--force", action="store_true", help="rebuild even if a matching cache exists")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("modeling_tvtsv2").setLevel(logging.INFO)  # prints through transformers' handler
 
     validation = int(args.validation_size) if args.validation_size >= 1 else args.validation_size
     started = time.perf_counter()

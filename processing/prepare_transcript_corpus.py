@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a non-empty output folder as a whole, once the new corpus is complete")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("modeling_tvtsv2").setLevel(logging.INFO)  # prints through transformers' handler
 
     try:
         report = build_transcript_corpus(
