@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import importlib.util
 import json
 import os
@@ -205,6 +206,14 @@ def raw_clips(names, args, folder: Path, setup: dict) -> dict[str, Path]:
     return clips
 
 
+def prepared_path(folder: Path, raw: Path, label: str, settings: TranscodeSettings) -> Path:
+    """Where the copy of ``raw`` prepared with ``settings`` is cached: named by ``label`` and a digest of every
+    setting, so that a cached file is never reused for other settings (e.g. after the defaults change)."""
+    digest = hashlib.sha1(json.dumps(dataclasses.asdict(settings), sort_keys=True).encode()).hexdigest()[:8]
+    label = "".join(c if c.isalnum() or c in "=.," else "_" for c in label)
+    return folder / f"{raw.stem}_prepared_{label}_{digest}.mp4"
+
+
 def mb_per_minute(path: Path) -> float:
     return round(path.stat().st_size / 2**20 / probe_duration(str(path)) * 60, 2)
 
@@ -319,8 +328,7 @@ def run_variants(args) -> None:
     info: dict[str, dict] = {"raw": {"mb_per_min": mb_per_minute(raw)}}
     for spec in args.variants:
         settings = parse_variant(spec)
-        tag = "".join(c if c.isalnum() or c in "=.," else "_" for c in spec)
-        target = folder / f"{raw.stem}_prepared_{tag}.mp4"
+        target = prepared_path(folder, raw, spec, settings)
         if not target.exists():
             started = time.perf_counter()
             done = transcode_video(raw, target, settings)
@@ -447,7 +455,7 @@ def main() -> None:
     prepared, files = {}, {}
     tag = f"k{settings_prepared.keyframe_seconds:g}_f{settings_prepared.max_fps or 0:g}"
     for name, path in clips.items():
-        target = folder / f"{path.stem}_prepared_{tag}.mp4"
+        target = prepared_path(folder, path, tag, settings_prepared)
         if not target.exists():
             started = time.perf_counter()
             info = transcode_video(path, target, settings_prepared)
