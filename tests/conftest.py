@@ -1,4 +1,5 @@
-"""Shared test fixtures: the original-implementation fixture (`tests/fixtures/original_tiny_b16/`) and its conversion.
+"""Shared test fixtures: the original-implementation fixture (`tests/fixtures/original_tiny_b16/`) and its conversion,
+and a saved tiny model (`model_dir`) for the pipeline and autocast tests.
 
 Keep this file small and generic; test-specific helpers live in the test modules.
 """
@@ -27,6 +28,21 @@ def original_fixture_dir() -> Path:
 def original_reference() -> dict[str, torch.Tensor]:
     """Inputs and outputs of the original TVTSv2 code (`reference.safetensors`; see the fixture README)."""
     return load_file(str(ORIGINAL_FIXTURE_DIR / "reference.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A randomly initialised (seed 0) tiny TVTSv2 model with a 64-pixel, 4-frame processor, saved to a folder.
+
+    Module scope: each test module gets its own copy, built after reseeding torch as each module did before."""
+    from modeling_tvtsv2 import TVTSv2Config, TVTSv2Model
+    from modeling_tvtsv2.processing_tvtsv2 import TVTSv2Processor
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny")
+    TVTSv2Model(TVTSv2Config.from_preset("tiny")).save_pretrained(folder)
+    TVTSv2Processor.from_defaults(image_size=64, num_frames=4).save_pretrained(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")

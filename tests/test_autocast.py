@@ -23,15 +23,6 @@ TOLERANCE = {"bf16": (5e-3, 0.9999), "fp16": (1e-3, 0.99999)}
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny")
-    TVTSv2Model(TVTSv2Config.from_preset("tiny")).save_pretrained(folder)
-    TVTSv2Processor.from_defaults(image_size=64, num_frames=4).save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def model(model_dir):
     return TVTSv2Model.from_pretrained(model_dir, dtype=torch.float32).eval()
 

@@ -23,15 +23,6 @@ LABELS = ["walking a dog", "giving a speech", "cooking"]
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny")
-    TVTSv2Model(TVTSv2Config.from_preset("tiny")).save_pretrained(folder)
-    TVTSv2Processor.from_defaults(image_size=64, num_frames=4).save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def classifier(model_dir):
     register_pipelines()
     return pipeline("zero-shot-video-classification", model=str(model_dir), device="cpu")

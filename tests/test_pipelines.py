@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from transformers import pipeline
 
-from modeling_tvtsv2 import TVTSv2Config, TVTSv2Model
+from modeling_tvtsv2 import TVTSv2Model
 from modeling_tvtsv2.pipeline_tvtsv2 import (
     VideoFeatureExtractionPipeline,
     ZeroShotVideoClassificationPipeline,
@@ -25,15 +25,6 @@ DATA = Path(__file__).parent / "data"
 PARK = DATA / "park.mp4"
 SPEECH = DATA / "obama_speech.mp4"
 LABELS = ["walking a dog", "giving a speech", "playing guitar", "cooking", "swimming"]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny")
-    TVTSv2Model(TVTSv2Config.from_preset("tiny")).save_pretrained(folder)
-    TVTSv2Processor.from_defaults(image_size=64, num_frames=4).save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
