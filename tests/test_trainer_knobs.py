@@ -68,10 +68,16 @@ def test_recipe_defaults(tmp_path):
     assert args.dataloader_num_workers == -1  # automatic, resolved by the trainer
 
 
-def test_dataloader_workers_default_depends_on_video_decoding(tmp_path):
-    cpus = len(os.sched_getaffinity(0))
-    assert default_dataloader_num_workers(True) == max(0, min(8, cpus - 1))
-    assert default_dataloader_num_workers(False) == 0
+def test_dataloader_workers_default_depends_on_video_decoding(tmp_path, monkeypatch):
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    for cores, processes, workers in [(2, None, 1), (1, None, 0), (64, None, 16), (64, "4", 15), (128, "8", 15),
+                                      (16, "8", 1), (16, "2", 7)]:
+        with monkeypatch.context() as patch:
+            patch.setattr(os, "sched_getaffinity", lambda pid, n=cores: set(range(n)))
+            if processes is not None:  # `accelerate launch` / torchrun: the cores are shared by the local processes
+                patch.setenv("LOCAL_WORLD_SIZE", processes)
+            assert default_dataloader_num_workers(True) == workers, (cores, processes)
+            assert default_dataloader_num_workers(False) == 0
     collator = TVTSv2PretrainingCollator(build_clip_tokenizer(), num_frames=FRAMES, image_size=64, patch_size=16)
     decoding = TVTSv2Trainer(model=TVTSv2ForPreTraining(_config()), args=_args(tmp_path), data_collator=collator)
     assert decoding.args.dataloader_num_workers == default_dataloader_num_workers(True)
