@@ -162,10 +162,28 @@ def _load_corpora(data_args: DataArguments, training_args):
     return train, eval_dataset
 
 
+def build_collators(data_args: DataArguments, tokenizer, vision_config, mask_ratio: float, seed: int):
+    """The training collator (random draws, tube mask) and the evaluation one (deterministic, no mask)."""
+    from .data import TVTSv2PretrainingCollator
+
+    collator_kwargs = dict(
+        num_frames=data_args.num_frames,
+        image_size=vision_config.image_size,
+        patch_size=vision_config.patch_size,
+        mask_ratio=mask_ratio,
+        num_transcripts=data_args.num_transcripts,
+        seed=seed,
+        pixel_dtype=data_args.pixel_dtype,
+    )
+    train_collator = TVTSv2PretrainingCollator(tokenizer, training=True, **collator_kwargs)
+    eval_collator = TVTSv2PretrainingCollator(tokenizer, training=False, **{**collator_kwargs, "mask_ratio": 0.0})
+    return train_collator, eval_collator
+
+
 def run_pretraining(arguments: PretrainingArguments) -> dict:
     """Train, evaluate before/after, save the model (+ processor, metrics, trainer state) to `output_dir`.
     With `--dry_run`, print the resolved run as JSON instead. Returns the metrics (the plan for a dry run)."""
-    from .data import MixedCorpusBatchDataset, TVTSv2PretrainingCollator
+    from .data import MixedCorpusBatchDataset
     from .processing_tvtsv2 import TVTSv2Processor
 
     model_args, data_args, training_args = arguments.model, arguments.data, arguments.training
@@ -206,17 +224,8 @@ def run_pretraining(arguments: PretrainingArguments) -> dict:
     training_args.per_device_train_batch_size = 1
     training_args.train_sampling_strategy = "sequential"
 
-    collator_kwargs = dict(
-        num_frames=data_args.num_frames,
-        image_size=vision.image_size,
-        patch_size=vision.patch_size,
-        mask_ratio=mask_ratio,
-        num_transcripts=data_args.num_transcripts,
-        seed=training_args.seed,
-    )
-    tokenizer = processor.tokenizer
-    train_collator = TVTSv2PretrainingCollator(tokenizer, training=True, **collator_kwargs)
-    eval_collator = TVTSv2PretrainingCollator(tokenizer, training=False, **{**collator_kwargs, "mask_ratio": 0.0})
+    seed = training_args.seed
+    train_collator, eval_collator = build_collators(data_args, processor.tokenizer, vision, mask_ratio, seed)
 
     if model_args.lora_target_modules:
         model = _wrap_lora(model, model_args)

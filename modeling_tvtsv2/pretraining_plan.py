@@ -114,6 +114,7 @@ def describe_run(arguments: PretrainingArguments, source: ModelSource) -> dict[s
         "transcript step, then a caption step)",
         "num_frames": data_args.num_frames,
         "num_transcripts": data_args.num_transcripts,
+        "pixel_dtype": data_args.pixel_dtype,
     }
     if arguments.is_demo:
         corpora["demo_dir"] = data_args.demo_dir

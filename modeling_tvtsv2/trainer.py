@@ -11,6 +11,8 @@
 * skipped samples are counted and logged; training stops with an error when more than `max_skip_fraction` of the
   recent samples were skipped; the time each step waits for data is logged next to the step time;
 * evaluation: sort accuracy (per transcript, whole order), zero-shot retrieval R@1/5/10, median rank, speed;
+* uint8 pixel batches (the collator's `pixel_dtype="uint8"`) are normalised on the training device, after the inputs
+  were moved there, with the collator's `rescale_factor`/`image_mean`/`image_std` (`normalize_video_pixels`);
 * resuming continues the freezing schedule (a function of the global step), the data order and the RNG state.
 
 The arguments live in `modeling_tvtsv2.trainer_args`, the optimiser groups in `modeling_tvtsv2.optimization`.
@@ -24,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import Trainer, TrainerCallback
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.trainer_optimizer import is_optimizer_factory
 from transformers.utils import logging
 
@@ -39,6 +42,7 @@ from .trainer_monitoring import (
     TooManySkippedSamplesError,
     TrainingMonitor,
 )
+from .video_processing_tvtsv2 import normalize_video_pixels
 
 logger = logging.get_logger(__name__)
 
@@ -62,6 +66,16 @@ def _sort_labels(inputs: dict[str, Any], sort_logits: torch.Tensor) -> torch.Ten
     if labels is None:
         labels = torch.arange(sort_logits.shape[1], device=sort_logits.device).expand(sort_logits.shape[0], -1)
     return labels.contiguous()
+
+
+def _collator_pixel_normalization(collator: Any) -> tuple[float, tuple[float, ...], tuple[float, ...]]:
+    """`(rescale_factor, image_mean, image_std)` of a collator (its attributes; a `SkipReasonsCollator` forwards
+    them), ImageNet's for a collator without them."""
+    return (
+        getattr(collator, "rescale_factor", 1 / 255),
+        tuple(getattr(collator, "image_mean", IMAGENET_DEFAULT_MEAN)),
+        tuple(getattr(collator, "image_std", IMAGENET_DEFAULT_STD)),
+    )
 
 
 def _configure_package_logging(level: int) -> None:
@@ -97,7 +111,9 @@ class TVTSv2Trainer(PretrainingEvaluationMixin, Trainer):
 
     Takes the usual Trainer arguments; `args` should be a `TVTSv2TrainingArguments` (plain `TrainingArguments` get
     the recipe's group learning rates and no skip limit). The batches come from
-    `modeling_tvtsv2.data.TVTSv2PretrainingCollator`.
+    `modeling_tvtsv2.data.TVTSv2PretrainingCollator`; uint8 `pixel_values_videos` are normalised on the device in
+    `_prepare_inputs` with the training collator's normalisation (`self.pixel_normalization`), which an
+    `eval_data_collator` must share.
     """
 
     # Our losses are batch means: let the Trainer divide by the gradient-accumulation steps.
@@ -111,6 +127,14 @@ class TVTSv2Trainer(PretrainingEvaluationMixin, Trainer):
             self.data_collator = SkipReasonsCollator(self.data_collator)
         # Evaluation samples deterministically (no augmentation, no masking): it may need its own collator.
         self.eval_data_collator = eval_data_collator
+        # uint8 batches of either collator are normalised in `_prepare_inputs`, which cannot tell them apart.
+        self.pixel_normalization = _collator_pixel_normalization(self.data_collator)
+        eval_normalization = _collator_pixel_normalization(eval_data_collator)
+        if eval_data_collator is not None and eval_normalization != self.pixel_normalization:
+            raise ValueError(
+                "data_collator and eval_data_collator normalise pixels differently (rescale_factor, image_mean, "
+                "image_std); they must agree"
+            )
         if self.args.dataloader_num_workers == -1:  # TVTSv2TrainingArguments' "automatic"
             self.args.dataloader_num_workers = default_dataloader_num_workers(
                 hasattr(self.data_collator, "skip_counter") or hasattr(eval_data_collator, "skip_counter")
@@ -301,6 +325,17 @@ class TVTSv2Trainer(PretrainingEvaluationMixin, Trainer):
         super().log(logs, *args, **kwargs)
 
     # -- data ----------------------------------------------------------------------------------------------
+    def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The Trainer's device placement, then uint8 pixels (the collator's `pixel_dtype="uint8"`) normalised on
+        the device: the model takes float pixels."""
+        inputs = super()._prepare_inputs(inputs)
+        pixels = inputs.get("pixel_values_videos")
+        if isinstance(pixels, torch.Tensor) and pixels.dtype == torch.uint8:
+            # through _prepare_input again: DeepSpeed casts float inputs to its dtype, as for float32 batches
+            normalized = normalize_video_pixels(pixels, *self.pixel_normalization)
+            inputs["pixel_values_videos"] = self._prepare_input(normalized)
+        return inputs
+
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         self.monitor.fetch_started()  # the step starts when it asks for its batches (ends at on_step_end)
         batches = super().get_batch_samples(epoch_iterator, num_batches, device)
