@@ -405,11 +405,11 @@ def _probe_duration(source: str | bytes) -> float | None:
     """Container/stream duration from the header (no decoding); ``None`` when unknown."""
     import io
 
-    import av
+    from .video_processing_tvtsv2 import _open_av_container
 
     try:
-        # non-UTF-8 tags (a Latin-1 title) must not hide the duration: ignore them, as `read_video` does
-        opened = av.open(io.BytesIO(source) if isinstance(source, bytes) else source, metadata_errors="ignore")
+        # As `read_video` opens: non-UTF-8 tags ignored, MP4/MOV headers without FFmpeg's probe decoding.
+        opened = _open_av_container(io.BytesIO(source) if isinstance(source, bytes) else source)
         with opened as container:
             streams = container.streams.video
             if streams:

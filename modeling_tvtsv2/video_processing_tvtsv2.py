@@ -1503,6 +1503,11 @@ def _center_offsets(height: int, width: int, crop_h: int, crop_w: int) -> tuple[
 def _normalize(frames_uint8: torch.Tensor, scale: float | None, mean, std) -> torch.Tensor:
     """[T, H, W, 3] uint8 -> [T, 3, H, W] float32, rescaled and normalised (contiguous, in-place arithmetic)."""
     x = frames_uint8.permute(0, 3, 1, 2).contiguous().to(torch.float32)  # reorder as bytes: 4x less to move
+    return _rescale_and_normalize_(x, scale, mean, std)
+
+
+def _rescale_and_normalize_(x: torch.Tensor, scale: float | None, mean, std) -> torch.Tensor:
+    """In place on float32 ``[..., 3, H, W]``: ``(x * scale - mean) / std`` in torchvision's operation order."""
     if scale is not None:
         # Divide by 255 rather than multiply by 1/255, as torchvision's ToTensor does, so that the output is
         # bit-identical to the original pipeline (x * (1/255) rounds differently for some values).
@@ -1512,8 +1517,8 @@ def _normalize(frames_uint8: torch.Tensor, scale: float | None, mean, std) -> to
         else:
             x.mul_(scale)
     if mean is not None and std is not None:
-        x.sub_(torch.as_tensor(mean, dtype=torch.float32).reshape(-1, 1, 1))
-        x.div_(torch.as_tensor(std, dtype=torch.float32).reshape(-1, 1, 1))
+        x.sub_(torch.as_tensor(mean, dtype=torch.float32, device=x.device).reshape(-1, 1, 1))
+        x.div_(torch.as_tensor(std, dtype=torch.float32, device=x.device).reshape(-1, 1, 1))
     return x
 
 
@@ -1538,17 +1543,7 @@ def normalize_video_pixels(
             f"normalize_video_pixels expects pixels [..., {channels}, H, W] (channels first), got shape "
             f"{tuple(pixels_uint8.shape)}"
         )
-    x = pixels_uint8.to(torch.float32)
-    if rescale_factor is not None:
-        divisor = 1.0 / rescale_factor
-        if abs(divisor - round(divisor)) < 1e-6:  # divide, as the float path (and torchvision's ToTensor) does
-            x.div_(round(divisor))
-        else:
-            x.mul_(rescale_factor)
-    if image_mean is not None and image_std is not None:
-        x.sub_(torch.as_tensor(image_mean, dtype=torch.float32, device=x.device).reshape(-1, 1, 1))
-        x.div_(torch.as_tensor(image_std, dtype=torch.float32, device=x.device).reshape(-1, 1, 1))
-    return x
+    return _rescale_and_normalize_(pixels_uint8.to(torch.float32), rescale_factor, image_mean, image_std)
 
 
 def _transform(
