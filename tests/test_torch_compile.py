@@ -100,9 +100,11 @@ def test_recipe_null_means_automatic_dynamic_shapes(tmp_path):
 # the captured aten graphs without generating C++ kernels: seconds instead of minutes per graph on this box.
 BACKEND = "aot_eager"
 # Batch sizes of the consecutive steps: three distinct shapes. Static shapes compile one graph per shape; dynamo's
-# automatic dynamic shapes would compile a second, symbolic graph at the second shape and reuse it for the third.
-BATCH_SIZES = (3, 2, 1)
-# Compiled and eager losses differ only by the rounding of re-ordered / decomposed float32 ops.
+# automatic dynamic shapes compile a second, symbolic graph at the second shape and reuse it for the third (sizes 0
+# and 1 are always specialised, hence none here).
+BATCH_SIZES = (3, 2, 4)
+# Compiled and eager losses differ only by the rounding of re-ordered / fused float32 ops: aot_eager gave bit-identical
+# losses here, inductor 1.7e-7 relative on the first step (measured once, 213 s of compilation); 1e-4 covers both.
 LOSS_RTOL = 1e-4
 
 
