@@ -154,3 +154,16 @@ def test_compiled_training_is_static_matches_eager_and_checkpoints_like_eager(tm
     resumed, resumed_losses = _run(tmp_path, "resumed", resume=str(tmp_path / "compiled" / "checkpoint-2"))
     assert resumed.state.global_step == len(BATCH_SIZES)
     assert resumed_losses[2:] == pytest.approx(eager_losses[2:], rel=LOSS_RTOL)  # [:2]: the checkpoint's history
+
+
+def test_loss_leaves_the_compiled_data_parallel_model_intact(tmp_path):
+    # Under DDP the training model is torch.compile(DDP(model)). accelerate's unwrap_model(keep_torch_compile=True)
+    # re-points the compile wrapper's `_orig_mod` at the bare model, dropping DDP (its no_sync, ...) from the training
+    # model. nn.DataParallel (a pass-through on CPU) is unwrapped the same way and needs no process group.
+    trainer = TVTSv2Trainer(model=_model(), args=_args(tmp_path))
+    data_parallel = torch.nn.DataParallel(trainer.model)
+    compiled = torch.compile(data_parallel, backend="eager", dynamic=False)
+    batch = synthetic_batches(trainer.model.config, 1, 2)[0]
+    loss = trainer.compute_loss(compiled, batch)
+    assert torch.isfinite(loss)
+    assert type(compiled._orig_mod).__name__ == "DataParallel"  # not re-pointed at the bare model
