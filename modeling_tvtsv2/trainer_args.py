@@ -80,10 +80,10 @@ class TVTSv2TrainingArguments(TrainingArguments):
         default=False,
         metadata={
             "help": "with --torch_compile: False (default) compiles one static-shape graph per input shape (batch "
-            "size x tube-mask ratio: training's masked batches, evaluation's unmasked ones, a last smaller batch); "
-            "True traces with symbolic sizes from the start (one graph for all shapes, slower kernels); None (Python "
-            "or JSON only) leaves it to dynamo/accelerate (ACCELERATE_DYNAMO_USE_DYNAMIC, else sizes turn symbolic "
-            "after the first recompile)"
+            "size x tube-mask ratio; a smaller last or all-skipped batch adds one); True traces with symbolic sizes "
+            "from the start (one graph for all shapes, slower kernels); None (Python or a recipe's null) leaves it "
+            "to accelerate/dynamo (ACCELERATE_DYNAMO_USE_DYNAMIC, else sizes turn symbolic after the first "
+            "recompile)"
         },
     )
     max_skip_fraction: float = field(

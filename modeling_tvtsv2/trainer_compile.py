@@ -1,11 +1,16 @@
 """`--torch_compile` for `TVTSv2Trainer`: one static-shape graph per input shape instead of dynamo's automatic
 dynamic shapes.
 
-transformers' Trainer hands accelerate a `TorchDynamoPlugin(dynamic=None)`: after the first recompile (the
-epoch's last, smaller batch, or evaluation's unmasked videos after training's tube-masked ones) dynamo retraces
-with symbolic sizes, whose kernels tile attention and matmuls worse. A TVTSv2 run sees only a few shapes (one per
-batch size and mask ratio; texts are padded to a fixed length), so static graphs cost a few compilations and no
-speed.
+transformers' Trainer hands accelerate a `TorchDynamoPlugin(dynamic=None)`: after the first recompile for a new size
+(a smaller batch, another tube-mask ratio) dynamo retraces with symbolic sizes, whose kernels tile attention and
+matmuls worse. A TVTSv2 run meets only a few shapes (texts are padded to a fixed length): its transcript and caption
+batches, and rarely a batch shortened by skipped samples or the one-sample placeholder of an all-skipped batch; a
+static graph for each costs a few compilations and no speed.
+
+dynamo's `recompile_limit` (8 graphs per function in torch 2.13) is left as it is: a run that meets more shapes runs
+the extra ones eagerly (with a warning) and keeps its compiled graphs for the others, which beats compiling a graph
+for a batch seen once (with `fullgraph` dynamo stops instead). Evaluation during or after training runs the
+uncompiled model, as in transformers (only an `evaluate()` before any training compiles, through accelerate).
 """
 
 from typing import Any
