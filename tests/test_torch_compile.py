@@ -3,6 +3,8 @@
 uncompiled key names that resume."""
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -167,3 +169,40 @@ def test_loss_leaves_the_compiled_data_parallel_model_intact(tmp_path):
     loss = trainer.compute_loss(compiled, batch)
     assert torch.isfinite(loss)
     assert type(compiled._orig_mod).__name__ == "DataParallel"  # not re-pointed at the bare model
+
+
+@pytest.mark.slow
+def test_compiled_two_process_ddp_equals_one_eager_process(tmp_path):
+    """Real `accelerate launch` (2 gloo processes, DDP + torch.compile, a freeze schedule that unfreezes a block at
+    step 2, i.e. a recompile for the new requires_grad) against one eager process over the same global batches."""
+    script = Path(__file__).parent / "scripts" / "train_synthetic.py"
+    common = ["--adam_epsilon", "1e-3", "--freeze_schedule", "text_layers<3; text_layers<4@0:2"]
+    env = {key: value for key, value in os.environ.items() if key not in ("RANK", "WORLD_SIZE")}
+    env.update(TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+    launch = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
+        "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(29500 + os.getpid() % 1000),
+    ]  # fmt: skip
+    runs = {
+        "eager": [sys.executable, str(script), "--out", str(tmp_path / "eager"), *common],
+        "ddp": [*launch, str(script), "--out", str(tmp_path / "ddp"), "--world_size", "2", *common,
+                "--torch_compile_backend", BACKEND],
+    }  # fmt: skip
+    for command in runs.values():
+        result = subprocess.run(command, capture_output=True, text=True, timeout=400, env=env)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    def logs(name):
+        return [e for e in json.loads((tmp_path / name / "log_history.json").read_text()) if "contrastive_loss" in e]
+
+    assert len(logs("eager")) == len(logs("ddp")) == 4
+    for one, two in zip(logs("eager"), logs("ddp")):
+        assert two["loss"] == pytest.approx(one["loss"], rel=LOSS_RTOL)
+        assert two["grad_norm"] == pytest.approx(one["grad_norm"], rel=LOSS_RTOL)
+    rank0, rank1 = (torch.load(tmp_path / "ddp" / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    reference = torch.load(tmp_path / "eager" / "rank0.pt", weights_only=True)
+    assert set(rank0) == set(reference)
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0), "ranks diverged"
+    worst = max((rank0[k] - reference[k]).abs().max().item() for k in reference)
+    assert worst < 1e-5, f"compiled 2-process weights differ from the eager 1-process run by {worst}"
