@@ -13,7 +13,8 @@
 * evaluation: sort accuracy (per transcript, whole order), zero-shot retrieval R@1/5/10, median rank, speed;
 * uint8 pixel batches (the collator's `pixel_dtype="uint8"`) are normalised on the training device, after the inputs
   were moved there, with the collator's `rescale_factor`/`image_mean`/`image_std` (`normalize_video_pixels`);
-* resuming continues the freezing schedule (a function of the global step), the data order and the RNG state.
+* resuming continues the freezing schedule (a function of the global step), the data order and the RNG state;
+* `--torch_compile` compiles static-shape graphs, one per batch shape (`modeling_tvtsv2.trainer_compile`).
 
 The arguments live in `modeling_tvtsv2.trainer_args`, the optimiser groups in `modeling_tvtsv2.optimization`.
 """
@@ -34,6 +35,7 @@ from .distributed import gather_with_grad
 from .freezing import FreezeSchedule, check_schedule_supported
 from .optimization import parameter_groups, parse_milestones, warmup_then_step_decay
 from .trainer_args import TVTSv2TrainingArguments, default_dataloader_num_workers
+from .trainer_compile import StaticShapeCompileMixin
 from .trainer_evaluation import PretrainingEvaluationMixin
 from .trainer_monitoring import (
     SKIP_REASONS_KEY,
@@ -106,7 +108,7 @@ class FreezeScheduleCallback(TrainerCallback):
         self._apply(state.global_step)
 
 
-class TVTSv2Trainer(PretrainingEvaluationMixin, Trainer):
+class TVTSv2Trainer(PretrainingEvaluationMixin, StaticShapeCompileMixin, Trainer):
     """`transformers.Trainer` for TVTSv2 pre-training (see the module docstring).
 
     Takes the usual Trainer arguments; `args` should be a `TVTSv2TrainingArguments` (plain `TrainingArguments` get
@@ -229,7 +231,9 @@ class TVTSv2Trainer(PretrainingEvaluationMixin, Trainer):
 
     # -- loss ----------------------------------------------------------------------------------------------
     def _logit_scale(self, model: nn.Module) -> torch.Tensor | float:
-        unwrapped = self.accelerator.unwrap_model(model)
+        # keep_torch_compile=False: unwrapping a compiled DDP model while keeping the compile wrapper would re-point
+        # the wrapper at the bare model (accelerate re-assigns `_orig_mod`), dropping DDP from the training model.
+        unwrapped = self.accelerator.unwrap_model(model, keep_torch_compile=False)
         base = getattr(unwrapped, "get_base_model", lambda: unwrapped)()
         return base.logit_scale_value()
 
@@ -264,7 +268,7 @@ class TVTSv2Trainer(PretrainingEvaluationMixin, Trainer):
         if empty:
             inputs = self._placeholder_batch(inputs)
         outputs = model(**inputs)
-        config = self.accelerator.unwrap_model(model).config
+        config = self.accelerator.unwrap_model(model, keep_torch_compile=False).config
 
         video = F.normalize(outputs.video_embeds, dim=-1, eps=1e-8)
         text = F.normalize(outputs.text_embeds, dim=-1, eps=1e-8)

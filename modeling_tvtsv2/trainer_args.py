@@ -89,6 +89,16 @@ class TVTSv2TrainingArguments(TrainingArguments):
             "choices": list(CONTRASTIVE_GRADIENTS),
         },
     )
+    torch_compile_dynamic: bool | None = field(
+        default=False,
+        metadata={
+            "help": "with --torch_compile: False (default) compiles one static-shape graph per input shape (batch "
+            "size x tube-mask ratio; a smaller last or all-skipped batch adds one); True traces with symbolic sizes "
+            "from the start (one graph for all shapes, slower kernels); None (Python or a recipe's null) leaves it "
+            "to accelerate/dynamo (ACCELERATE_DYNAMO_USE_DYNAMIC, else sizes turn symbolic after the first "
+            "recompile)"
+        },
+    )
     max_skip_fraction: float = field(
         default=0.5,
         metadata={

@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--max_steps", type=int, default=0, help="stop after this many steps (resume tests)")
     parser.add_argument("--resume", default=None)
     parser.add_argument("--adam_epsilon", type=float, default=1e-6)
+    parser.add_argument("--torch_compile_backend", default=None, help="compile with this backend (default: eager)")
     args = parser.parse_args()
 
     set_seed(0)
@@ -105,6 +106,7 @@ def main() -> None:
         dataloader_drop_last=True,
         disable_tqdm=True,
         freeze_schedule=args.freeze_schedule,
+        torch_compile_backend=args.torch_compile_backend,
     )
     trainer = TVTSv2Trainer(
         model=model,
