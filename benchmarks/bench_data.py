@@ -253,10 +253,15 @@ class DecordReader:
 
 
 class CollatorSample:
-    """The training path: one sample built by the collator (span + K=4 windows for transcripts, mask 0.5)."""
+    """The training path: one sample built by the collator (span + K=4 windows for transcripts, mask 0.5).
 
-    def __init__(self):
-        self.collator = TVTSv2PretrainingCollator(tokenizer=None, num_frames=NUM_FRAMES, mask_ratio=0.5)
+    ``pixel_dtype="float32"`` normalises in the worker (comparable with the other readers); ``"uint8"`` is what
+    ``run_pretrain.py`` uses by default (the trainer normalises on its device)."""
+
+    def __init__(self, pixel_dtype: str = "float32"):
+        self.collator = TVTSv2PretrainingCollator(
+            tokenizer=None, num_frames=NUM_FRAMES, mask_ratio=0.5, pixel_dtype=pixel_dtype
+        )
         self.count = 0
 
     def __call__(self, path: str, start, end, generator: torch.Generator) -> torch.Tensor:
@@ -339,7 +344,7 @@ def run_variants(args) -> None:
     os.sched_setaffinity(0, {args.core})
     torch.set_num_threads(1)
     load_before = os.getloadavg()
-    reader = CollatorSample()
+    reader = CollatorSample(args.pixel_dtype)
     rates: dict[str, list[float]] = {}
     names = list(files)
     for round_index in range(args.rounds):
@@ -430,6 +435,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="instead of the reader comparison: the collator on the raw source (--variants-source) "
                         "and on prepared copies made with each SPEC (comma-separated TranscodeSettings fields, e.g. "
                         "'max_fps=10,keyframe_seconds=0.3'; 'defaults' for the defaults), interleaved")
+    parser.add_argument("--pixel-dtype", "--pixel_dtype", choices=["float32", "uint8"], default="float32",
+                        help="collator output: float32 (default: normalised in the worker, like the other readers) "
+                        "or uint8 (run_pretrain's default: normalised on the training device); the reader "
+                        "comparison adds a 'collator-uint8' reader, --variants measure with it")
     parser.add_argument("--variants-source", "--variants_source", choices=["generated", "bbb720"],
                         default="generated", help="raw source of --variants: the generated 720p file (default) or "
                         "the looped Big Buck Bunny 720p file")
@@ -468,6 +477,8 @@ def main() -> None:
     torch.set_num_threads(1)
     load_before = os.getloadavg()
     readers = {"collator": CollatorSample(), "read+preprocess": read_then_preprocess}
+    if args.pixel_dtype == "uint8":  # the training default: normalised on the device, not in the worker
+        readers["collator-uint8"] = CollatorSample("uint8")
     if not args.no_decord:
         try:
             readers["decord"] = DecordReader()
