@@ -715,7 +715,8 @@ class TVTSv2VisionModel(TVTSv2PreTrainedModel):
         if not pixel_values_videos.is_floating_point():
             raise ValueError(
                 f"pixel_values_videos must be float normalised pixels (what TVTSv2VideoProcessor returns), got "
-                f"{pixel_values_videos.dtype}; run the processor on raw {pixel_values_videos.dtype} frames first"
+                f"{pixel_values_videos.dtype}; run the processor on raw {pixel_values_videos.dtype} frames first (uint8 crops "
+                "from read_video_pixels(pixel_dtype='uint8') or the collator: normalize_video_pixels)"
             )
         if pixel_values_videos.shape[1] == 0:
             raise ValueError("pixel_values_videos has 0 frames; a video needs at least one frame")

@@ -240,7 +240,9 @@ def _decoded_frames(av, container, stream):
 
 
 def _open_output(av, target: Path, width: int, height: int, rate, time_base, gop: int, settings: TranscodeSettings):
-    output = av.open(str(target), mode="w", format="mp4")
+    # The sample table (moov) first: readers that stream the file (HTTP range requests, object stores) get the
+    # index with the first bytes, and a truncated copy still opens.
+    output = av.open(str(target), mode="w", format="mp4", options={"movflags": "+faststart"})
     stream = output.add_stream("libx264", rate=rate or 25)
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
     stream.time_base = time_base

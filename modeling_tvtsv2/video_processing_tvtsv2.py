@@ -910,12 +910,14 @@ class _CropConverter(_FrameConverter):
     frame sampling drew its numbers: the same order of draws as ``preprocess_frames(read_video(...))``.
     """
 
-    def __init__(self, mode: str, short_side: int, crop_size: tuple[int, int], generator, max_output_bytes=None):
+    def __init__(self, mode: str, short_side: int, crop_size: tuple[int, int], generator, max_output_bytes=None,
+                 bytes_per_value: int = 4):
         super().__init__(max_output_bytes)
         self.mode, self.short_side, self.crop_size, self.generator = mode, short_side, crop_size, generator
+        self.bytes_per_value = bytes_per_value  # of the returned pixels: 4 (float32) or 1 (uint8)
 
     def output_bytes(self, count: int, width: int, height: int) -> int:
-        return count * 3 * self.crop_size[0] * self.crop_size[1] * 4  # float32 output
+        return count * 3 * self.crop_size[0] * self.crop_size[1] * self.bytes_per_value
 
     def setup(self, width: int, height: int) -> None:
         rows, cols = _crop_indices(height, width, self.mode, self.short_side, self.crop_size, self.generator)
@@ -956,12 +958,13 @@ def _as_slice(indices: np.ndarray) -> slice | None:
 class _SquashConverter(_FrameConverter):
     """Keeps each frame squashed to the crop size (``"extract"`` transform), uint8 ``[crop_h, crop_w, 3]``."""
 
-    def __init__(self, crop_size: tuple[int, int], max_output_bytes=None):
+    def __init__(self, crop_size: tuple[int, int], max_output_bytes=None, bytes_per_value: int = 4):
         super().__init__(max_output_bytes)
         self.crop_size = crop_size
+        self.bytes_per_value = bytes_per_value
 
     def output_bytes(self, count: int, width: int, height: int) -> int:
-        return count * 3 * self.crop_size[0] * self.crop_size[1] * 4
+        return count * 3 * self.crop_size[0] * self.crop_size[1] * self.bytes_per_value
 
     def convert(self, frame) -> np.ndarray:
         return self.convert_array(torch.from_numpy(self.rgb(frame))[None])[0].numpy()
@@ -1120,7 +1123,7 @@ def read_video_pixels(
     transform, so memory stays near one decoded frame plus the output, whatever the source resolution.
     ``short_side`` / ``crop_size`` default to ``int(1.2 * image_size)`` / ``(image_size, image_size)``. Returns
     float32 pixels ``[T, 3, crop_h, crop_w]`` and the metadata; other arguments as :func:`read_video`
-    (``max_output_bytes`` applies to the float32 output).
+    (``max_output_bytes`` applies to the returned pixels: float32, or uint8 with ``pixel_dtype="uint8"``).
 
     ``pixel_dtype="uint8"`` returns the same crop as uint8 ``[T, 3, crop_h, crop_w]`` (contiguous), before the
     rescale and normalisation (``rescale_factor``/``image_mean``/``image_std`` are then not applied): 4x fewer
@@ -1132,10 +1135,11 @@ def read_video_pixels(
         raise ValueError(f"unknown transform {transform!r}; expected one of {TRANSFORMS}")
     short_side = short_side if short_side is not None else int(image_size * 1.2)
     crop_size = tuple(crop_size) if crop_size is not None else (image_size, image_size)
+    bytes_per_value = 1 if pixel_dtype == "uint8" else 4
     if transform == "extract":
-        converter: _FrameConverter = _SquashConverter(crop_size, max_output_bytes)
+        converter: _FrameConverter = _SquashConverter(crop_size, max_output_bytes, bytes_per_value)
     else:
-        converter = _CropConverter(transform, short_side, crop_size, generator, max_output_bytes)
+        converter = _CropConverter(transform, short_side, crop_size, generator, max_output_bytes, bytes_per_value)
     distinct, inverse, metadata = _read_distinct(
         video, num_frames, sampling, start, end, fps, generator, max_decode_frames, source_fps, max_frames, converter
     )

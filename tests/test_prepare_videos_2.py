@@ -90,3 +90,27 @@ def test_previous_defaults_by_flags_in_both_spellings(tmp_path):
                "--output", str(tmp_path / "bad"), "--max_fps", "0"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO)
     assert result.returncode == 2 and "Traceback" not in result.stderr and "--max_fps" in result.stderr
+
+
+def _top_level_boxes(path: Path) -> list[bytes]:
+    data, boxes, offset = path.read_bytes(), [], 0
+    while offset + 8 <= len(data):
+        size = int.from_bytes(data[offset : offset + 4], "big")
+        boxes.append(data[offset + 4 : offset + 8])
+        if size == 1:  # 64-bit size
+            size = int.from_bytes(data[offset + 8 : offset + 16], "big")
+        if size < 8:
+            break
+        offset += size
+    return boxes
+
+
+def test_prepared_files_put_the_sample_table_first_and_a_truncated_copy_still_reads(tmp_path):
+    prepared = tmp_path / "obama.mp4"
+    transcode_video(OBAMA, prepared)
+    boxes = _top_level_boxes(prepared)
+    assert b"moov" in boxes and b"mdat" in boxes and boxes.index(b"moov") < boxes.index(b"mdat"), boxes
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(prepared.read_bytes()[: prepared.stat().st_size * 2 // 3])
+    frames, metadata = read_video(truncated, num_frames=4)
+    assert frames.shape[0] == 4 and metadata.frame_timestamps[-1] < 7.0  # from the part that is there

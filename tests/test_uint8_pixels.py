@@ -83,6 +83,15 @@ def test_read_video_pixels_uint8_is_the_float_crop_before_normalisation():
     assert torch.equal(normalize_video_pixels(as_uint8, None, None, None), raw)
 
 
+def test_max_output_bytes_counts_the_returned_dtype():
+    # 4 frames x 3 x 64 x 64 = 49152 values: 49152 bytes as uint8, 196608 as float32
+    draws = dict(num_frames=4, sampling="uniform", transform="eval", image_size=64, max_output_bytes=100_000)
+    pixels, _ = read_video_pixels(OBAMA, pixel_dtype="uint8", **draws)
+    assert pixels.dtype == torch.uint8 and pixels.numel() == 49152
+    with pytest.raises(ValueError, match="max_output_bytes=100000"):
+        read_video_pixels(OBAMA, **draws)
+
+
 def test_bad_pixel_dtype_and_bad_normalize_input_are_clear_errors(tokenizer):
     with pytest.raises(ValueError, match="pixel_dtype must be 'float32' or 'uint8', got 'int8'"):
         collator(tokenizer, "int8")
