@@ -53,6 +53,13 @@ from typing import Any
 
 from transformers.utils import logging
 
+from .video_processing_tvtsv2 import (
+    _MAX_CONSECUTIVE_DECODE_ERRORS,
+    _demux_until_error,
+    _is_attached_picture,
+    _open_av_container,
+)
+
 
 logger = logging.get_logger(__name__)
 
@@ -155,11 +162,11 @@ def transcode_video(source: str | os.PathLike[str], destination: str | os.PathLi
 
 def _transcode(av, source: Path, target: Path, settings: TranscodeSettings) -> dict[str, Any]:
     try:
-        container = av.open(str(source), metadata_errors="ignore")
+        container = _open_av_container(str(source))  # as the reader opens: tags not UTF-8 are ignored
     except (av.FFmpegError, OSError) as error:
         raise ValueError(f"cannot read video {source}: FFmpeg cannot open it as media ({error})") from None
     with container:
-        streams = [s for s in container.streams.video if not _is_cover_picture(av, s)]
+        streams = [s for s in container.streams.video if not _is_attached_picture(s)]
         if not streams:
             raise ValueError(f"cannot read video {source}: no video stream")
         stream = streams[0]
@@ -219,20 +226,13 @@ def _transcode(av, source: Path, target: Path, settings: TranscodeSettings) -> d
 
 def _decoded_frames(av, container, stream):
     """Frames in presentation order; undecodable packets are skipped, a demuxer error ends the stream."""
-    demux = container.demux(stream)
     errors = 0
-    while True:
-        try:
-            packet = next(demux)
-        except StopIteration:
-            return
-        except (av.FFmpegError, EOFError, OSError):
-            break
+    for packet in _demux_until_error(container, stream):
         try:
             decoded = packet.decode()
         except (av.FFmpegError, ValueError):
             errors += 1
-            if errors > 64:
+            if errors > _MAX_CONSECUTIVE_DECODE_ERRORS:
                 break
             continue
         errors = 0
@@ -256,14 +256,6 @@ def _open_output(av, target: Path, width: int, height: int, rate, time_base, gop
         options["tune"] = settings.tune
     stream.options = options
     return output, stream
-
-
-def _is_cover_picture(av, stream) -> bool:
-    flag = getattr(getattr(av, "stream", None), "Disposition", None)
-    try:
-        return bool(flag is not None and stream.disposition & flag.attached_pic)
-    except TypeError:
-        return False
 
 
 # ----------------------------------------------------------------------------------------------------------------

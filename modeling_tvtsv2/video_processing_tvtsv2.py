@@ -427,15 +427,7 @@ class _PyAVContainer:
     def _packets(self):
         """Video packets from the current position; a demuxer error ends the stream (truncated/damaged tail)."""
         self._fresh = False
-        demux = self.container.demux(self.stream)
-        while True:
-            try:
-                packet = next(demux)
-            except StopIteration:
-                return
-            except (av.FFmpegError, EOFError, OSError):
-                return
-            yield packet
+        yield from _demux_until_error(self.container, self.stream)
 
     def _seek(self, pts: int) -> bool:
         self._fresh = False
@@ -445,6 +437,18 @@ class _PyAVContainer:
             return False
         return True
 
+
+
+def _demux_until_error(container, stream):
+    """Packets of ``stream`` from the container's current position; a demuxer error ends them (a truncated or
+    damaged tail is the end of the video, not a failure)."""
+    demux = container.demux(stream)
+    while True:
+        try:
+            packet = next(demux)
+        except (StopIteration, av.FFmpegError, EOFError, OSError):
+            return
+        yield packet
 
 
 def _starts_like_iso_bmff(source: Any, position: int) -> bool:
