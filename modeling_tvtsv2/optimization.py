@@ -45,6 +45,18 @@ def parameter_groups(
     ]
 
 
+
+def parameter_groups_for(model: nn.Module, args: Any) -> list[dict[str, Any]]:
+    """:func:`parameter_groups` with the learning rates and decay of training arguments (`TVTSv2TrainingArguments`;
+    plain `TrainingArguments` get the recipe's CLIP rate and temporal-embedding rule)."""
+    return parameter_groups(
+        model,
+        learning_rate=args.learning_rate,
+        clip_learning_rate=getattr(args, "clip_learning_rate", 1e-7),
+        weight_decay=args.weight_decay,
+        temporal_embedding_lr=getattr(args, "temporal_embedding_lr", "clip"),
+    )
+
 def parse_milestones(spec: str | None, max_steps: int) -> list[int]:
     """`"0.6,0.8"` (fractions of `max_steps`) or `"600,800"` (steps) -> sorted optimiser steps."""
     if not spec:

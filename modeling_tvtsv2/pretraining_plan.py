@@ -12,7 +12,7 @@ from typing import Any
 from .freezing import FreezeSchedule
 from .pretraining_arguments import PretrainingArguments
 from .pretraining_sources import ModelSource
-from .trainer import parameter_groups, parse_milestones
+from .optimization import parameter_groups_for, parse_milestones
 
 _TEXT_LAYER = re.compile(r"^text_model\.encoder\.layers\.(\d+)\.")
 
@@ -49,13 +49,7 @@ def _lr_schedule(training_args) -> dict[str, Any]:
 
 
 def _optimizer(model, training_args, frozen: set[str]) -> dict[str, Any]:
-    groups = parameter_groups(
-        model,
-        learning_rate=training_args.learning_rate,
-        clip_learning_rate=getattr(training_args, "clip_learning_rate", 1e-7),
-        weight_decay=training_args.weight_decay,
-        temporal_embedding_lr=getattr(training_args, "temporal_embedding_lr", "clip"),
-    )
+    groups = parameter_groups_for(model, training_args)
     described = []
     for group in groups:
         sizes = dict(zip(group["param_names"], (p.numel() for p in group["params"])))

@@ -33,7 +33,7 @@ from transformers.utils import logging
 
 from .distributed import gather_with_grad
 from .freezing import FreezeSchedule, check_schedule_supported
-from .optimization import parameter_groups, parse_milestones, warmup_then_step_decay
+from .optimization import parameter_groups, parameter_groups_for, parse_milestones, warmup_then_step_decay
 from .trainer_args import TVTSv2TrainingArguments, default_dataloader_num_workers
 from .trainer_compile import StaticShapeCompileMixin
 from .trainer_evaluation import PretrainingEvaluationMixin
@@ -193,13 +193,7 @@ class TVTSv2Trainer(PretrainingEvaluationMixin, StaticShapeCompileMixin, Trainer
             return self.optimizer
         model = model if model is not None else self.model
         args = self.args
-        groups = parameter_groups(
-            model,
-            learning_rate=args.learning_rate,
-            clip_learning_rate=getattr(args, "clip_learning_rate", 1e-7),
-            weight_decay=args.weight_decay,
-            temporal_embedding_lr=getattr(args, "temporal_embedding_lr", "clip"),
-        )
+        groups = parameter_groups_for(model, args)
         for group in groups:
             group.pop("param_names")
         if self.optimizer_cls_and_kwargs is not None:
