@@ -1,5 +1,5 @@
 """Shared test fixtures: the original-implementation fixture (`tests/fixtures/original_tiny_b16/`) and its conversion,
-and a saved tiny model (`model_dir`) for the pipeline and autocast tests.
+a saved tiny model (`model_dir`) for the pipeline and autocast tests, and its two pipelines.
 
 Keep this file small and generic; test-specific helpers live in the test modules.
 """
@@ -43,6 +43,28 @@ def model_dir(tmp_path_factory) -> Path:
     TVTSv2Model(TVTSv2Config.from_preset("tiny")).save_pretrained(folder)
     TVTSv2Processor.from_defaults(image_size=64, num_frames=4).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def classifier(model_dir):
+    """The zero-shot video classification pipeline of ``model_dir``."""
+    from transformers import pipeline
+
+    from modeling_tvtsv2.pipeline_tvtsv2 import register_pipelines
+
+    register_pipelines()
+    return pipeline("zero-shot-video-classification", model=str(model_dir), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def extractor(model_dir):
+    """The video feature extraction pipeline of ``model_dir``."""
+    from transformers import pipeline
+
+    from modeling_tvtsv2.pipeline_tvtsv2 import register_pipelines
+
+    register_pipelines()
+    return pipeline("video-feature-extraction", model=str(model_dir), device="cpu")
 
 
 @pytest.fixture(scope="session")

@@ -11,27 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import pipeline
 
 from modeling_tvtsv2 import TVTSv2Config, TVTSv2Model
-from modeling_tvtsv2.pipeline_tvtsv2 import register_pipelines
 from modeling_tvtsv2.processing_tvtsv2 import TVTSv2Processor
 
 
 PARK = Path(__file__).parent / "data" / "park.mp4"
 LABELS = ["walking a dog", "giving a speech", "cooking"]
-
-
-@pytest.fixture(scope="module")
-def classifier(model_dir):
-    register_pipelines()
-    return pipeline("zero-shot-video-classification", model=str(model_dir), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def extractor(model_dir):
-    register_pipelines()
-    return pipeline("video-feature-extraction", model=str(model_dir), device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -37,18 +37,6 @@ def processor(model_dir):
     return TVTSv2Processor.from_pretrained(model_dir)
 
 
-@pytest.fixture(scope="module")
-def classifier(model_dir):
-    register_pipelines()
-    return pipeline("zero-shot-video-classification", model=str(model_dir), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def extractor(model_dir):
-    register_pipelines()
-    return pipeline("video-feature-extraction", model=str(model_dir), device="cpu")
-
-
 def _direct_video_embedding(model, processor, video, **video_kwargs):
     with torch.no_grad():
         inputs = processor(videos=[video], return_tensors="pt", **video_kwargs)
