@@ -16,10 +16,18 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=["modeling_tvtsv2", "modeling_tvtsv2.presets"],
+    packages=[
+        "modeling_tvtsv2",
+        "modeling_tvtsv2.data",
+        "modeling_tvtsv2.evaluation",
+        "modeling_tvtsv2.pretraining",
+        "modeling_tvtsv2.tools",
+        "modeling_tvtsv2.presets",
+    ],
     package_dir={"modeling_tvtsv2": "modeling_tvtsv2", "modeling_tvtsv2.presets": "configuration"},
     package_data={
-        "modeling_tvtsv2": ["*.txt.gz", "evaluate_metrics/*/*.py", "evaluate_metrics/*/*.md"],
+        "modeling_tvtsv2": ["*.txt.gz"],
+        "modeling_tvtsv2.evaluation": ["evaluate_metrics/*/*.py", "evaluate_metrics/*/*.md"],
         "modeling_tvtsv2.presets": ["*/*.json", "*/*.yaml", "*/*.md"],
     },
     install_requires=[

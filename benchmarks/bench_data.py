@@ -28,7 +28,7 @@ K=4 windows and a 0.5 tube mask (the collator path, ``TVTSv2PretrainingCollator.
   span);
 * ``obama``: ``tests/data/obama_speech.mp4`` (320x240, 8.8 s) and ``park``: ``tests/data/park.mp4`` (640x480,
   0.6 s): whole clip per sample (shorter than the span);
-* each also as a *prepared* file (``modeling_tvtsv2.prepare_videos.transcode_video``, what ``tvtsv2
+* each also as a *prepared* file (``modeling_tvtsv2.data.prepare_videos.transcode_video``, what ``tvtsv2
   prepare-videos`` writes: H.264, shorter side 268, ``tune=fastdecode``, no audio) with the current prepare-videos
   defaults (``TranscodeSettings()``: at most 10 fps, every frame a keyframe). ``--previous-defaults`` (= ``--max-fps
   none --keyframe-seconds 1``: every frame, a keyframe every second) gives the previous defaults, those of the
@@ -80,8 +80,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from modeling_tvtsv2.data import TVTSv2PretrainingCollator  # noqa: E402
-from modeling_tvtsv2.prepare_videos import TranscodeSettings, transcode_video  # noqa: E402
+from modeling_tvtsv2.data.collator import TVTSv2PretrainingCollator  # noqa: E402
+from modeling_tvtsv2.data.prepare_videos import TranscodeSettings, transcode_video  # noqa: E402
 from modeling_tvtsv2.video_processing_tvtsv2 import preprocess_frames, read_video, sample_frame_indices  # noqa: E402
 
 

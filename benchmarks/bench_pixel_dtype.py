@@ -3,7 +3,7 @@
     taskset -c 0 python benchmarks/bench_pixel_dtype.py [--core 0] [--rounds 5] [--samples 20] [--keep DIR]
 
 The process pins itself to one core and runs torch with one thread, as a DataLoader worker does. For each clip
-(``tests/data/obama_speech.mp4`` raw, and a copy prepared by ``modeling_tvtsv2.prepare_videos.transcode_video``
+(``tests/data/obama_speech.mp4`` raw, and a copy prepared by ``modeling_tvtsv2.data.prepare_videos.transcode_video``
 with the default settings) it measures, interleaved round by round with the order rotated, on the same sample keys
 (the same draws):
 
@@ -36,8 +36,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from modeling_tvtsv2.data import TVTSv2PretrainingCollator  # noqa: E402
-from modeling_tvtsv2.prepare_videos import transcode_video  # noqa: E402
+from modeling_tvtsv2.data.collator import TVTSv2PretrainingCollator  # noqa: E402
+from modeling_tvtsv2.data.prepare_videos import transcode_video  # noqa: E402
 from modeling_tvtsv2.video_processing_tvtsv2 import normalize_video_pixels  # noqa: E402
 
 DTYPES = ("float32", "uint8")

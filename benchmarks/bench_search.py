@@ -1,4 +1,4 @@
-"""Exact search speed (`modeling_tvtsv2.search.exact_top_k`) over N random unit vectors stored as float16.
+"""Exact search speed (`modeling_tvtsv2.evaluation.search.exact_top_k`) over N random unit vectors stored as float16.
 
     OMP_NUM_THREADS=1 taskset -c 0 python benchmarks/bench_search.py --num-vectors 1000000 --dim 512
 
@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from modeling_tvtsv2.search import exact_top_k
+from modeling_tvtsv2.evaluation.search import exact_top_k
 
 
 def main() -> None:

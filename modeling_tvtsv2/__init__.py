@@ -23,14 +23,11 @@ from .modeling_tvtsv2 import (
     TVTSv2PreTrainedModel,
     TVTSv2TextModel,
     TVTSv2VisionModel,
-)
-from .pipeline_tvtsv2 import (
-    VideoFeatureExtractionPipeline,
-    ZeroShotVideoClassificationPipeline,
     autocast_context,
-    register_pipelines,
 )
-from .processing_tvtsv2 import TVTSv2Processor, TVTSv2Tokenizer, build_clip_tokenizer
+from .pipeline_tvtsv2 import VideoFeatureExtractionPipeline, ZeroShotVideoClassificationPipeline, register_pipelines
+from .processing_tvtsv2 import TVTSv2Processor
+from .tokenization_tvtsv2 import TVTSv2Tokenizer, build_clip_tokenizer
 from .video_processing_tvtsv2 import (
     TVTSv2VideoMetadata,
     TVTSv2VideoProcessor,

@@ -32,7 +32,7 @@ def _add_convert_subparser(subparsers) -> None:
 
 
 def _run_convert(args: argparse.Namespace) -> int:
-    from .convert import run_convert
+    from .convert_tvtsv2_original_to_hf import run_convert
 
     return run_convert(args)
 
@@ -54,20 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_convert_subparser(subparsers)
     _add_train_subparser(subparsers)
     try:
-        from .hub_export import add_export_subparser
+        from .tools.hub_export import add_export_subparser
     except ImportError:  # pragma: no cover - hub export not available in this install
         pass
     else:
         add_export_subparser(subparsers)
-    from .evaluation import add_eval_subparser
+    from .evaluation.zero_shot import add_eval_subparser
 
     add_eval_subparser(subparsers)
-    from .extract import add_extract_subparser
-    from .search import add_search_subparser
+    from .evaluation.extract import add_extract_subparser
+    from .evaluation.search import add_search_subparser
 
     add_extract_subparser(subparsers)
     add_search_subparser(subparsers)
-    from .prepare_videos import add_prepare_videos_subparser
+    from .data.prepare_videos import add_prepare_videos_subparser
 
     add_prepare_videos_subparser(subparsers)
     return parser
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train":
-        from .pretraining import main as train_main
+        from .pretraining.run import main as train_main
 
         return train_main(argv[1:])
     args = build_parser().parse_args(argv)

@@ -12,8 +12,10 @@ This file is a flat Hub file: project imports are sibling-relative only.
 """
 
 
+import contextlib
 import math
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -924,6 +926,25 @@ def contrastive_loss(logits_per_video: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits_per_video, targets) + F.cross_entropy(logits_per_video.t(), targets)
 
 
+def transcript_sort_loss(
+    sort_logits: torch.Tensor, sort_labels: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sort head's cross-entropy over every transcript (unweighted): ``(loss, labels)``.
+
+    ``sort_logits`` is ``[B, K, num_classes]``; ``sort_labels`` ``[B, K]`` defaults to the chronological order
+    ``0..K-1`` of every video's transcripts (the labels used are returned).
+    """
+    if sort_labels is None:
+        num_texts = sort_logits.shape[1]
+        sort_labels = torch.arange(num_texts, device=sort_logits.device).expand(sort_logits.shape[0], -1)
+    if sort_labels.shape != sort_logits.shape[:2]:
+        raise ValueError(
+            f"sort_labels must be [B, K] = {tuple(sort_logits.shape[:2])}, got {tuple(sort_labels.shape)}"
+        )
+    loss = F.cross_entropy(sort_logits.reshape(-1, sort_logits.shape[-1]), sort_labels.reshape(-1))
+    return loss, sort_labels
+
+
 class TVTSv2Model(TVTSv2PreTrainedModel):
     """TVTSv2 dual encoder (no sort head): video and text embeddings in one space, compared by cosine similarity."""
 
@@ -1124,13 +1145,7 @@ class TVTSv2ForPreTraining(TVTSv2Model):
             contrastive = contrastive_loss(logits_per_video)
             loss = contrastive
             if sort_logits is not None:
-                if sort_labels is None:
-                    sort_labels = torch.arange(num_texts, device=sort_logits.device).expand(sort_logits.shape[0], -1)
-                if sort_labels.shape != sort_logits.shape[:2]:
-                    raise ValueError(
-                        f"sort_labels must be [B, K] = {tuple(sort_logits.shape[:2])}, got {tuple(sort_labels.shape)}"
-                    )
-                sort_loss = F.cross_entropy(sort_logits.reshape(-1, sort_logits.shape[-1]), sort_labels.reshape(-1))
+                sort_loss, sort_labels = transcript_sort_loss(sort_logits, sort_labels)
                 loss = contrastive + self.config.sort_loss_weight * sort_loss
 
         return TVTSv2ForPreTrainingOutput(
@@ -1157,7 +1172,66 @@ register_checkpoint_conversion_mapping(
 register_checkpoint_conversion_mapping("TVTSv2TextModel", [PrefixChange(prefix_to_remove="text_model")], overwrite=True)
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Mixed-precision inference
+# ----------------------------------------------------------------------------------------------------------------
+
+
+AUTOCAST_DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+
+
+def _fp32_layer_norm(module: torch.nn.LayerNorm, hidden_states: torch.Tensor) -> torch.Tensor:
+    # Outside autocast and in float32, as CUDA autocast runs layer_norm (CPU autocast would run it in low precision).
+    with torch.autocast(device_type=hidden_states.device.type, enabled=False):
+        weight = None if module.weight is None else module.weight.float()
+        bias = None if module.bias is None else module.bias.float()
+        output = F.layer_norm(hidden_states.float(), module.normalized_shape, weight, bias, module.eps)
+    return output.to(hidden_states.dtype)
+
+
+@contextlib.contextmanager
+def autocast_context(model: torch.nn.Module, precision: str | torch.dtype | None = "fp16") -> Iterator[None]:
+    """The original TVTSv2 mixed-precision inference (the released H/14 evaluation ran this way, with fp16).
+
+    Inside the block, matrix multiplications and convolutions run in ``precision`` (``"fp16"`` or ``"bf16"``) under
+    ``torch.autocast`` on the model's device, while the weights, the residual stream and every LayerNorm stay in
+    float32 (LayerNorms are computed in float32 with autocast off, on any device). ``precision=None`` does nothing.
+    The model must hold float32 weights, as the original did (a whole-model ``.half()`` is a different mode).
+
+    Example::
+
+        with torch.no_grad(), autocast_context(model, "fp16"):
+            video_embeds = model.get_video_features(pixel_values_videos=pixels).pooler_output
+
+    Embeddings differ from float32 by rounding only. Tested tolerance (``tests/test_autocast.py``, tiny model, CPU):
+    unit embeddings within 5e-3 (bf16) / 1e-3 (fp16) of float32, cosine >= 0.9999 / 0.99999.
+    """
+    if precision is None or precision in ("no", "none", "fp32", "float32", torch.float32):
+        yield
+        return
+    dtype = precision if isinstance(precision, torch.dtype) else AUTOCAST_DTYPES.get(str(precision).lower())
+    if dtype not in (torch.float16, torch.bfloat16):
+        raise ValueError(f"autocast precision must be 'fp16' or 'bf16' (or None), got {precision!r}")
+    parameter = next(model.parameters(), None)
+    if parameter is not None and parameter.dtype != torch.float32:
+        raise ValueError(
+            f"autocast needs a float32 model (the original kept float32 weights), got {parameter.dtype}; load it "
+            "with dtype=torch.float32 or drop the autocast option"
+        )
+    device_type = parameter.device.type if parameter is not None else "cpu"
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm) and "forward" not in m.__dict__]
+    for norm in norms:
+        norm.forward = types.MethodType(_fp32_layer_norm, norm)
+    try:
+        with torch.autocast(device_type=device_type, dtype=dtype):
+            yield
+    finally:
+        for norm in norms:
+            del norm.forward
+
+
 __all__ = [
+    "AUTOCAST_DTYPES",
     "TVTSv2ForPreTraining",
     "TVTSv2ForPreTrainingOutput",
     "TVTSv2Model",
@@ -1166,6 +1240,8 @@ __all__ = [
     "TVTSv2TextModel",
     "TVTSv2VisionModel",
     "TVTSv2VisionModelOutput",
+    "autocast_context",
     "contrastive_loss",
     "divided_attention_block_mask",
+    "transcript_sort_loss",
 ]

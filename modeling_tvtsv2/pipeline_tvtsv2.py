@@ -9,17 +9,15 @@ transformers 5.24 has neither task, so both are custom pipelines registered with
 
 works with or without the `tvtsv2` package installed.
 
-This is a flat Hub file: it imports nothing from the project (only transformers, torch and numpy), so it runs
-unchanged from a Hub folder.
+This is a flat Hub file: project code comes only from its sibling ``modeling_tvtsv2`` (``autocast_context``), so it
+runs unchanged from a Hub folder.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import types
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -28,6 +26,8 @@ from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.base import no_collate_fn
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
+
+from .modeling_tvtsv2 import AUTOCAST_DTYPES, autocast_context
 
 
 ZERO_SHOT_VIDEO_CLASSIFICATION = "zero-shot-video-classification"
@@ -38,59 +38,6 @@ DEFAULT_HYPOTHESIS_TEMPLATE = "a person {}"
 
 DEFAULT_LOGIT_SCALE = 100.0
 """logits = 100 * cosine, as in the original zero-shot recognition scripts; softmax scores depend on it."""
-
-
-AUTOCAST_DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
-
-
-def _fp32_layer_norm(module: torch.nn.LayerNorm, hidden_states: torch.Tensor) -> torch.Tensor:
-    # Outside autocast and in float32, as CUDA autocast runs layer_norm (CPU autocast would run it in low precision).
-    with torch.autocast(device_type=hidden_states.device.type, enabled=False):
-        weight = None if module.weight is None else module.weight.float()
-        bias = None if module.bias is None else module.bias.float()
-        output = F.layer_norm(hidden_states.float(), module.normalized_shape, weight, bias, module.eps)
-    return output.to(hidden_states.dtype)
-
-
-@contextlib.contextmanager
-def autocast_context(model: torch.nn.Module, precision: str | torch.dtype | None = "fp16") -> Iterator[None]:
-    """The original TVTSv2 mixed-precision inference (the released H/14 evaluation ran this way, with fp16).
-
-    Inside the block, matrix multiplications and convolutions run in ``precision`` (``"fp16"`` or ``"bf16"``) under
-    ``torch.autocast`` on the model's device, while the weights, the residual stream and every LayerNorm stay in
-    float32 (LayerNorms are computed in float32 with autocast off, on any device). ``precision=None`` does nothing.
-    The model must hold float32 weights, as the original did (a whole-model ``.half()`` is a different mode).
-
-    Example::
-
-        with torch.no_grad(), autocast_context(model, "fp16"):
-            video_embeds = model.get_video_features(pixel_values_videos=pixels).pooler_output
-
-    Embeddings differ from float32 by rounding only. Tested tolerance (``tests/test_autocast.py``, tiny model, CPU):
-    unit embeddings within 5e-3 (bf16) / 1e-3 (fp16) of float32, cosine >= 0.9999 / 0.99999.
-    """
-    if precision is None or precision in ("no", "none", "fp32", "float32", torch.float32):
-        yield
-        return
-    dtype = precision if isinstance(precision, torch.dtype) else AUTOCAST_DTYPES.get(str(precision).lower())
-    if dtype not in (torch.float16, torch.bfloat16):
-        raise ValueError(f"autocast precision must be 'fp16' or 'bf16' (or None), got {precision!r}")
-    parameter = next(model.parameters(), None)
-    if parameter is not None and parameter.dtype != torch.float32:
-        raise ValueError(
-            f"autocast needs a float32 model (the original kept float32 weights), got {parameter.dtype}; load it "
-            "with dtype=torch.float32 or drop the autocast option"
-        )
-    device_type = parameter.device.type if parameter is not None else "cpu"
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm) and "forward" not in m.__dict__]
-    for norm in norms:
-        norm.forward = types.MethodType(_fp32_layer_norm, norm)
-    try:
-        with torch.autocast(device_type=device_type, dtype=dtype):
-            yield
-    finally:
-        for norm in norms:
-            del norm.forward
 
 
 def _video_source(video: Any, timeout: float | None = None) -> Any:
@@ -449,7 +396,6 @@ def custom_pipelines_config() -> dict[str, dict[str, Any]]:
 
 __all__ = [
     "DEFAULT_HYPOTHESIS_TEMPLATE",
-    "autocast_context",
     "VideoFeatureExtractionPipeline",
     "ZeroShotVideoClassificationPipeline",
     "custom_pipelines_config",

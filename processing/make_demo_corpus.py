@@ -18,7 +18,7 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modeling_tvtsv2.demo_corpus import build_demo_corpus
+from modeling_tvtsv2.data.demo_corpus import build_demo_corpus
 
 
 def main(argv: list[str] | None = None) -> int:

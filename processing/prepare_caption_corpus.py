@@ -22,7 +22,7 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modeling_tvtsv2.corpus import build_caption_corpus
+from modeling_tvtsv2.data.corpus_builders import build_caption_corpus
 
 
 def _size(value: str) -> float | int:

@@ -22,7 +22,7 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modeling_tvtsv2.corpus import VIDEO_EXTENSIONS, build_transcript_corpus
+from modeling_tvtsv2.data.corpus_builders import VIDEO_EXTENSIONS, build_transcript_corpus
 
 
 def _size(value: str) -> float | int:

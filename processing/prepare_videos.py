@@ -18,7 +18,7 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modeling_tvtsv2.prepare_videos import add_arguments, run_from_args
+from modeling_tvtsv2.data.prepare_videos import add_arguments, run_from_args
 
 
 def main(argv: list[str] | None = None) -> int:

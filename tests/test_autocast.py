@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from transformers import pipeline
 
 from modeling_tvtsv2 import TVTSv2Config, TVTSv2Model
-from modeling_tvtsv2.evaluation import main
-from modeling_tvtsv2.pipeline_tvtsv2 import autocast_context, register_pipelines
+from modeling_tvtsv2.evaluation.zero_shot import main
+from modeling_tvtsv2.modeling_tvtsv2 import autocast_context
+from modeling_tvtsv2.pipeline_tvtsv2 import register_pipelines
 from modeling_tvtsv2.processing_tvtsv2 import TVTSv2Processor
 
 

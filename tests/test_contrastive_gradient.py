@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from modeling_tvtsv2.trainer import TVTSv2TrainingArguments
+from modeling_tvtsv2.pretraining.trainer import TVTSv2TrainingArguments
 
 SCRIPT = Path(__file__).parent / "scripts" / "contrastive_gradient.py"
 RUNS = ["global:0", "global:2"]  # one process: the contrastive gradient alone, and with the sort term

@@ -1,7 +1,7 @@
 """Checkpoint converter (`tvtsv2 convert`): mapping, inferred config, refusals, and safe loading of pickled objects.
 
 The expected mapping is written out independently below from the original key tables (fact sheet §2) and the fixture's
-`constructor.json`; it is not derived from `modeling_tvtsv2.convert`.
+`constructor.json`; it is not derived from `modeling_tvtsv2.convert_tvtsv2_original_to_hf`.
 """
 
 import configparser
@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 import modeling_tvtsv2  # noqa: F401
 from modeling_tvtsv2 import TVTSv2Config, TVTSv2ForPreTraining
 from modeling_tvtsv2.cli import main as cli_main
-from modeling_tvtsv2.convert import (
+from modeling_tvtsv2.convert_tvtsv2_original_to_hf import (
     CheckpointConversionError,
     convert_checkpoint,
     infer_config,

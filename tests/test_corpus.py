@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 from datasets import Value, Video
 
-from modeling_tvtsv2.corpus import (
+from modeling_tvtsv2.data.corpus_builders import (
     VideoProbeError,
     build_caption_corpus,
     build_transcript_corpus,
     find_transcript_pairs,
     probe_video,
 )
-from modeling_tvtsv2.data import load_corpus
+from modeling_tvtsv2.data.schema import load_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"

@@ -15,21 +15,12 @@ import pytest
 import torch
 from datasets import Dataset
 
-from modeling_tvtsv2.corpus import build_transcript_corpus
-from modeling_tvtsv2.data import (
-    CAPTION_FEATURES,
-    TRANSCRIPT_SEGMENTS_FEATURES,
-    TRANSCRIPT_WORDS_FEATURES,
-    MixedCorpusBatchDataset,
-    MixedCorpusBatchStream,
-    SampleSkipped,
-    TVTSv2PretrainingCollator,
-    corpus_kind,
-    is_empty_batch,
-    load_corpus,
-    row_word_timings,
-    sample_transcript_span,
-)
+from modeling_tvtsv2.data.corpus_builders import build_transcript_corpus
+from modeling_tvtsv2.data.collator import TVTSv2PretrainingCollator
+from modeling_tvtsv2.data.corpus_mixing import MixedCorpusBatchDataset, MixedCorpusBatchStream
+from modeling_tvtsv2.data.schema import CAPTION_FEATURES, TRANSCRIPT_SEGMENTS_FEATURES, TRANSCRIPT_WORDS_FEATURES, corpus_kind, load_corpus
+from modeling_tvtsv2.data.skipping import SampleSkipped, is_empty_batch
+from modeling_tvtsv2.data.transcript_windows import row_word_timings, sample_transcript_span
 
 DATA = Path(__file__).parent / "data"
 IMAGENET_MEAN, IMAGENET_STD = 0.485, 0.229  # red channel
@@ -55,7 +46,7 @@ def make_video(path: Path, seconds: float = 10.0, fps: int = 5, size: int = 32) 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from modeling_tvtsv2.processing_tvtsv2 import build_clip_tokenizer
+    from modeling_tvtsv2.tokenization_tvtsv2 import build_clip_tokenizer
 
     return build_clip_tokenizer()
 

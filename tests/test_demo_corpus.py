@@ -14,8 +14,9 @@ import av
 import numpy as np
 import pytest
 
-from modeling_tvtsv2.data import TVTSv2PretrainingCollator, load_corpus
-from modeling_tvtsv2.demo_corpus import build_demo_corpus
+from modeling_tvtsv2.data.collator import TVTSv2PretrainingCollator
+from modeling_tvtsv2.data.schema import load_corpus
+from modeling_tvtsv2.data.demo_corpus import build_demo_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 SENTENCE = re.compile(
@@ -112,7 +113,7 @@ def test_windows_show_what_the_transcripts_say(demo):
 
 def test_sampler_windows_match_the_scenes(demo):
     """With the paper's default window arguments, transcript i of a sample is exactly cue i of the clip."""
-    from modeling_tvtsv2.processing_tvtsv2 import build_clip_tokenizer
+    from modeling_tvtsv2.tokenization_tvtsv2 import build_clip_tokenizer
 
     tokenizer = build_clip_tokenizer()
     corpus = load_corpus(demo.transcript)

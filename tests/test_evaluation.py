@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from modeling_tvtsv2 import TVTSv2Config, TVTSv2Model
-from modeling_tvtsv2.evaluation import (
+from modeling_tvtsv2.evaluation.zero_shot import (
     build_class_embeddings,
     compute_video_embeddings,
     evaluate_multiple_choice,

@@ -19,8 +19,8 @@ import torch
 
 from modeling_tvtsv2 import TVTSv2Config, TVTSv2Model
 from modeling_tvtsv2.cli import main as cli_main
-from modeling_tvtsv2.demo_corpus import build_demo_corpus
-from modeling_tvtsv2.extract import (
+from modeling_tvtsv2.data.demo_corpus import build_demo_corpus
+from modeling_tvtsv2.evaluation.extract import (
     MANIFEST_NAME,
     SHARD_MARKER,
     ExtractionError,

@@ -5,7 +5,7 @@ from transformers import AutoProcessor, CLIPConfig, CLIPModel
 
 import modeling_tvtsv2  # noqa: F401
 from modeling_tvtsv2 import TVTSv2ForPreTraining, TVTSv2Model
-from modeling_tvtsv2.convert import convert_checkpoint
+from modeling_tvtsv2.convert_tvtsv2_original_to_hf import convert_checkpoint
 from modeling_tvtsv2.from_clip import tvtsv2_from_clip
 
 

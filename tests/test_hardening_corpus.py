@@ -15,15 +15,15 @@ import av
 import numpy as np
 import pytest
 
-from modeling_tvtsv2.corpus import (
+from modeling_tvtsv2.data.corpus_builders import (
     build_caption_corpus,
     build_transcript_corpus,
     probe_video,
     read_caption_metadata,
     robust_timestamp_span,
 )
-from modeling_tvtsv2.data import load_corpus
-from modeling_tvtsv2.output_folders import OutputExistsError, OutputFolderError
+from modeling_tvtsv2.data.schema import load_corpus
+from modeling_tvtsv2.tools.output_folders import OutputExistsError, OutputFolderError
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -211,7 +211,7 @@ def test_latin1_title_tag_does_not_make_a_video_unreadable(tmp_path):
     assert read_video(str(video), num_frames=2)[0].shape[0] == 2  # the decoder reads it
     probe = probe_video(video)
     assert 1.8 <= probe.duration <= 2.1
-    from modeling_tvtsv2.data import _probe_duration  # the training-time header probe (rows without a duration)
+    from modeling_tvtsv2.data.collator import _probe_duration  # the training-time header probe (rows without a duration)
 
     assert 1.8 <= _probe_duration(str(video)) <= 2.1
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from modeling_tvtsv2 import TVTSv2Config, TVTSv2Model
-from modeling_tvtsv2.evaluation import VideoRowError, main, run_evaluation
+from modeling_tvtsv2.evaluation.zero_shot import VideoRowError, main, run_evaluation
 from modeling_tvtsv2.processing_tvtsv2 import TVTSv2Processor
 
 

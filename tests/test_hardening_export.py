@@ -12,8 +12,8 @@ from safetensors.torch import load_file, save_file
 
 from modeling_tvtsv2 import TVTSv2Config, TVTSv2Model, TVTSv2Processor
 from modeling_tvtsv2.cli import main as cli_main
-from modeling_tvtsv2.hub_export import export_for_hub
-from modeling_tvtsv2.output_folders import OutputExistsError, OutputFolderError
+from modeling_tvtsv2.tools.hub_export import export_for_hub
+from modeling_tvtsv2.tools.output_folders import OutputExistsError, OutputFolderError
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +125,6 @@ def test_convert_checks_an_unwritable_output_before_reading_the_checkpoint(tmp_p
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "--output" in error and "is a file" in error
     with pytest.raises(OutputFolderError):
-        from modeling_tvtsv2.convert import convert_checkpoint
+        from modeling_tvtsv2.convert_tvtsv2_original_to_hf import convert_checkpoint
 
         convert_checkpoint(garbage, blocker / "out")

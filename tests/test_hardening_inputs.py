@@ -10,8 +10,8 @@ import string
 import numpy as np
 import pytest
 
-from modeling_tvtsv2.data import TranscriptSpan, row_word_timings, sample_transcript_span
-from modeling_tvtsv2.subtitles import align_denoised_words, clean_cue_text, parse_srt, parse_vtt, parse_yttemporal_json
+from modeling_tvtsv2.data.transcript_windows import TranscriptSpan, row_word_timings, sample_transcript_span
+from modeling_tvtsv2.data.subtitles import align_denoised_words, clean_cue_text, parse_srt, parse_vtt, parse_yttemporal_json
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -117,7 +117,7 @@ def test_alignment_equals_a_plain_dtw_reference(seed):
 
 
 def test_bad_denoised_entries_are_parse_errors():
-    from modeling_tvtsv2.subtitles import SubtitleParseError
+    from modeling_tvtsv2.data.subtitles import SubtitleParseError
 
     for bad in ({"x": 1}, [{"cleanasr": 5}], "text"):
         with pytest.raises(SubtitleParseError):

@@ -16,7 +16,7 @@ from huggingface_hub import ModelCard
 
 from modeling_tvtsv2 import TVTSv2Config, TVTSv2ForPreTraining
 from modeling_tvtsv2.cli import main as cli_main
-from modeling_tvtsv2.hub_export import export_for_hub
+from modeling_tvtsv2.tools.hub_export import export_for_hub
 from modeling_tvtsv2.processing_tvtsv2 import TVTSv2Processor
 
 

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 
 from modeling_tvtsv2 import TVTSv2Config, TVTSv2Model
 from modeling_tvtsv2.cli import main as cli_main
-from modeling_tvtsv2.demo_corpus import COLOURS, build_demo_corpus
-from modeling_tvtsv2.hub_export import _results_table, eval_results_to_hub
-from modeling_tvtsv2.linear_probe import COARSE_LAMBDAS, fit_logistic_regression, select_regularisation
+from modeling_tvtsv2.data.demo_corpus import COLOURS, build_demo_corpus
+from modeling_tvtsv2.tools.hub_export import _results_table, eval_results_to_hub
+from modeling_tvtsv2.evaluation.linear_probe import COARSE_LAMBDAS, fit_logistic_regression, select_regularisation
 from modeling_tvtsv2.processing_tvtsv2 import TVTSv2Processor
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_tvtsv2.metrics import (
+from modeling_tvtsv2.evaluation.metrics import (
     cosine_similarity_matrix,
     multiple_choice_accuracy,
     ranks_to_metrics,

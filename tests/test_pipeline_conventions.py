@@ -114,7 +114,7 @@ def test_empty_input_list_gives_an_empty_result(classifier, extractor):
 def test_evaluation_progress_bars_follow_transformers_setting(model_dir, capsys):
     from transformers.utils import logging as hf_logging
 
-    from modeling_tvtsv2.evaluation import compute_text_embeddings
+    from modeling_tvtsv2.evaluation.zero_shot import compute_text_embeddings
 
     model = TVTSv2Model.from_pretrained(model_dir).eval()
     processor = TVTSv2Processor.from_pretrained(model_dir)

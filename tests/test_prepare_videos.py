@@ -16,8 +16,8 @@ import datasets
 import numpy as np
 import pytest
 
-from modeling_tvtsv2.corpus import build_transcript_corpus
-from modeling_tvtsv2.prepare_videos import REPORT_NAME, TranscodeSettings, prepare_videos
+from modeling_tvtsv2.data.corpus_builders import build_transcript_corpus
+from modeling_tvtsv2.data.prepare_videos import REPORT_NAME, TranscodeSettings, prepare_videos
 from modeling_tvtsv2.video_processing_tvtsv2 import read_video
 
 
@@ -153,7 +153,7 @@ def test_corpus_builders_accept_the_output(source, tmp_path):
 
 
 def test_max_fps_thins_frames_and_the_kept_frames_keep_their_times(tmp_path):
-    from modeling_tvtsv2.prepare_videos import TranscodeSettings, transcode_video
+    from modeling_tvtsv2.data.prepare_videos import TranscodeSettings, transcode_video
 
     source = tmp_path / "sparse.mkv"
     _write_sparse_keyframes(source)  # 30 fps, 3 s

@@ -10,8 +10,8 @@ import av
 import numpy as np
 import torch
 
-from modeling_tvtsv2.data import TVTSv2PretrainingCollator
-from modeling_tvtsv2.prepare_videos import TranscodeSettings, transcode_video
+from modeling_tvtsv2.data.collator import TVTSv2PretrainingCollator
+from modeling_tvtsv2.data.prepare_videos import TranscodeSettings, transcode_video
 from modeling_tvtsv2.video_processing_tvtsv2 import read_video, read_video_pixels
 
 

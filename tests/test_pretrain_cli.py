@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from transformers import CLIPConfig
 
-from modeling_tvtsv2.pretraining import main
-from modeling_tvtsv2.pretraining_arguments import PretrainingArgumentError, parse_arguments
+from modeling_tvtsv2.pretraining.run import main
+from modeling_tvtsv2.pretraining.arguments import PretrainingArgumentError, parse_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -304,7 +304,7 @@ def test_unresolvable_hub_model_is_a_one_line_error(clip_hub_cache, tmp_path):
 
 @pytest.fixture(scope="module")
 def demo_corpus(tmp_path_factory):
-    from modeling_tvtsv2.demo_corpus import build_demo_corpus
+    from modeling_tvtsv2.data.demo_corpus import build_demo_corpus
 
     return build_demo_corpus(tmp_path_factory.mktemp("demo") / "corpus", num_videos=40)
 
@@ -388,7 +388,7 @@ def test_demo_gives_the_same_weights_under_python_and_accelerate_launch(demo_cor
 def _corrupt_transcript_corpus(folder: Path) -> Path:
     from datasets import Dataset, DatasetDict
 
-    from modeling_tvtsv2.data import transcript_features
+    from modeling_tvtsv2.data.schema import transcript_features
 
     rows = []
     for i in range(12):
@@ -429,7 +429,7 @@ def test_a_corpus_of_unreadable_videos_stops_with_one_clear_line(tmp_path):
 def test_run_eval_without_a_test_split_names_the_available_splits(tmp_path):
     from datasets import Dataset, DatasetDict
 
-    from modeling_tvtsv2.evaluation import load_eval_dataset
+    from modeling_tvtsv2.evaluation.zero_shot import load_eval_dataset
 
     folder = tmp_path / "bench"
     DatasetDict(train=Dataset.from_dict({"video": ["a.mp4"], "caption": ["x"]})).save_to_disk(str(folder))

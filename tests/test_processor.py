@@ -10,7 +10,8 @@ from transformers import AutoModel, AutoProcessor, AutoTokenizer
 from transformers.models.auto.video_processing_auto import AutoVideoProcessor
 
 import modeling_tvtsv2  # noqa: F401 - registers the Auto classes
-from modeling_tvtsv2.processing_tvtsv2 import TVTSv2Processor, build_clip_tokenizer
+from modeling_tvtsv2.processing_tvtsv2 import TVTSv2Processor
+from modeling_tvtsv2.tokenization_tvtsv2 import build_clip_tokenizer
 from modeling_tvtsv2.video_processing_tvtsv2 import TVTSv2VideoProcessor, preprocess_frames, read_video
 
 

@@ -10,7 +10,8 @@ from transformers import AutoProcessor
 from transformers.models.auto.video_processing_auto import AutoVideoProcessor
 
 import modeling_tvtsv2  # noqa: F401 - registers the Auto classes
-from modeling_tvtsv2.processing_tvtsv2 import TVTSv2Processor, build_clip_tokenizer
+from modeling_tvtsv2.processing_tvtsv2 import TVTSv2Processor
+from modeling_tvtsv2.tokenization_tvtsv2 import build_clip_tokenizer
 from modeling_tvtsv2.video_processing_tvtsv2 import TVTSv2VideoProcessor
 
 
@@ -57,7 +58,7 @@ def test_video_processor_save_writes_no_code(tmp_path):
 
 def test_hub_export_still_registers_remote_code_and_leaves_no_trace(tmp_path):
     from modeling_tvtsv2 import TVTSv2Config, TVTSv2Model
-    from modeling_tvtsv2.hub_export import save_hub_folder
+    from modeling_tvtsv2.tools.hub_export import save_hub_folder
 
     torch.manual_seed(0)
     model = TVTSv2Model(TVTSv2Config.from_preset("tiny")).eval()

@@ -122,7 +122,7 @@ def test_large_two_frame_video_peak_memory_follows_the_output(tmp_path):
     _write_two_frame_video(path, 2400, 2400)
     out = run_child(
         f"""
-        from modeling_tvtsv2.data import TVTSv2PretrainingCollator
+        from modeling_tvtsv2.data.collator import TVTSv2PretrainingCollator
         peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         path = {str(path)!r}
         for transform in ("train", "extract"):

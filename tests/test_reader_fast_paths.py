@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from modeling_tvtsv2 import video_processing_tvtsv2 as vp
-from modeling_tvtsv2.prepare_videos import TranscodeSettings, transcode_video
+from modeling_tvtsv2.data.prepare_videos import TranscodeSettings, transcode_video
 from modeling_tvtsv2.video_processing_tvtsv2 import preprocess_frames, read_video, read_video_pixels
 
 

@@ -11,10 +11,10 @@ import torch
 
 from modeling_tvtsv2 import TVTSv2Config, TVTSv2Model
 from modeling_tvtsv2.cli import main as cli_main
-from modeling_tvtsv2.data import load_corpus
-from modeling_tvtsv2.demo_corpus import build_demo_corpus
+from modeling_tvtsv2.data.schema import load_corpus
+from modeling_tvtsv2.data.demo_corpus import build_demo_corpus
 from modeling_tvtsv2.processing_tvtsv2 import TVTSv2Processor
-from modeling_tvtsv2.search import SearchHit, VideoIndex, exact_top_k, search
+from modeling_tvtsv2.evaluation.search import SearchHit, VideoIndex, exact_top_k, search
 
 DATA = Path(__file__).parent / "data"
 

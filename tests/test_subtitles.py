@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from modeling_tvtsv2.subtitles import (
+from modeling_tvtsv2.data.subtitles import (
     Segment,
     SubtitleParseError,
     Word,

@@ -6,7 +6,7 @@ Expected ids are the published CLIP BPE ids (OpenAI CLIP / OpenCLIP `SimpleToken
 import pytest
 from transformers import AutoTokenizer, CLIPTokenizer
 
-from modeling_tvtsv2.processing_tvtsv2 import build_clip_tokenizer
+from modeling_tvtsv2.tokenization_tvtsv2 import build_clip_tokenizer
 
 
 SOT, EOT = 49406, 49407

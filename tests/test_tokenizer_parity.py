@@ -15,7 +15,8 @@ import regex
 from transformers import AutoProcessor, AutoTokenizer
 
 import modeling_tvtsv2  # noqa: F401 - registers the Auto classes
-from modeling_tvtsv2.processing_tvtsv2 import TVTSv2Processor, TVTSv2Tokenizer, build_clip_tokenizer
+from modeling_tvtsv2.processing_tvtsv2 import TVTSv2Processor
+from modeling_tvtsv2.tokenization_tvtsv2 import TVTSv2Tokenizer, build_clip_tokenizer
 
 
 VOCAB = Path(modeling_tvtsv2.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
@@ -205,7 +206,7 @@ def test_hub_export_tokenizer_cleans_as_remote_code(tmp_path, original):
     import torch
 
     from modeling_tvtsv2 import TVTSv2Config, TVTSv2Model
-    from modeling_tvtsv2.hub_export import save_hub_folder
+    from modeling_tvtsv2.tools.hub_export import save_hub_folder
 
     torch.manual_seed(0)
     hub = save_hub_folder(

@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 from transformers import HfArgumentParser
 
 from modeling_tvtsv2 import TVTSv2Config, TVTSv2ForPreTraining
-from modeling_tvtsv2.pretraining_arguments import parse_arguments
-from modeling_tvtsv2.trainer import TVTSv2Trainer, TVTSv2TrainingArguments
+from modeling_tvtsv2.pretraining.arguments import parse_arguments
+from modeling_tvtsv2.pretraining.trainer import TVTSv2Trainer, TVTSv2TrainingArguments
 
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
 from train_synthetic import ListDataset, synthetic_batches  # noqa: E402

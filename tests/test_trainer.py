@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from modeling_tvtsv2 import TVTSv2Config, TVTSv2ForPreTraining
-from modeling_tvtsv2.freezing import FreezeRule, FreezeSchedule, parameter_in_group
-from modeling_tvtsv2.trainer import (
+from modeling_tvtsv2.pretraining.freezing import FreezeRule, FreezeSchedule, parameter_in_group
+from modeling_tvtsv2.pretraining.trainer import (
     TVTSv2Trainer,
     TVTSv2TrainingArguments,
     check_schedule_supported,

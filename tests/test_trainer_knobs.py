@@ -17,10 +17,10 @@ import torch
 from datasets import Dataset
 
 from modeling_tvtsv2 import TVTSv2Config, TVTSv2ForPreTraining
-from modeling_tvtsv2.data import TVTSv2PretrainingCollator
-from modeling_tvtsv2.processing_tvtsv2 import build_clip_tokenizer
-from modeling_tvtsv2.trainer import TooManySkippedSamplesError, TVTSv2Trainer, TVTSv2TrainingArguments
-from modeling_tvtsv2.trainer_args import default_dataloader_num_workers
+from modeling_tvtsv2.data.collator import TVTSv2PretrainingCollator
+from modeling_tvtsv2.tokenization_tvtsv2 import build_clip_tokenizer
+from modeling_tvtsv2.pretraining.trainer import TooManySkippedSamplesError, TVTSv2Trainer, TVTSv2TrainingArguments
+from modeling_tvtsv2.pretraining.training_args import default_dataloader_num_workers
 
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
 from train_synthetic import ListDataset, synthetic_batches  # noqa: E402
@@ -176,7 +176,7 @@ def test_log_level_is_honoured_without_configuring_the_root_logger(tmp_path):
         _synthetic_trainer(tmp_path, log_level="error")
         assert package.getEffectiveLevel() == logging.ERROR
         _synthetic_trainer(tmp_path, log_level="info")
-        assert logging.getLogger("modeling_tvtsv2.trainer").getEffectiveLevel() == logging.INFO
+        assert logging.getLogger("modeling_tvtsv2.pretraining.trainer").getEffectiveLevel() == logging.INFO
         assert logging.getLogger().handlers == root_handlers  # no logging.basicConfig
     finally:
         package.setLevel(logging.NOTSET)

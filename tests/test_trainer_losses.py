@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from modeling_tvtsv2 import TVTSv2Config, TVTSv2ForPreTraining
-from modeling_tvtsv2.trainer import TVTSv2Trainer, TVTSv2TrainingArguments
+from modeling_tvtsv2.pretraining.trainer import TVTSv2Trainer, TVTSv2TrainingArguments
 
 
 def _batch(config: TVTSv2Config, num_texts: int | None, batch_size: int = 3, seed: int = 0) -> dict:

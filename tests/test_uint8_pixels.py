@@ -13,11 +13,11 @@ import torch
 from datasets import Dataset
 
 from modeling_tvtsv2 import TVTSv2Config, TVTSv2ForPreTraining, normalize_video_pixels
-from modeling_tvtsv2.data import TVTSv2PretrainingCollator
-from modeling_tvtsv2.pretraining import build_collators, main
-from modeling_tvtsv2.pretraining_arguments import parse_arguments
-from modeling_tvtsv2.processing_tvtsv2 import build_clip_tokenizer
-from modeling_tvtsv2.trainer import TVTSv2Trainer, TVTSv2TrainingArguments
+from modeling_tvtsv2.data.collator import TVTSv2PretrainingCollator
+from modeling_tvtsv2.pretraining.run import build_collators, main
+from modeling_tvtsv2.pretraining.arguments import parse_arguments
+from modeling_tvtsv2.tokenization_tvtsv2 import build_clip_tokenizer
+from modeling_tvtsv2.pretraining.trainer import TVTSv2Trainer, TVTSv2TrainingArguments
 from modeling_tvtsv2.video_processing_tvtsv2 import read_video_pixels
 
 DATA = Path(__file__).parent / "data"

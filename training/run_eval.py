@@ -24,7 +24,7 @@ The JSON files feed the model card:
 
 import sys
 
-from modeling_tvtsv2.evaluation import EvalDatasetError, main
+from modeling_tvtsv2.evaluation.zero_shot import EvalDatasetError, main
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ All `transformers.TrainingArguments` are accepted, plus the TVTSv2 ones (`--free
 installed as `tvtsv2 train` and runs as `python -m modeling_tvtsv2.pretraining`.
 """
 
-from modeling_tvtsv2.pretraining import main
+from modeling_tvtsv2.pretraining.run import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from train_synthetic import ListDataset, shard, synthetic_batches  # noqa: E402
 
 from modeling_tvtsv2 import TVTSv2Config, TVTSv2ForPreTraining  # noqa: E402
-from modeling_tvtsv2.trainer import TVTSv2Trainer, TVTSv2TrainingArguments  # noqa: E402
+from modeling_tvtsv2.pretraining.trainer import TVTSv2Trainer, TVTSv2TrainingArguments  # noqa: E402
 
 
 class CaptureGradients(TrainerCallback):

@@ -14,7 +14,7 @@ import torch
 from transformers import set_seed
 
 from modeling_tvtsv2 import TVTSv2Config, TVTSv2ForPreTraining
-from modeling_tvtsv2.trainer import TVTSv2Trainer, TVTSv2TrainingArguments
+from modeling_tvtsv2.pretraining.trainer import TVTSv2Trainer, TVTSv2TrainingArguments
 
 
 def synthetic_batches(config, steps: int, global_batch: int, seed: int = 0) -> list[dict]:

@@ -28,7 +28,7 @@ from typing import Any
 from transformers import HfArgumentParser
 from transformers.utils import logging
 
-from .configuration_tvtsv2 import available_presets
+from ..configuration_tvtsv2 import available_presets
 from .trainer import TVTSv2TrainingArguments
 
 logger = logging.get_logger(__name__)

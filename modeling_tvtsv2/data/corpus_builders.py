@@ -13,7 +13,7 @@ header). Members that fail (unreadable video, unparsable subtitle, transcript wi
 missing file) are reported and skipped, never fatal. The output folder holds a ``DatasetDict`` (``train`` and,
 with ``validation_size``, ``validation``) with the schemas of :mod:`modeling_tvtsv2.data`, a short dataset card
 ``README.md`` and ``build_report.json`` (every skipped member and why). Load it with
-:func:`modeling_tvtsv2.data.load_corpus`.
+:func:`modeling_tvtsv2.data.schema.load_corpus`.
 
 Videos are either embedded in the dataset (``embed_videos=True``: a ``Video(decode=False)`` column, portable,
 larger) or referenced by absolute path (a ``string`` column; the files must stay where they are).
@@ -35,8 +35,8 @@ from typing import Any, Literal
 
 from transformers.utils import logging
 
-from .data import caption_features, transcript_features
-from .output_folders import check_output_folder, staged_output_folder
+from ..tools.output_folders import check_output_folder, staged_output_folder
+from .schema import VIDEO_EXTENSIONS, caption_features, transcript_features
 from .subtitles import (
     SUBTITLE_SUFFIXES,
     Segment,
@@ -51,7 +51,6 @@ from .subtitles import (
 logger = logging.get_logger(__name__)
 
 __all__ = [
-    "VIDEO_EXTENSIONS",
     "CorpusBuildReport",
     "SkippedMember",
     "VideoProbe",
@@ -64,8 +63,6 @@ __all__ = [
     "robust_timestamp_span",
 ]
 
-#: Video suffixes a folder scan picks up (lower case).
-VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".ts")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -321,8 +318,8 @@ tags:
 
 # TVTSv2 {report.kind} corpus
 
-Built by `modeling_tvtsv2.corpus` from `{source}`.
-Load with `modeling_tvtsv2.data.load_corpus(path, split="train")` (or `datasets.load_from_disk(path)`).
+Built by `modeling_tvtsv2.data.corpus_builders` from `{source}`.
+Load with `modeling_tvtsv2.data.schema.load_corpus(path, split="train")` (or `datasets.load_from_disk(path)`).
 
 ## Splits
 

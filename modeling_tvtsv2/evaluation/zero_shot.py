@@ -15,7 +15,7 @@ Inputs are 🤗 Datasets (rows = videos) loaded from disk. The video column may 
 switched off here and decoding is done by the TVTSv2 video processor with PyAV). Embeddings are computed in
 batches, with progress bars, optionally decoding videos in DataLoader worker processes.
 
-Command line: `python training/run_eval.py --help` (the same arguments as `modeling_tvtsv2.evaluation.main`).
+Command line: `python training/run_eval.py --help` (the same arguments as `modeling_tvtsv2.evaluation.zero_shot.main`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,10 @@ import torch.nn.functional as F
 from transformers.utils import logging
 from transformers.utils.logging import tqdm
 
-from .data import video_source as data_video_source
+from ..data.schema import undecoded_videos
+from ..data.schema import video_source as data_video_source
+from ..modeling_tvtsv2 import autocast_context
+from ..tools.model_loading import load_model_and_processor
 from .linear_probe import add_linear_probe_arguments, read_class_names, run_linear_probe_from_args
 from .metrics import (
     cosine_similarity_matrix,
@@ -43,7 +46,6 @@ from .metrics import (
     retrieval_metrics,
     zero_shot_classification_metrics,
 )
-from .pipeline_tvtsv2 import autocast_context
 
 
 logger = logging.get_logger(__name__)
@@ -96,18 +98,7 @@ def load_eval_dataset(path: str, split: str | None = None, video_column: str | N
         dataset = dataset[wanted]
     elif split is not None:
         logger.info("%s is a single Dataset; ignoring split=%r", path, split)
-    return _undecoded_videos(dataset, video_column)
-
-
-def _undecoded_videos(dataset, video_column: str | None):
-    import datasets
-
-    columns = [video_column] if video_column else list(dataset.features)
-    for column in columns:
-        feature = dataset.features.get(column)
-        if isinstance(feature, datasets.Video) and feature.decode:
-            dataset = dataset.cast_column(column, datasets.Video(decode=False))
-    return dataset
+    return undecoded_videos(dataset, video_column)
 
 
 class VideoRowError(ValueError):
@@ -345,7 +336,7 @@ class _DatasetVideos:
     def __init__(self, dataset, video_column: str, video_root: str | None):
         if video_column not in dataset.column_names:
             raise ValueError(f"Video column {video_column!r} not found; columns: {dataset.column_names}")
-        self.column = _undecoded_videos(dataset, video_column).select_columns([video_column])
+        self.column = undecoded_videos(dataset, video_column).select_columns([video_column])
         self.video_column = video_column
         self.video_root = video_root
 
@@ -555,48 +546,6 @@ def evaluate_multiple_choice(
 # --------------------------------------------------------------------------------------------------------------
 # End to end: load, run, write JSON
 # --------------------------------------------------------------------------------------------------------------
-
-
-def load_model_and_processor(
-    model_name_or_path: str,
-    device: str | torch.device | None = None,
-    dtype: str | torch.dtype | None = None,
-    trust_remote_code: bool = False,
-):
-    """Loads a TVTSv2 model (`AutoModel`) and its processor (`AutoProcessor`) for evaluation.
-
-    A folder without processor files (e.g. a bare `save_pretrained` of the model) gets the default TVTSv2
-    processor for the model's image size and number of frames.
-    """
-    # This module lives in the `modeling_tvtsv2` package, whose import registered the Auto classes.
-    from transformers import AutoModel
-
-    if isinstance(dtype, str):
-        dtype = getattr(torch, dtype)
-    model = AutoModel.from_pretrained(
-        model_name_or_path, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code
-    )
-    model.eval().to(device or "cpu")
-    return model, load_processor_or_default(model_name_or_path, model.config, trust_remote_code)
-
-
-def load_processor_or_default(model_name_or_path: str, config, trust_remote_code: bool = False):
-    """`AutoProcessor.from_pretrained`, or the default TVTSv2 processor for the config's frame size when the folder
-    has no (complete) processor files."""
-    from transformers import AutoProcessor
-
-    try:
-        processor = AutoProcessor.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
-        if getattr(processor, "video_processor", None) is not None and getattr(processor, "tokenizer", None):
-            return processor
-        reason = f"found only a {type(processor).__name__}"
-    except (OSError, ValueError, TypeError, KeyError) as error:
-        reason = str(error).splitlines()[0]
-    from .processing_tvtsv2 import TVTSv2Processor
-
-    logger.warning("No TVTSv2 processor in %s (%s); using the default one.", model_name_or_path, reason)
-    vision = config.vision_config
-    return TVTSv2Processor.from_defaults(image_size=vision.image_size, num_frames=vision.num_frames)
 
 
 def run_evaluation(

@@ -12,7 +12,7 @@ from transformers import EvalPrediction
 from transformers.trainer_utils import speed_metrics
 from transformers.utils import logging
 
-from .trainer_monitoring import SKIP_REASONS_KEY, SkipReasonsCollator
+from .monitoring import SKIP_REASONS_KEY, SkipReasonsCollator
 
 logger = logging.get_logger(__name__)
 
@@ -56,7 +56,7 @@ class PretrainingEvalAccumulator:
     def metrics(self, compute_metrics: Callable[[EvalPrediction], dict[str, float]] | None = None) -> dict[str, Any]:
         """Unprefixed metrics. `compute_metrics` (the Trainer's argument) receives `EvalPrediction(predictions=
         (video_embeds, text_embeds[, sort_logits]), label_ids=sort_labels or None)` as NumPy arrays."""
-        from .metrics import retrieval_metrics, sort_accuracy
+        from ..evaluation.metrics import retrieval_metrics, sort_accuracy
 
         metrics: dict[str, Any] = {}
         if self.losses:

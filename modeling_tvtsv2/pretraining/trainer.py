@@ -3,10 +3,10 @@
 * loss = contrastive loss over the **global** batch (features gathered from every process) + `sort_loss_weight` ×
   transcript-sorting cross-entropy (local); both terms are logged separately. `contrastive_gradient` chooses the
   multi-process gradient of the contrastive term: `global` (exactly one process's) or `original` (1/world_size);
-* four optimiser groups (`modeling_tvtsv2.optimization`): new parameters (time attention, its LayerNorm, sort head)
+* four optimiser groups (`modeling_tvtsv2.pretraining.optimization`): new parameters (time attention, its LayerNorm, sort head)
   at `learning_rate` (paper 1e-4) and CLIP-initialised ones at `clip_learning_rate` (paper 1e-7), each split into
   decay / no-decay; any optimiser class of `--optim` / `optimizer_cls_and_kwargs` that takes parameter groups;
-* layer-freezing schedules (`modeling_tvtsv2.freezing`), applied so that DDP ranks stay consistent;
+* layer-freezing schedules (`modeling_tvtsv2.pretraining.freezing`), applied so that DDP ranks stay consistent;
 * the original step schedule (lr × 0.1 at 60 % and 80 % of training) as `lr_milestones`, after any warmup;
 * skipped samples are counted and logged; training stops with an error when more than `max_skip_fraction` of the
   recent samples were skipped; the time each step waits for data is logged next to the step time;
@@ -14,9 +14,9 @@
 * uint8 pixel batches (the collator's `pixel_dtype="uint8"`) are normalised on the training device, after the inputs
   were moved there, with the collator's `rescale_factor`/`image_mean`/`image_std` (`normalize_video_pixels`);
 * resuming continues the freezing schedule (a function of the global step), the data order and the RNG state;
-* `--torch_compile` compiles static-shape graphs, one per batch shape (`modeling_tvtsv2.trainer_compile`).
+* `--torch_compile` compiles static-shape graphs, one per batch shape (`modeling_tvtsv2.pretraining.torch_compile`).
 
-The arguments live in `modeling_tvtsv2.trainer_args`, the optimiser groups in `modeling_tvtsv2.optimization`.
+The arguments live in `modeling_tvtsv2.pretraining.training_args`, the optimiser groups in `modeling_tvtsv2.pretraining.optimization`.
 """
 
 import logging as std_logging
@@ -31,20 +31,21 @@ from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.trainer_optimizer import is_optimizer_factory
 from transformers.utils import logging
 
+from ..modeling_tvtsv2 import contrastive_loss, transcript_sort_loss
+from ..video_processing_tvtsv2 import normalize_video_pixels
 from .distributed import gather_with_grad
+from .evaluation_loop import PretrainingEvaluationMixin
 from .freezing import FreezeSchedule, check_schedule_supported
-from .optimization import parameter_groups, parameter_groups_for, parse_milestones, warmup_then_step_decay
-from .trainer_args import TVTSv2TrainingArguments, default_dataloader_num_workers
-from .trainer_compile import StaticShapeCompileMixin
-from .trainer_evaluation import PretrainingEvaluationMixin
-from .trainer_monitoring import (
+from .monitoring import (
     SKIP_REASONS_KEY,
     SkipReasonsCollator,
     StepTimerCallback,
     TooManySkippedSamplesError,
     TrainingMonitor,
 )
-from .video_processing_tvtsv2 import normalize_video_pixels
+from .optimization import parameter_groups, parameter_groups_for, parse_milestones, warmup_then_step_decay
+from .torch_compile import StaticShapeCompileMixin
+from .training_args import TVTSv2TrainingArguments, default_dataloader_num_workers
 
 logger = logging.get_logger(__name__)
 
@@ -60,14 +61,6 @@ __all__ = [
 
 # Optimiser kwargs with which transformers' optimiser handlers replace the parameter groups (GaLore, LOMO, ...).
 _GROUP_REPLACING_KWARGS = ("params", "model", "optimizer_dict")
-
-
-def _sort_labels(inputs: dict[str, Any], sort_logits: torch.Tensor) -> torch.Tensor:
-    """The batch's `sort_labels`, or the chronological order `0..K-1` (the model's default)."""
-    labels = inputs.get("sort_labels")
-    if labels is None:
-        labels = torch.arange(sort_logits.shape[1], device=sort_logits.device).expand(sort_logits.shape[0], -1)
-    return labels.contiguous()
 
 
 def _collator_pixel_normalization(collator: Any) -> tuple[float, tuple[float, ...], tuple[float, ...]]:
@@ -113,7 +106,7 @@ class TVTSv2Trainer(PretrainingEvaluationMixin, StaticShapeCompileMixin, Trainer
 
     Takes the usual Trainer arguments; `args` should be a `TVTSv2TrainingArguments` (plain `TrainingArguments` get
     the recipe's group learning rates and no skip limit). The batches come from
-    `modeling_tvtsv2.data.TVTSv2PretrainingCollator`; uint8 `pixel_values_videos` are normalised on the device in
+    `modeling_tvtsv2.data.collator.TVTSv2PretrainingCollator`; uint8 `pixel_values_videos` are normalised on the device in
     `_prepare_inputs` with the training collator's normalisation (`self.pixel_normalization`), which an
     `eval_data_collator` must share.
     """
@@ -271,18 +264,13 @@ class TVTSv2Trainer(PretrainingEvaluationMixin, StaticShapeCompileMixin, Trainer
         all_valid = gather_with_grad(valid.float()).bool()
         all_video, all_text = gather_with_grad(video, gradient)[all_valid], gather_with_grad(text, gradient)[all_valid]
         logits = all_video @ all_text.t() * self._logit_scale(model)
-        targets = torch.arange(logits.shape[0], device=logits.device)
-        if logits.numel():
-            contrastive = F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets)
-        else:  # every process's batch was empty: zero (not NaN), still connected to the graph
-            contrastive = logits.sum()
+        # every process's batch was empty: zero (not NaN), still connected to the graph
+        contrastive = contrastive_loss(logits) if logits.numel() else logits.sum()
         loss = contrastive
         sort_loss = labels = None
         if outputs.sort_logits is not None:
-            labels = _sort_labels(inputs, outputs.sort_logits)
-            sort_loss = F.cross_entropy(
-                outputs.sort_logits.reshape(-1, outputs.sort_logits.shape[-1]), labels.reshape(-1)
-            )
+            sort_loss, labels = transcript_sort_loss(outputs.sort_logits, inputs.get("sort_labels"))
+            labels = labels.contiguous()
             loss = loss + config.sort_loss_weight * sort_loss * (0.0 if empty else 1.0)
 
         if model.training and not empty:

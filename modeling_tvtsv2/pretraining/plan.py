@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .arguments import PretrainingArguments
 from .freezing import FreezeSchedule
-from .pretraining_arguments import PretrainingArguments
-from .pretraining_sources import ModelSource
 from .optimization import parameter_groups_for, parse_milestones
+from .sources import ModelSource
 
 _TEXT_LAYER = re.compile(r"^text_model\.encoder\.layers\.(\d+)\.")
 

@@ -53,12 +53,13 @@ from typing import Any
 
 from transformers.utils import logging
 
-from .video_processing_tvtsv2 import (
+from ..video_processing_tvtsv2 import (
     _MAX_CONSECUTIVE_DECODE_ERRORS,
     _demux_until_error,
     _is_attached_picture,
     _open_av_container,
 )
+from .schema import VIDEO_EXTENSIONS, is_saved_dataset
 
 
 logger = logging.get_logger(__name__)
@@ -328,10 +329,6 @@ def _run_jobs(jobs: list[tuple[str, str, TranscodeSettings, bool]], num_workers:
             executor.shutdown()
 
 
-def _is_saved_dataset(path: Path) -> bool:
-    return (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file()
-
-
 def prepare_videos(
     source: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -347,7 +344,6 @@ def prepare_videos(
     Returns the report (also saved as ``output/prepare_videos_report.json``). Raises :class:`PrepareVideosError`
     (a ``ValueError``) for a missing input, an input without videos, or an output that equals/contains the input.
     """
-    from .corpus import VIDEO_EXTENSIONS
 
     source, output = Path(source), Path(output)
     if not source.exists():
@@ -364,7 +360,7 @@ def prepare_videos(
         settings = TranscodeSettings(**{**asdict(settings), "threads": max(1, cpus // num_workers)})
     report = PrepareVideosReport(str(output), asdict(settings))
     output.mkdir(parents=True, exist_ok=True)
-    if _is_saved_dataset(source) or (source / "train").is_dir() and _is_saved_dataset(source / "train"):
+    if is_saved_dataset(source) or (source / "train").is_dir() and is_saved_dataset(source / "train"):
         _prepare_corpus(source, output, settings, num_workers, overwrite, report, progress)
     else:
         suffixes = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in (extensions or VIDEO_EXTENSIONS)}

@@ -25,7 +25,7 @@ from transformers.utils import logging
 
 from .configuration_tvtsv2 import TVTSv2Config
 from .modeling_tvtsv2 import TVTSv2ForPreTraining, TVTSv2Model
-from .output_folders import OutputFolderError, check_output_folder, staged_output_folder
+from .tools.output_folders import OutputFolderError, check_output_folder, staged_output_folder
 
 logger = logging.get_logger(__name__)
 
@@ -476,7 +476,7 @@ def convert_checkpoint(
 ) -> ConversionResult:
     """Convert an original `.pth` file; with `output_dir`, save `config.json` + `model.safetensors` (+ processor).
 
-    The output folder follows `modeling_tvtsv2.output_folders`: checked before the checkpoint is read (not empty
+    The output folder follows `modeling_tvtsv2.tools.output_folders`: checked before the checkpoint is read (not empty
     needs `overwrite`, never a folder holding the checkpoint, writable), written beside and moved into place when
     complete. `hub=True` writes a Hub-ready folder (remote code, model card) instead, as `tvtsv2 export`.
     """
@@ -490,7 +490,7 @@ def convert_checkpoint(
     if output_dir is None:
         return result
     if hub:
-        from .hub_export import save_hub_folder
+        from .tools.hub_export import save_hub_folder
         from .processing_tvtsv2 import TVTSv2Processor
 
         vision = config.vision_config

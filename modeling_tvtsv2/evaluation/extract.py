@@ -28,7 +28,7 @@ How it works, and why:
 * **Decoding** runs in DataLoader workers (`num_workers`). Videos (or windows) that fail to decode are skipped and
   listed in the report (`extraction.json` → `skipped`).
 * **Windows** (`windows=(seconds, stride)`): the duration of every video is measured from its packets
-  (:func:`modeling_tvtsv2.corpus.probe_video`), windows `[0, s], [stride, stride + s], ...` are laid over it (plus
+  (:func:`modeling_tvtsv2.data.corpus_builders.probe_video`), windows `[0, s], [stride, stride + s], ...` are laid over it (plus
   one window ending at the end of the video when the last one stops short of it; a video shorter than `s` gives
   one window, the whole video), and each window is read with the processor's `start`/`end` window reader.
 """
@@ -52,8 +52,8 @@ import torch
 import torch.nn.functional as F
 from transformers.utils import logging
 
-from .corpus import VIDEO_EXTENSIONS, VideoProbeError, probe_video
-from .data import video_source
+from ..data.corpus_builders import VideoProbeError, probe_video
+from ..data.schema import VIDEO_EXTENSIONS, is_saved_dataset, undecoded_videos, video_source
 
 
 logger = logging.get_logger(__name__)
@@ -122,19 +122,6 @@ class VideoTable:
         return len(self.video_ids)
 
 
-def _is_saved_dataset(folder: Path) -> bool:
-    return any((folder / name).is_file() for name in ("state.json", "dataset_dict.json"))
-
-
-def _undecoded(dataset, column: str):
-    import datasets
-
-    feature = dataset.features.get(column)
-    if isinstance(feature, datasets.Video) and feature.decode:
-        dataset = dataset.cast_column(column, datasets.Video(decode=False))
-    return dataset
-
-
 def _ids_from_cells(dataset, column: str) -> list[str]:
     ids = []
     for batch in dataset.select_columns([column]).iter(batch_size=256):
@@ -172,7 +159,7 @@ def open_video_table(
     import datasets
 
     folder = Path(os.fspath(source))
-    if folder.is_dir() and not _is_saved_dataset(folder):
+    if folder.is_dir() and not is_saved_dataset(folder):
         if text_column or keep_columns:
             raise ExtractionError(f"{folder}: a folder of videos has no columns (--text-column/--keep-columns)")
         files = sorted(
@@ -203,7 +190,7 @@ def open_video_table(
     missing = [c for c in (video_column, text_column, *keep_columns) if c and c not in dataset.column_names]
     if missing:
         raise ExtractionError(f"{description}: column(s) {missing} not found; columns: {dataset.column_names}")
-    dataset = _undecoded(dataset, video_column)
+    dataset = undecoded_videos(dataset, video_column)
     if id_column in dataset.column_names:
         video_ids = [str(v) for v in dataset.select_columns([id_column]).to_dict()[id_column]]
     else:
@@ -423,7 +410,7 @@ def load_model_and_processor(
     """`AutoModel` + `AutoProcessor` in eval mode; a folder without processor files gets the default one."""
     from transformers import AutoModel, AutoProcessor
 
-    from .processing_tvtsv2 import TVTSv2Processor
+    from ..processing_tvtsv2 import TVTSv2Processor
 
     try:
         model = AutoModel.from_pretrained(

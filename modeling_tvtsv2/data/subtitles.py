@@ -532,10 +532,10 @@ def load_transcript(path: str | os.PathLike[str], *, use_denoised: bool = True) 
 
 
 def words_to_rows(words: Sequence[Word]) -> list[dict[str, Any]]:
-    """``[{"word", "time"}]`` rows for a dataset column (see ``modeling_tvtsv2.data.WORDS_FEATURE``)."""
+    """``[{"word", "time"}]`` rows for a dataset column (see ``modeling_tvtsv2.data.schema.WORDS_FEATURE``)."""
     return [{"word": w.word, "time": float(w.time)} for w in words]
 
 
 def segments_to_rows(segments: Sequence[Segment]) -> list[dict[str, Any]]:
-    """``[{"start", "end", "text"}]`` rows for a dataset column (see ``modeling_tvtsv2.data.SEGMENTS_FEATURE``)."""
+    """``[{"start", "end", "text"}]`` rows for a dataset column (see ``modeling_tvtsv2.data.schema.SEGMENTS_FEATURE``)."""
     return [{"start": float(s.start), "end": float(s.end), "text": s.text} for s in segments]

@@ -14,7 +14,7 @@ that anyone can load *without* this package:
   base_model, datasets, metrics and a `model-index` built from evaluation results) and usage examples;
 * `eval_results.json` when evaluation results are given.
 
-The output folder follows `modeling_tvtsv2.output_folders`: it must be new or empty unless `--overwrite`
+The output folder follows `modeling_tvtsv2.tools.output_folders`: it must be new or empty unless `--overwrite`
 (`overwrite=True`), it is written beside and moved into place only when complete, and with `--overwrite` it is
 replaced as a whole.
 
@@ -35,8 +35,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..pipeline_tvtsv2 import custom_pipelines_config
 from .output_folders import OutputFolderError, check_output_folder, staged_output_folder
-from .pipeline_tvtsv2 import custom_pipelines_config
 
 
 PAPER_URL = "https://arxiv.org/abs/2305.14173"
@@ -198,7 +198,7 @@ def _results_table(records: Sequence[dict[str, Any]]) -> str:
 
 def detect_variant(config) -> str | None:
     """`"b32"`, `"b16"` or `"h14"` when the config has a released variant's architecture, else `None`."""
-    from .configuration_tvtsv2 import TVTSv2Config
+    from ..configuration_tvtsv2 import TVTSv2Config
 
     def signature(c):
         v, t = c.vision_config, c.text_config
@@ -457,7 +457,7 @@ def save_hub_folder(
     """Writes a Hub-ready folder from an in-memory model and processor (used by `export_for_hub` and converters).
 
     The folder is written to a temporary folder beside `output_dir` and moved into place only when complete
-    (`modeling_tvtsv2.output_folders`): a failed export leaves an existing folder untouched.
+    (`modeling_tvtsv2.tools.output_folders`): a failed export leaves an existing folder untouched.
 
     Args:
         model: a `TVTSv2Model` or `TVTSv2ForPreTraining` (the sort head is kept when present).
@@ -497,8 +497,8 @@ def _write_hub_files(
     model, processor, folder: Path, records: Sequence[dict[str, Any]], card_kwargs: dict[str, Any], max_shard_size
 ) -> None:
     """Everything a Hub folder holds, written into the (empty) `folder`."""
-    from . import pipeline_tvtsv2
-    from .modeling_tvtsv2 import TVTSv2ForPreTraining
+    from .. import pipeline_tvtsv2
+    from ..modeling_tvtsv2 import TVTSv2ForPreTraining
 
     has_sort_head = isinstance(model, TVTSv2ForPreTraining)
     video_processor = getattr(processor, "video_processor", None)
@@ -562,8 +562,8 @@ def export_for_hub(
     """
     from transformers import AutoConfig
 
-    from .evaluation import load_processor_or_default
-    from .modeling_tvtsv2 import TVTSv2ForPreTraining, TVTSv2Model
+    from .model_loading import load_processor_or_default
+    from ..modeling_tvtsv2 import TVTSv2ForPreTraining, TVTSv2Model
 
     check_output_folder(output_dir, overwrite=overwrite, inputs=[model_dir], allow_same_as=model_dir)
     if Path(model_dir).exists() and not (Path(model_dir) / "config.json").is_file():

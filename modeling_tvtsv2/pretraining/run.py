@@ -3,8 +3,8 @@
 With no arguments it builds (or reuses) the embedded demo corpus, trains the tiny preset on the CPU, evaluates
 before and after, and writes a model folder (weights + the full processor) loadable with
 `AutoModel.from_pretrained` / `AutoProcessor.from_pretrained`. With a recipe (`--recipe paper_b16`) or
-`--transcript_dataset` it trains on your data. How the settings are resolved: `modeling_tvtsv2.pretraining_arguments`;
-`--dry_run` prints them (`modeling_tvtsv2.pretraining_plan`).
+`--transcript_dataset` it trains on your data. How the settings are resolved: `modeling_tvtsv2.pretraining.arguments`;
+`--dry_run` prints them (`modeling_tvtsv2.pretraining.plan`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import transformers
 from transformers import set_seed
 from transformers.utils import logging
 
-from .pretraining_arguments import (
+from .arguments import (
     DEMO_OUTPUT_DIR,
     DEMO_TORCH_THREADS,
     DataArguments,
@@ -31,7 +31,7 @@ from .pretraining_arguments import (
     PretrainingArguments,
     parse_arguments,
 )
-from .pretraining_sources import ModelSource, load_corpus_split, resolve_model_source
+from .sources import ModelSource, load_corpus_split, resolve_model_source
 from .trainer import TVTSv2Trainer
 
 logger = logging.get_logger(__name__)
@@ -129,7 +129,7 @@ def _replace_output_dir(staging: Path, output: Path) -> None:
 
 def _load_corpora(data_args: DataArguments, training_args):
     if data_args.transcript_dataset is None:
-        from .demo_corpus import build_demo_corpus
+        from ..data.demo_corpus import build_demo_corpus
 
         # Every process builds the same deterministic corpus; the main process first, the others reuse its cache.
         with training_args.main_process_first(desc="demo corpus"):
@@ -164,7 +164,7 @@ def _load_corpora(data_args: DataArguments, training_args):
 
 def build_collators(data_args: DataArguments, tokenizer, vision_config, mask_ratio: float, seed: int):
     """The training collator (random draws, tube mask) and the evaluation one (deterministic, no mask)."""
-    from .data import TVTSv2PretrainingCollator
+    from ..data.collator import TVTSv2PretrainingCollator
 
     collator_kwargs = dict(
         num_frames=data_args.num_frames,
@@ -183,15 +183,15 @@ def build_collators(data_args: DataArguments, tokenizer, vision_config, mask_rat
 def run_pretraining(arguments: PretrainingArguments) -> dict:
     """Train, evaluate before/after, save the model (+ processor, metrics, trainer state) to `output_dir`.
     With `--dry_run`, print the resolved run as JSON instead. Returns the metrics (the plan for a dry run)."""
-    from .data import MixedCorpusBatchDataset
-    from .processing_tvtsv2 import TVTSv2Processor
+    from ..data.corpus_mixing import MixedCorpusBatchDataset
+    from ..processing_tvtsv2 import TVTSv2Processor
 
     model_args, data_args, training_args = arguments.model, arguments.data, arguments.training
     _configure_logging(training_args)
     source = resolve_model_source(model_args.model, model_args.model_revision)
     _check_initialisation(arguments, source)
     if arguments.run.dry_run:
-        from .pretraining_plan import describe_run
+        from .plan import describe_run
 
         plan = describe_run(arguments, source)
         print(json.dumps(plan, indent=2))
@@ -273,7 +273,7 @@ def _push_to_hub(model, processor, arguments: PretrainingArguments, output_dir: 
     """Write the same Hub folder as `tvtsv2 export` (remote code, model card) into output_dir, then upload it."""
     from huggingface_hub import create_repo, upload_folder
 
-    from .hub_export import save_hub_folder
+    from ..tools.hub_export import save_hub_folder
 
     training_args = arguments.training
     repo_id = training_args.hub_model_id or output_dir.name

@@ -16,10 +16,11 @@ import torch
 from transformers import AutoConfig, CLIPConfig, PretrainedConfig
 from transformers.utils import logging
 
-from .configuration_tvtsv2 import TVTSv2Config, available_presets
-from .from_clip import config_from_clip, released_variant
-from .modeling_tvtsv2 import TVTSv2ForPreTraining
-from .pretraining_arguments import PretrainingArgumentError
+from ..configuration_tvtsv2 import TVTSv2Config, available_presets
+from ..data.schema import is_saved_dataset, undecoded_videos
+from ..from_clip import config_from_clip, released_variant
+from ..modeling_tvtsv2 import TVTSv2ForPreTraining
+from .arguments import PretrainingArgumentError
 
 logger = logging.get_logger(__name__)
 
@@ -67,7 +68,7 @@ class ModelSource:
         if self.kind == "clip":
             from transformers import CLIPModel
 
-            from .from_clip import tvtsv2_from_clip
+            from ..from_clip import tvtsv2_from_clip
 
             return tvtsv2_from_clip(CLIPModel.from_pretrained(self.spec, **kwargs))
         return TVTSv2ForPreTraining.from_pretrained(self.spec, **kwargs)
@@ -114,22 +115,6 @@ def resolve_model_source(spec: str, revision: str | None = None) -> ModelSource:
     return ModelSource(spec, kind, origin, config, revision)
 
 
-def _is_saved_dataset(path: Path) -> bool:
-    return path.is_dir() and any(
-        (path / name).is_file() for name in ("dataset_dict.json", "dataset_info.json", "state.json")
-    )
-
-
-def _undecoded_videos(dataset):
-    """A `datasets.Video` column read as `{"bytes", "path"}` (PyAV decodes it in the collator)."""
-    import datasets
-
-    feature = dataset.features.get("video") if dataset.features is not None else None
-    if isinstance(feature, datasets.Video) and feature.decode:
-        dataset = dataset.cast_column("video", datasets.Video(decode=False))
-    return dataset
-
-
 def load_corpus_split(
     spec: str,
     preferred_splits: tuple[str, ...],
@@ -147,7 +132,7 @@ def load_corpus_split(
 
     path = Path(spec)
     try:
-        if _is_saved_dataset(path):
+        if is_saved_dataset(path):
             loaded = datasets.load_from_disk(str(path))
         else:
             loaded = datasets.load_dataset(spec, config_name)
@@ -156,13 +141,13 @@ def load_corpus_split(
         raise PretrainingArgumentError(f"--{argument} {spec}: cannot be loaded ({reason})") from None
     if not isinstance(loaded, datasets.DatasetDict):
         if allow_single:
-            return _undecoded_videos(loaded)
+            return undecoded_videos(loaded)
         raise PretrainingArgumentError(
             f"--{argument} {spec}: a single split, expected one of {list(preferred_splits)}"
         )
     for name in preferred_splits:
         if name in loaded:
-            return _undecoded_videos(loaded[name])
+            return undecoded_videos(loaded[name])
     raise PretrainingArgumentError(
         f"--{argument} {spec}: has splits {sorted(loaded)}, expected one of {list(preferred_splits)}"
     )

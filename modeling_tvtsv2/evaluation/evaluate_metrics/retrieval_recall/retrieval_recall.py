@@ -1,13 +1,13 @@
 """`evaluate` module: zero-shot text <-> video retrieval recall (R@K, MedR, MeanR) with TVTSv2's original tie rules.
 
 Self-contained (numpy, `datasets` and `evaluate` only), so that this folder can be pushed to the Hub as an
-`evaluate` module as is. The same computation lives in `modeling_tvtsv2.metrics.retrieval_metrics` (used by the
+`evaluate` module as is. The same computation lives in `modeling_tvtsv2.evaluation.metrics.retrieval_metrics` (used by the
 evaluation runners and the pre-training evaluation); `tests/test_metrics.py` checks that both agree.
 
 Load it offline by path:
 
     >>> import evaluate
-    >>> from modeling_tvtsv2.metrics import retrieval_recall_metric_path
+    >>> from modeling_tvtsv2.evaluation.metrics import retrieval_recall_metric_path
     >>> metric = evaluate.load(retrieval_recall_metric_path())
     >>> metric.compute(predictions=[[0.9, 0.1], [0.2, 0.8]], references=[0, 1])["t2v_R1"]
     100.0

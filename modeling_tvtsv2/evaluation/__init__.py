@@ -1,0 +1,13 @@
+"""Using a trained model out of the box: zero-shot evaluation, features, linear probe, search, metrics.
+
+| module | what |
+|---|---|
+| `metrics` | retrieval recall (the original's tie handling), top-k accuracy, sort accuracy; plain numpy (+ the `evaluate` module folder `evaluate_metrics/`) |
+| `zero_shot` | zero-shot retrieval, classification and multiple choice over 🤗 Datasets; `training/run_eval.py` / `tvtsv2 eval` |
+| `linear_probe` | CLIP's linear-probe protocol on frozen features (`--task linear-probe`) |
+| `extract` | `tvtsv2 extract`: a corpus's embeddings written as a 🤗 Dataset, in resumable shards, over processes |
+| `search` | `tvtsv2 search`: text -> video (moment) search over an extracted index |
+
+May import: the Hub files, `modeling_tvtsv2.tools`, `modeling_tvtsv2.data` and each other; nothing from
+`pretraining/` or the command line.
+"""

@@ -1,0 +1,11 @@
+"""What every command-line tool shares: the output-folder policy, the Hub export.
+
+| module | what |
+|---|---|
+| `output_folders` | the one policy for output folders: refuse a non-empty one unless `--overwrite`, never write into or over an input, build beside and move into place only when complete |
+| `model_loading` | a model and its processor from a folder or Hub id (the default processor when a folder has none) |
+| `hub_export` | a Hub-ready model folder: weights, processor, flat remote-code files, pipelines, model card with eval results (`tvtsv2 export`, `--hub`, `--push_to_hub`) |
+
+May import: the Hub files (`modeling_tvtsv2/*_tvtsv2.py`) and each other; nothing from `data/`, `evaluation/`,
+`pretraining/` or the command line (they all build on this package).
+"""

@@ -1,0 +1,57 @@
+"""Loading a TVTSv2 model and its processor from a folder or Hub id (evaluation, extraction, probe, search, export).
+
+A folder without (complete) processor files, e.g. a bare `save_pretrained` of the model, gets the default TVTSv2
+processor for the model's frame size and number of frames.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers.utils import logging
+
+from ..processing_tvtsv2 import TVTSv2Processor
+
+logger = logging.get_logger(__name__)
+
+__all__ = ["load_model_and_processor", "load_processor_or_default"]
+
+
+def load_model_and_processor(
+    model_name_or_path: str,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    trust_remote_code: bool = False,
+):
+    """Loads a TVTSv2 model (`AutoModel`) and its processor (`AutoProcessor`) for evaluation.
+
+    A folder without processor files (e.g. a bare `save_pretrained` of the model) gets the default TVTSv2
+    processor for the model's image size and number of frames.
+    """
+    # This module lives in the `modeling_tvtsv2` package, whose import registered the Auto classes.
+    from transformers import AutoModel
+
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    model = AutoModel.from_pretrained(
+        model_name_or_path, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code
+    )
+    model.eval().to(device or "cpu")
+    return model, load_processor_or_default(model_name_or_path, model.config, trust_remote_code)
+
+
+def load_processor_or_default(model_name_or_path: str, config, trust_remote_code: bool = False):
+    """`AutoProcessor.from_pretrained`, or the default TVTSv2 processor for the config's frame size when the folder
+    has no (complete) processor files."""
+    from transformers import AutoProcessor
+
+    try:
+        processor = AutoProcessor.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+        if getattr(processor, "video_processor", None) is not None and getattr(processor, "tokenizer", None):
+            return processor
+        reason = f"found only a {type(processor).__name__}"
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        reason = str(error).splitlines()[0]
+
+    logger.warning("No TVTSv2 processor in %s (%s); using the default one.", model_name_or_path, reason)
+    vision = config.vision_config
+    return TVTSv2Processor.from_defaults(image_size=vision.image_size, num_frames=vision.num_frames)
