@@ -6,10 +6,13 @@ Settings come in layers, later ones winning:
 2. `DEMO_DEFAULTS` when the run is the embedded demo, i.e. when no `--transcript_dataset` is given (by a recipe or
    a flag): the demo trains a *randomly initialised* tiny model, so every parameter must learn;
 3. the recipe (`--recipe NAME_OR_FILE`, or a `.json` file as first argument): a shipped recipe name such as
-   `paper_b16` or any JSON file of argument values;
+   `paper_b16` or any JSON (or `.yaml`/`.yml` YAML) file of argument values, read by the tools' shared
+   `load_argument_file`;
 4. the flags typed on the command line, in any spelling `HfArgumentParser` accepts (`--a_b`, `--a-b`, `--a_b=x`,
-   unambiguous prefixes). Which flags were typed is read from the *parsed* arguments (a parser whose defaults are
-   all suppressed), never from the raw text.
+   unambiguous prefixes). Which flags were typed is read from the *parsed* arguments (the tools' shared
+   `typed_flags_parser`, whose defaults are all suppressed), never from the raw text.
+
+The spelling, switch and error rules are those of every tool: `modeling_tvtsv2.tools.arguments`.
 
 A flag also implies what it only makes sense with: `--save_steps N` means `save_strategy=steps` and `--eval_steps N`
 means `eval_strategy=steps` (unless the strategy is given too); `--bf16` switches a recipe's `fp16` off and vice
@@ -19,8 +22,6 @@ versa.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,14 @@ from transformers import HfArgumentParser
 from transformers.utils import logging
 
 from ..configuration_tvtsv2 import available_presets
+from ..tools.arguments import (
+    ArgumentFileError,
+    argument_names,
+    load_argument_file,
+    typed_flags,
+    typed_flags_parser,
+    unknown_arguments_message,
+)
 from .trainer import TVTSv2TrainingArguments
 
 logger = logging.get_logger(__name__)
@@ -151,8 +160,8 @@ class RunArguments:
     recipe: str | None = field(
         default=None,
         metadata={
-            "help": "a shipped recipe (paper_b32, paper_b16, paper_h14) or a JSON file of argument values; flags "
-            "typed on the command line override it"
+            "help": "a shipped recipe (paper_b32, paper_b16, paper_h14) or a JSON (or YAML) file of argument "
+            "values; flags typed on the command line override it"
         },
     )
     dry_run: bool = field(
@@ -217,34 +226,24 @@ def resolve_recipe_path(spec: str) -> Path:
 
 
 def load_recipe(path: Path) -> dict[str, Any]:
+    """A recipe file's values (a JSON object, or YAML for `.yaml`/`.yml`; keys starting with "_" are comments)."""
     try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise PretrainingArgumentError(f"recipe {path}: not valid JSON ({error})") from None
-    if not isinstance(values, dict):
-        raise PretrainingArgumentError(f"recipe {path}: expected a JSON object of argument values")
-    # Keys starting with "_" are comments.
-    return {key: value for key, value in values.items() if not key.startswith("_")}
+        return load_argument_file(path, kind="recipe")
+    except ArgumentFileError as error:
+        raise PretrainingArgumentError(str(error)) from None
 
 
-def _explicit_parser() -> HfArgumentParser:
+def _explicit_parser(prog: str | None = None) -> HfArgumentParser:
     """The command-line parser with every default suppressed: parsing gives exactly the arguments typed."""
-    parser = HfArgumentParser(ARGUMENT_CLASSES)
-    for action in parser._actions:
-        if action.dest == "help":
-            continue
-        if action.default is not argparse.SUPPRESS and action.help is not None and action.default is not None:
-            action.help = f"{action.help} (default: {action.default})"
-        action.default = argparse.SUPPRESS
-        action.required = False
+    parser = typed_flags_parser(ARGUMENT_CLASSES, prog=prog)
     parser.add_argument(
-        "recipe_file", nargs="?", default=argparse.SUPPRESS, help="a recipe JSON file (same as --recipe FILE)"
+        "recipe_file", nargs="?", default=argparse.SUPPRESS, help="a recipe JSON (or YAML) file (same as --recipe FILE)"
     )
     return parser
 
 
 def _field_names() -> set[str]:
-    return {f.name for cls in ARGUMENT_CLASSES for f in dataclasses.fields(cls)}
+    return argument_names(ARGUMENT_CLASSES)
 
 
 def _implied(explicit: dict[str, Any]) -> dict[str, Any]:
@@ -261,12 +260,13 @@ def _implied(explicit: dict[str, Any]) -> dict[str, Any]:
     return implied
 
 
-def parse_arguments(argv: list[str] | None = None) -> PretrainingArguments:
-    """Resolve a run's arguments from the command line (see the module docstring for the layers)."""
+def parse_arguments(argv: list[str] | None = None, prog: str | None = None) -> PretrainingArguments:
+    """Resolve a run's arguments from the command line (see the module docstring for the layers); `prog` names
+    the command in `--help` and errors (default: the script's name)."""
     import sys
 
     args = list(sys.argv[1:] if argv is None else argv)
-    explicit = vars(_explicit_parser().parse_args(args))
+    explicit = typed_flags(_explicit_parser(prog), args)
     recipe_file, recipe_flag = explicit.pop("recipe_file", None), explicit.pop("recipe", None)
     if recipe_file is not None and recipe_flag is not None and recipe_file != recipe_flag:
         raise PretrainingArgumentError(f"two recipes given: {recipe_file} and --recipe {recipe_flag}")
@@ -276,10 +276,9 @@ def parse_arguments(argv: list[str] | None = None) -> PretrainingArguments:
     if recipe_spec is not None:
         recipe_path = resolve_recipe_path(recipe_spec)
         recipe = load_recipe(recipe_path)
-        known = _field_names()
-        unknown = sorted(set(recipe) - known)
-        if unknown:
-            raise PretrainingArgumentError(f"recipe {recipe_path}: unknown argument(s) {', '.join(unknown)}")
+        message = unknown_arguments_message(recipe, _field_names(), f"recipe {recipe_path}")
+        if message:
+            raise PretrainingArgumentError(message)
 
     given = {**recipe, **explicit}
     is_demo = given.get("transcript_dataset") is None

@@ -347,11 +347,12 @@ def _is_unusable_data_error(error: BaseException) -> bool:
     return type(error).__name__ == "TooManySkippedSamplesError" or "max_skip_fraction" in str(error)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Command-line entry point; returns the exit status (0 ok, 1 unusable data / upload failure, 2 bad
-    arguments). User mistakes are reported as one line, without a traceback."""
+    arguments). User mistakes are reported as one line, without a traceback. `prog` names the command in
+    `--help` and errors (`tvtsv2 train`; default: the script's name)."""
     try:
-        run_pretraining(parse_arguments(argv))
+        run_pretraining(parse_arguments(argv, prog=prog))
     except PretrainingArgumentError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
