@@ -1,85 +1,83 @@
-"""`tvtsv2` command line (also `python -m modeling_tvtsv2`)."""
+"""`tvtsv2` command line (also `python -m modeling_tvtsv2`): a thin dispatcher.
+
+`tvtsv2 [-v] COMMAND ARGS...` hands `ARGS` to the command's own parser: each tool parses its arguments dataclass
+beside its logic with `modeling_tvtsv2.tools.arguments` (`--a_b` and `--a-b`, argument files, one-line errors with
+exit code 2); `tvtsv2 COMMAND --help` lists them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from transformers.utils import logging
 
+from .tools.arguments import ToolArgumentParser
 
-def _add_convert_subparser(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "convert",
-        help="convert an original TVTSv2 .pth checkpoint to a transformers model folder",
-        description="Convert an original TVTSv2 checkpoint (trainer or downstream format) to config.json + "
-        "model.safetensors (+ processor files). Released sizes are detected from tensor shapes; other sizes need "
-        "--layout and the head counts.",
-    )
-    parser.add_argument("--checkpoint", required=True, help="original .pth file")
-    parser.add_argument("--output", required=True, help="output folder")
-    parser.add_argument("--variant", choices=["b32", "b16", "h14"], help="released variant (default: detect)")
-    parser.add_argument("--layout", choices=["openai-clip", "open-clip"], help="CLIP flavour of a non-standard size")
-    parser.add_argument("--vision-heads", type=int, help="attention heads of the video tower")
-    parser.add_argument("--text-heads", type=int, help="attention heads of the text tower")
-    parser.add_argument("--sort-heads", type=int, help="attention heads of the sort head")
-    parser.add_argument("--no-processor", action="store_true", help="do not write processor/tokenizer files")
-    parser.add_argument("--hub", action="store_true", help="also write a Hub-ready folder (remote code, model card)")
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace a non-empty --output as a whole once the conversion is done"
-    )
-    parser.set_defaults(func=_run_convert)
-
-
-def _run_convert(args: argparse.Namespace) -> int:
-    from .convert_tvtsv2_original_to_hf import run_convert
-
-    return run_convert(args)
-
-
-def _add_train_subparser(subparsers) -> None:
-    # Listed for --help only: `tvtsv2 train ...` hands its arguments to the pre-training parser (see `main`).
-    subparsers.add_parser(
-        "train",
-        help="pre-train TVTSv2 (the demo, a recipe such as paper_b16, or your corpora); same arguments as "
+# command -> (module, function taking (argv, prog=...) and returning the exit status, one-line summary)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "convert": (
+        "modeling_tvtsv2.convert_tvtsv2_original_to_hf",
+        "main",
+        "convert an original TVTSv2 .pth checkpoint to a transformers model folder",
+    ),
+    "train": (
+        "modeling_tvtsv2.pretraining.run",
+        "main",
+        "pre-train TVTSv2 (the demo, a recipe such as paper_b16, or your corpora); same arguments as "
         "training/run_pretrain.py (tvtsv2 train --help)",
-        add_help=False,
-    )
-
+    ),
+    "export": (
+        "modeling_tvtsv2.tools.hub_export",
+        "main",
+        "write a Hub-ready folder (remote code, processor, pipelines, model card) from a model folder",
+    ),
+    "eval": (
+        "modeling_tvtsv2.evaluation.zero_shot",
+        "eval_command",
+        "zero-shot retrieval / classification / multiple-choice evaluation, results as JSON",
+    ),
+    "extract": (
+        "modeling_tvtsv2.evaluation.extract",
+        "main",
+        "embed every video (or window) of a corpus into a 🤗 Dataset folder (resumable, multi-process)",
+    ),
+    "search": (
+        "modeling_tvtsv2.evaluation.search",
+        "main",
+        "text-to-video / text-to-moment search in an index made by `tvtsv2 extract`",
+    ),
+    "prepare-videos": (
+        "modeling_tvtsv2.data.prepare_videos",
+        "main",
+        "transcode videos into training-ready files (H.264, shorter side 268, all-intra at <= 10 fps)",
+    ),
+}
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tvtsv2", description="TVTSv2 tools for 🤗 Transformers")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    _add_convert_subparser(subparsers)
-    _add_train_subparser(subparsers)
-    try:
-        from .tools.hub_export import add_export_subparser
-    except ImportError:  # pragma: no cover - hub export not available in this install
-        pass
-    else:
-        add_export_subparser(subparsers)
-    from .evaluation.zero_shot import add_eval_subparser
-
-    add_eval_subparser(subparsers)
-    from .evaluation.extract import add_extract_subparser
-    from .evaluation.search import add_search_subparser
-
-    add_extract_subparser(subparsers)
-    add_search_subparser(subparsers)
-    from .data.prepare_videos import add_prepare_videos_subparser
-
-    add_prepare_videos_subparser(subparsers)
+    """The top-level parser: `-v/--verbose`, `--help` (listing the commands) and the command name."""
+    parser = ToolArgumentParser(
+        prog="tvtsv2",
+        description="TVTSv2 tools for 🤗 Transformers",
+        formatter_class=argparse.HelpFormatter,
+        epilog="Every command accepts --a_b and --a-b spellings and a JSON/YAML argument file (--config FILE); "
+        "`tvtsv2 COMMAND --help` lists its arguments.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, _, summary) in COMMANDS.items():
+        subparsers.add_parser(name, help=summary, add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "train":
-        from .pretraining.run import main as train_main
-
-        return train_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    # The top-level options take no value, so the command is the first argument that is not an option.
+    position = next((i for i, arg in enumerate(argv) if not arg.startswith("-")), len(argv))
+    args = build_parser().parse_args(argv[: position + 1])  # --help, unknown options, bad commands: argparse
     if args.verbose:  # the package logs below transformers' logger (see __init__.py)
         logging.set_verbosity_info()
-    return args.func(args)
+    module, function, _ = COMMANDS[args.command]
+    command = getattr(importlib.import_module(module), function)
+    return command(argv[position + 1 :], prog=f"tvtsv2 {args.command}")

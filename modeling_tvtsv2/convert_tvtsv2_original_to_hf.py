@@ -504,7 +504,49 @@ def convert_checkpoint(
     return result
 
 
-def run_convert(args) -> int:
+# --------------------------------------------------------------------------------------------------------------
+# Command line: `tvtsv2 convert`
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ConvertArguments:
+    """`tvtsv2 convert` (parsed by `modeling_tvtsv2.tools.arguments`: `--a_b` and `--a-b`, argument files)."""
+
+    checkpoint: str = field(metadata={"help": "original .pth file"})
+    output: str = field(metadata={"help": "output folder"})
+    variant: str | None = field(
+        default=None, metadata={"help": "released variant (default: detect)", "choices": list(VARIANTS)}
+    )
+    layout: str | None = field(
+        default=None, metadata={"help": "CLIP flavour of a non-standard size", "choices": list(LAYOUTS)}
+    )
+    vision_heads: int | None = field(default=None, metadata={"help": "attention heads of the video tower"})
+    text_heads: int | None = field(default=None, metadata={"help": "attention heads of the text tower"})
+    sort_heads: int | None = field(default=None, metadata={"help": "attention heads of the sort head"})
+    no_processor: bool = field(default=False, metadata={"help": "do not write processor/tokenizer files"})
+    hub: bool = field(default=False, metadata={"help": "also write a Hub-ready folder (remote code, model card)"})
+    overwrite: bool = field(
+        default=False, metadata={"help": "replace a non-empty --output as a whole once the conversion is done"}
+    )
+
+
+CONVERT_DESCRIPTION = (
+    "Convert an original TVTSv2 checkpoint (trainer or downstream format) to config.json + model.safetensors "
+    "(+ processor files). Released sizes are detected from tensor shapes; other sizes need --layout and the head "
+    "counts."
+)
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """`tvtsv2 convert ...`: returns the exit status (2 with one `error: ...` line for a user mistake)."""
+    from .tools.arguments import parse_tool_arguments
+
+    (args,) = parse_tool_arguments(ConvertArguments, argv, prog=prog, description=CONVERT_DESCRIPTION)
+    return run_convert(args)
+
+
+def run_convert(args: ConvertArguments) -> int:
     """`tvtsv2 convert` from parsed arguments: one `error: <file>: <reason>` line and exit code 2 on bad input."""
     import sys
 
@@ -545,3 +587,7 @@ def _save_default_processor(config: TVTSv2Config, output_dir: Path, result: Conv
         image_size=config.vision_config.image_size, num_frames=config.vision_config.num_frames
     )
     processor.save_pretrained(output_dir)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -461,31 +461,7 @@ def _corpus_video_path(value: Any, embedded: Path, video_id: str) -> str | None:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def add_arguments(parser) -> None:
-    """The options of ``tvtsv2 prepare-videos`` and ``processing/prepare_videos.py`` (``--a_b`` and ``--a-b``)."""
-    defaults = TranscodeSettings()
-    parser.add_argument("--input", required=True, help="folder of videos (searched recursively) or a saved corpus")
-    parser.add_argument("--output", required=True, help="output folder (mirrors the input tree)")
-    parser.add_argument("--short_side", "--short-side", type=int, default=defaults.short_side,
-                        help=f"shorter side of the prepared videos (default {defaults.short_side}; never upscaled)")
-    parser.add_argument("--crf", type=int, default=defaults.crf, help=f"x264 quality (default {defaults.crf})")
-    parser.add_argument("--preset", default=defaults.preset, help=f"x264 preset (default {defaults.preset})")
-    parser.add_argument("--tune", default=defaults.tune, help=f"x264 tune (default {defaults.tune}; 'none' for none)")
-    parser.add_argument("--interpolation", default=defaults.interpolation,
-                        help=f"libswscale downscale filter (default {defaults.interpolation})")
-    parser.add_argument("--keyframe_seconds", "--keyframe-seconds", type=float, default=defaults.keyframe_seconds,
-                        help=f"most seconds between keyframes (default {defaults.keyframe_seconds:g}: with the "
-                        f"default --max_fps every frame is a keyframe; previous default 1)")
-    parser.add_argument("--max_fps", "--max-fps", type=_optional_rate, default=defaults.max_fps,
-                        help=f"keep at most this many frames per second (default {defaults.max_fps:g}; kept frames "
-                        "keep their times; 'none' keeps every frame). The defaults (all-intra at 10 fps) measured "
-                        "1.5-1.7x the samples/s of '--max_fps none --keyframe_seconds 1' (the previous defaults) "
-                        "at 2-3x their file size: see benchmarks/README.md")
-    parser.add_argument("--num_workers", "--num-workers", type=int, default=1,
-                        help="parallel processes (default 1)")
-    parser.add_argument("--extensions", nargs="+", default=None, help="video file suffixes (default: the usual)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="transcode again videos whose output exists (replaced once the new file is complete)")
+_DEFAULTS = TranscodeSettings()
 
 
 def _optional_rate(text: str) -> float | None:
@@ -493,6 +469,46 @@ def _optional_rate(text: str) -> float | None:
     if text.strip().lower() == "none":
         return None
     return float(text)
+
+
+@dataclass
+class PrepareVideosArguments:
+    """``tvtsv2 prepare-videos`` and ``processing/prepare_videos.py`` (parsed by ``modeling_tvtsv2.tools.arguments``:
+    ``--a_b`` and ``--a-b``, argument files)."""
+
+    input: str = field(metadata={"help": "folder of videos (searched recursively) or a saved corpus"})
+    output: str = field(metadata={"help": "output folder (mirrors the input tree)"})
+    short_side: int = field(
+        default=_DEFAULTS.short_side, metadata={"help": "shorter side of the prepared videos (never upscaled)"}
+    )
+    crf: int = field(default=_DEFAULTS.crf, metadata={"help": "x264 quality"})
+    preset: str = field(default=_DEFAULTS.preset, metadata={"help": "x264 preset"})
+    tune: str | None = field(default=_DEFAULTS.tune, metadata={"help": "x264 tune ('none' for none)"})
+    interpolation: str = field(default=_DEFAULTS.interpolation, metadata={"help": "libswscale downscale filter"})
+    keyframe_seconds: float = field(
+        default=_DEFAULTS.keyframe_seconds,
+        metadata={
+            "help": "most seconds between keyframes (with the default --max_fps every frame is a keyframe; "
+            "previous default 1)"
+        },
+    )
+    max_fps: float | None = field(
+        default=_DEFAULTS.max_fps,
+        metadata={
+            "help": "keep at most this many frames per second (kept frames keep their times; 'none' keeps every "
+            "frame). The defaults (all-intra at 10 fps) measured 1.5-1.7x the samples/s of '--max_fps none "
+            "--keyframe_seconds 1' (the previous defaults) at 2-3x their file size: see benchmarks/README.md",
+            "type": _optional_rate,
+        },
+    )
+    num_workers: int = field(default=1, metadata={"help": "parallel processes"})
+    extensions: list[str] | None = field(
+        default=None, metadata={"help": "video file suffixes (default: the usual)"}
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "transcode again videos whose output exists (replaced once the new file is complete)"},
+    )
 
 
 def run_from_args(args) -> int:
@@ -517,11 +533,11 @@ def run_from_args(args) -> int:
     return 1 if report.failed and not (report.transcoded or report.already_done) else 0
 
 
-def add_prepare_videos_subparser(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "prepare-videos",
-        help="transcode videos into training-ready files (H.264, shorter side 268, all-intra at <= 10 fps)",
-        description=__doc__.split("\n\n")[0],
-    )
-    add_arguments(parser)
-    parser.set_defaults(func=run_from_args)
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """``tvtsv2 prepare-videos ...`` / ``processing/prepare_videos.py``: returns the exit status (2 with one
+    ``error: ...`` line for a user mistake)."""
+    from ..tools.arguments import parse_tool_arguments
+
+    description = __doc__.split("\n\n")[0]
+    (args,) = parse_tool_arguments(PrepareVideosArguments, argv, prog=prog, description=description)
+    return run_from_args(args)

@@ -35,7 +35,6 @@ How it works, and why:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -750,47 +749,66 @@ def extract_features(
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _flag(parser: argparse.ArgumentParser, name: str, **kwargs: Any) -> None:
-    """Adds `--a-b` with its `--a_b` spelling (the spellings HfArgumentParser accepts)."""
-    underscored = "--" + name[2:].replace("-", "_")
-    spellings = [name] + ([underscored] if underscored != name else [])
-    parser.add_argument(*spellings, **kwargs)
+@dataclasses.dataclass
+class ExtractArguments:
+    """`tvtsv2 extract` (parsed by `modeling_tvtsv2.tools.arguments`: `--a_b` and `--a-b`, argument files)."""
 
-
-def add_extract_subparser(subparsers) -> argparse.ArgumentParser:
-    """`tvtsv2 extract`: embeddings of a whole corpus, written to a 🤗 Dataset folder."""
-    parser = subparsers.add_parser(
-        "extract",
-        help="embed every video (or window) of a corpus into a 🤗 Dataset folder (resumable, multi-process)",
-        description="Embed the videos of a folder, a saved 🤗 dataset or a Hub dataset with a TVTSv2 model. Runs "
-        "under `accelerate launch` with several processes. A rerun resumes a partial output.",
+    model: str = dataclasses.field(metadata={"help": "model folder or Hub id"})
+    input: str = dataclasses.field(metadata={"help": "folder of videos, dataset saved with save_to_disk, or Hub id"})
+    output: str = dataclasses.field(metadata={"help": "output dataset folder"})
+    split: str | None = dataclasses.field(default=None, metadata={"help": "split of a DatasetDict / Hub dataset"})
+    video_column: str = dataclasses.field(default="video", metadata={"help": "column of the videos"})
+    text_column: str | None = dataclasses.field(default=None, metadata={"help": "also embed this column of strings"})
+    keep_columns: str = dataclasses.field(
+        default="", metadata={"help": "comma-separated columns copied to the output (e.g. label)"}
     )
-    _flag(parser, "--model", required=True, help="model folder or Hub id")
-    _flag(parser, "--input", required=True, help="folder of videos, dataset saved with save_to_disk, or Hub id")
-    _flag(parser, "--output", required=True, help="output dataset folder")
-    _flag(parser, "--split", default=None, help="split of a DatasetDict / Hub dataset")
-    _flag(parser, "--video-column", default="video")
-    _flag(parser, "--text-column", default=None, help="also embed this column of strings")
-    _flag(parser, "--keep-columns", default="", help="comma-separated columns copied to the output (e.g. label)")
-    _flag(parser, "--video-root", default=None, help="folder that relative video paths are resolved against")
-    _flag(parser, "--windows", default=None, help="SECONDS[,STRIDE]: embed sliding windows (rows get start, end)")
-    _flag(parser, "--num-frames", type=int, default=None, help="frames per clip (default: the processor's)")
-    _flag(parser, "--sampling", default=None, choices=["uniform", "linspace", "random"])
-    _flag(parser, "--transform", default=None, choices=["eval", "extract", "train"])
-    _flag(parser, "--embedding-dtype", default="float32", choices=EMBEDDING_DTYPES, help="storage dtype")
-    _flag(parser, "--dtype", default=None, choices=["float32", "float16", "bfloat16"], help="model compute dtype")
-    _flag(parser, "--shard-size", type=int, default=256, help="videos per shard (unit of resume)")
-    _flag(parser, "--batch-size", type=int, default=16, help="clips per forward pass")
-    _flag(parser, "--num-workers", type=int, default=2, help="DataLoader workers decoding videos")
-    _flag(parser, "--overwrite", action="store_true", help="replace an existing output once the new one is complete")
-    _flag(parser, "--use-cpu", action="store_true", help="run on CPU even when a GPU is available")
-    _flag(parser, "--trust-remote-code", action="store_true")
-    _flag(parser, "--no-progress", action="store_true")
-    parser.set_defaults(func=run_extract)
-    return parser
+    video_root: str | None = dataclasses.field(
+        default=None, metadata={"help": "folder that relative video paths are resolved against"}
+    )
+    windows: str | None = dataclasses.field(
+        default=None, metadata={"help": "SECONDS[,STRIDE]: embed sliding windows (rows get start, end)"}
+    )
+    num_frames: int | None = dataclasses.field(
+        default=None, metadata={"help": "frames per clip (default: the processor's)"}
+    )
+    sampling: str | None = dataclasses.field(
+        default=None, metadata={"help": "frame sampling strategy", "choices": ["uniform", "linspace", "random"]}
+    )
+    transform: str | None = dataclasses.field(
+        default=None, metadata={"help": "frame transform", "choices": ["eval", "extract", "train"]}
+    )
+    embedding_dtype: str = dataclasses.field(
+        default="float32", metadata={"help": "storage dtype", "choices": list(EMBEDDING_DTYPES)}
+    )
+    dtype: str | None = dataclasses.field(
+        default=None, metadata={"help": "model compute dtype", "choices": ["float32", "float16", "bfloat16"]}
+    )
+    shard_size: int = dataclasses.field(default=256, metadata={"help": "videos per shard (unit of resume)"})
+    batch_size: int = dataclasses.field(default=16, metadata={"help": "clips per forward pass"})
+    num_workers: int = dataclasses.field(default=2, metadata={"help": "DataLoader workers decoding videos"})
+    overwrite: bool = dataclasses.field(
+        default=False, metadata={"help": "replace an existing output once the new one is complete"}
+    )
+    use_cpu: bool = dataclasses.field(default=False, metadata={"help": "run on CPU even when a GPU is available"})
+    trust_remote_code: bool = dataclasses.field(default=False, metadata={"help": "allow the model folder's own code"})
+    no_progress: bool = dataclasses.field(default=False, metadata={"help": "hide the progress bar"})
 
 
-def run_extract(args: argparse.Namespace) -> int:
+EXTRACT_DESCRIPTION = (
+    "Embed the videos of a folder, a saved 🤗 dataset or a Hub dataset with a TVTSv2 model. Runs under "
+    "`accelerate launch` with several processes. A rerun resumes a partial output."
+)
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """`tvtsv2 extract ...`: returns the exit status (2 with one `error: ...` line for a user mistake)."""
+    from ..tools.arguments import parse_tool_arguments
+
+    (args,) = parse_tool_arguments(ExtractArguments, argv, prog=prog, description=EXTRACT_DESCRIPTION)
+    return run_extract(args)
+
+
+def run_extract(args: ExtractArguments) -> int:
     """Runs `tvtsv2 extract`; returns the exit status (2 with a one-line error for a user mistake)."""
     import datasets
     from accelerate import PartialState

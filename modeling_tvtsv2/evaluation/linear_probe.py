@@ -47,8 +47,8 @@ COARSE_LAMBDAS: tuple[float, ...] = tuple(10.0**e for e in range(-6, 3))
 __all__ = [
     "COARSE_LAMBDAS",
     "LinearProbe",
+    "LinearProbeArguments",
     "ProbeFeatures",
-    "add_linear_probe_arguments",
     "fit_logistic_regression",
     "run_linear_probe",
     "select_regularisation",
@@ -315,20 +315,23 @@ def run_linear_probe(
 # --------------------------------------------------------------------------------------------------------------
 
 
-def add_linear_probe_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Options of `--task linear-probe` (added to `run_eval.py` / `tvtsv2 eval`)."""
-    group = parser.add_argument_group("linear probe (--task linear-probe)")
-    for name, kwargs in (
-        ("--train-features", {"help": "`tvtsv2 extract` output of the train split (instead of --dataset)"}),
-        ("--validation-features", {"help": "... of the validation split (default: hold out part of train)"}),
-        ("--test-features", {"help": "... of the test split"}),
-        ("--probe-validation-fraction", {"type": float, "default": 0.2, "help": "held out when there is no validation"}),
-        ("--probe-refine-steps", {"type": int, "default": 4, "help": "refinement rounds of the λ sweep"}),
-        ("--probe-max-iter", {"type": int, "default": 1000, "help": "L-BFGS iterations per fit"}),
-        ("--probe-seed", {"type": int, "default": 0, "help": "seed of the held-out validation draw"}),
-    ):
-        group.add_argument(name, name.replace("-", "_").replace("__", "--", 1), **kwargs)
-    return parser
+@dataclass
+class LinearProbeArguments:
+    """Options of `--task linear-probe` (parsed with `EvalArguments` by `run_eval.py` / `tvtsv2 eval`)."""
+
+    _argument_group_name = "linear probe (--task linear-probe)"
+
+    train_features: str | None = field(
+        default=None, metadata={"help": "`tvtsv2 extract` output of the train split (instead of --dataset)"}
+    )
+    validation_features: str | None = field(
+        default=None, metadata={"help": "... of the validation split (default: hold out part of train)"}
+    )
+    test_features: str | None = field(default=None, metadata={"help": "... of the test split"})
+    probe_validation_fraction: float = field(default=0.2, metadata={"help": "held out when there is no validation"})
+    probe_refine_steps: int = field(default=4, metadata={"help": "refinement rounds of the λ sweep"})
+    probe_max_iter: int = field(default=1000, metadata={"help": "L-BFGS iterations per fit"})
+    probe_seed: int = field(default=0, metadata={"help": "seed of the held-out validation draw"})
 
 
 def run_linear_probe_from_args(args: argparse.Namespace) -> dict[str, Any]:

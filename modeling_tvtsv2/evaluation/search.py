@@ -11,7 +11,6 @@ or `IndexIVFPQ` with inner product; `datasets.Dataset.add_faiss_index` builds on
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 from transformers.utils import logging
 
-from .extract import MANIFEST_NAME, ExtractionError, _flag, embed_texts, load_model_and_processor
+from .extract import MANIFEST_NAME, ExtractionError, embed_texts, load_model_and_processor
 
 
 logger = logging.get_logger(__name__)
@@ -163,23 +162,35 @@ def search(
 # --------------------------------------------------------------------------------------------------------------
 
 
-def add_search_subparser(subparsers) -> argparse.ArgumentParser:
-    """`tvtsv2 search --index EXTRACTED "a man opens a door" [--top-k 5]`."""
-    parser = subparsers.add_parser(
-        "search",
-        help="text-to-video / text-to-moment search in an index made by `tvtsv2 extract`",
-        description="Prints the best videos or windows (score, start-end seconds, video) for each query.",
+@dataclasses.dataclass
+class SearchArguments:
+    """`tvtsv2 search` (parsed by `modeling_tvtsv2.tools.arguments`: `--a_b` and `--a-b`, `--config FILE`; the
+    queries are positional, so switches such as `--json` take no value)."""
+
+    queries: list[str] = dataclasses.field(metadata={"help": "text queries", "positional": True})
+    index: str = dataclasses.field(
+        metadata={"help": "output folder of `tvtsv2 extract` (use --windows for moments)"}
     )
-    parser.add_argument("queries", nargs="+", help="text queries")
-    _flag(parser, "--index", required=True, help="output folder of `tvtsv2 extract` (use --windows for moments)")
-    _flag(parser, "--top-k", type=int, default=5)
-    _flag(parser, "--model", default=None, help="model folder (default: the one recorded in the index)")
-    _flag(parser, "--json", action="store_true", help="print the hits as JSON lines")
-    parser.set_defaults(func=run_search)
-    return parser
+    top_k: int = dataclasses.field(default=5, metadata={"help": "hits per query"})
+    model: str | None = dataclasses.field(
+        default=None, metadata={"help": "model folder (default: the one recorded in the index)"}
+    )
+    json: bool = dataclasses.field(default=False, metadata={"help": "print the hits as JSON lines"})
 
 
-def run_search(args: argparse.Namespace) -> int:
+SEARCH_DESCRIPTION = "Prints the best videos or windows (score, start-end seconds, video) for each query."
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """`tvtsv2 search --index EXTRACTED "a man opens a door" [--top-k 5]`: returns the exit status (2 with one
+    `error: ...` line for a user mistake)."""
+    from ..tools.arguments import parse_tool_arguments
+
+    (args,) = parse_tool_arguments(SearchArguments, argv, prog=prog, description=SEARCH_DESCRIPTION)
+    return run_search(args)
+
+
+def run_search(args: SearchArguments) -> int:
     """Runs `tvtsv2 search`; returns the exit status (2 with a one-line error for a user mistake)."""
     try:
         if args.top_k < 1:

@@ -26,7 +26,7 @@ import logging as std_logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,7 +39,7 @@ from ..data.schema import undecoded_videos
 from ..data.schema import video_source as data_video_source
 from ..modeling_tvtsv2 import autocast_context
 from ..tools.model_loading import load_model_and_processor
-from .linear_probe import add_linear_probe_arguments, read_class_names, run_linear_probe_from_args
+from .linear_probe import LinearProbeArguments, read_class_names, run_linear_probe_from_args
 from .metrics import (
     cosine_similarity_matrix,
     multiple_choice_accuracy,
@@ -633,67 +633,102 @@ def write_results(results: dict[str, Any] | list[dict[str, Any]], path: str) -> 
 # --------------------------------------------------------------------------------------------------------------
 
 
-def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Adds the evaluation arguments to `parser` (used by `training/run_eval.py`)."""
-    parser.add_argument("--task", choices=(*TASKS, "linear-probe"), required=True)
-    parser.add_argument("--model", default=None, help="model folder or Hub id")
-    parser.add_argument("--dataset", default=None, help="a 🤗 dataset saved with save_to_disk")
-    parser.add_argument("--output", required=True, help="results JSON file")
-    parser.add_argument("--split", default=None, help="split of a DatasetDict (default: test)")
-    parser.add_argument("--dataset-name", default=None, help="display name for the results / model card")
-    parser.add_argument("--dataset-id", default=None, help="Hub id of the benchmark (model card model-index)")
-    parser.add_argument("--video-column", default="video")
-    parser.add_argument("--text-column", default="caption", help="retrieval: a caption or a list of captions")
-    parser.add_argument("--label-column", default="label", help="classification")
-    parser.add_argument("--options-column", default="options", help="multiple-choice")
-    parser.add_argument("--answer-column", default="answer", help="multiple-choice")
-    parser.add_argument(
-        "--template",
-        dest="templates",
-        action="append",
+@dataclass
+class EvalArguments:
+    """`training/run_eval.py` / `tvtsv2 eval` (with `LinearProbeArguments` for `--task linear-probe`), parsed by
+    `modeling_tvtsv2.tools.arguments`: `--a_b` and `--a-b`, argument files."""
+
+    task: str = field(metadata={"help": "what to evaluate", "choices": [*TASKS, "linear-probe"]})
+    output: str = field(metadata={"help": "results JSON file"})
+    model: str | None = field(default=None, metadata={"help": "model folder or Hub id"})
+    dataset: str | None = field(default=None, metadata={"help": "a 🤗 dataset saved with save_to_disk"})
+    split: str | None = field(default=None, metadata={"help": "split of a DatasetDict (default: test)"})
+    dataset_name: str | None = field(default=None, metadata={"help": "display name for the results / model card"})
+    dataset_id: str | None = field(
+        default=None, metadata={"help": "Hub id of the benchmark (model card model-index)"}
+    )
+    video_column: str = field(default="video", metadata={"help": "column of the videos"})
+    text_column: str = field(default="caption", metadata={"help": "retrieval: a caption or a list of captions"})
+    label_column: str = field(default="label", metadata={"help": "classification"})
+    options_column: str = field(default="options", metadata={"help": "multiple-choice"})
+    answer_column: str = field(default="answer", metadata={"help": "multiple-choice"})
+    templates: list[str] | None = field(
         default=None,
-        help="classification prompt template with '{}' (repeat to average several; default "
-        f"{DEFAULT_TEMPLATES[0]!r})",
+        metadata={
+            "help": "classification prompt template with '{}' (repeat to average several; default "
+            f"{DEFAULT_TEMPLATES[0]!r})",
+            "aliases": ["--template"],
+            "repeatable": True,
+        },
     )
-    parser.add_argument(
-        "--class-names", default=None, help="classification: JSON list or text file (one name per line) by label id"
+    class_names: str | None = field(
+        default=None, metadata={"help": "classification: JSON list or text file (one name per line) by label id"}
     )
-    parser.add_argument("--video-root", default=None, help="folder that relative video paths are resolved against")
-    parser.add_argument("--num-frames", type=int, default=None, help="frames per video (default: the processor's)")
-    parser.add_argument(
-        "--video-kwargs",
+    video_root: str | None = field(
+        default=None, metadata={"help": "folder that relative video paths are resolved against"}
+    )
+    num_frames: int | None = field(default=None, metadata={"help": "frames per video (default: the processor's)"})
+    video_kwargs: str | None = field(
         default=None,
-        help='JSON dict of extra video processor options, e.g. \'{"sampling": "linspace", "transform": "eval"}\'',
+        metadata={
+            "help": 'JSON dict of extra video processor options, e.g. \'{"sampling": "linspace", "transform": '
+            '"eval"}\''
+        },
     )
-    parser.add_argument("--batch-size", type=int, default=16, help="videos per forward pass")
-    parser.add_argument("--text-batch-size", type=int, default=256)
-    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers decoding videos")
-    parser.add_argument("--max-samples", type=int, default=None, help="evaluate only the first N rows (smoke tests)")
-    parser.add_argument("--device", default=None, help="e.g. cuda, cuda:1, cpu (default: cuda if available)")
-    parser.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
-    parser.add_argument(
-        "--autocast",
+    batch_size: int = field(default=16, metadata={"help": "videos per forward pass"})
+    text_batch_size: int = field(default=256, metadata={"help": "texts per forward pass"})
+    num_workers: int = field(default=0, metadata={"help": "DataLoader workers decoding videos"})
+    max_samples: int | None = field(
+        default=None, metadata={"help": "evaluate only the first N rows (smoke tests)"}
+    )
+    device: str | None = field(
+        default=None, metadata={"help": "e.g. cuda, cuda:1, cpu (default: cuda if available)"}
+    )
+    dtype: str | None = field(
+        default=None, metadata={"help": "model dtype", "choices": ["float32", "float16", "bfloat16"]}
+    )
+    autocast: str | None = field(
         default=None,
-        choices=["fp16", "bf16"],
-        help="the original's mixed precision (H/14 evaluation: fp16): low-precision matmuls under torch.autocast, "
-        "float32 weights, residual stream and LayerNorm (not with --dtype float16/bfloat16)",
+        metadata={
+            "help": "the original's mixed precision (H/14 evaluation: fp16): low-precision matmuls under "
+            "torch.autocast, float32 weights, residual stream and LayerNorm (not with --dtype float16/bfloat16)",
+            "choices": ["fp16", "bf16"],
+        },
     )
-    parser.add_argument("--trust-remote-code", action="store_true")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    parser.add_argument(
-        "--on-error",
-        "--on_error",
-        dest="on_error",
-        choices=ON_ERROR_CHOICES,
+    trust_remote_code: bool = field(default=False, metadata={"help": "allow the model folder's own code"})
+    no_progress: bool = field(default=False, metadata={"help": "hide progress bars"})
+    on_error: str = field(
         default="raise",
-        help="a video that cannot be read: stop with an error naming its row (raise, default) or leave the row out "
-        "and list it in the results JSON (skip)",
+        metadata={
+            "help": "a video that cannot be read: stop with an error naming its row (raise) or leave the row out "
+            "and list it in the results JSON (skip)",
+            "choices": list(ON_ERROR_CHOICES),
+        },
     )
-    return add_linear_probe_arguments(parser)
+
+    def __post_init__(self):
+        if self.autocast and self.dtype not in (None, "float32"):
+            raise ValueError(
+                f"--autocast {self.autocast} runs a float32 model in mixed precision; drop --dtype {self.dtype}"
+            )
+
+
+EVAL_DESCRIPTION = "Zero-shot evaluation of a TVTSv2 model on a 🤗 dataset saved to disk (original protocols)."
+
+
+def parse_eval_arguments(argv: Sequence[str] | None = None, prog: str | None = None) -> argparse.Namespace:
+    """The evaluation arguments (`EvalArguments` + `LinearProbeArguments`) as one namespace for `run_from_args`;
+    a user mistake exits with status 2 and one `error: ...` line."""
+    from ..tools.arguments import parse_tool_arguments
+
+    evaluation, probe = parse_tool_arguments(
+        (EvalArguments, LinearProbeArguments), argv, prog=prog, description=EVAL_DESCRIPTION
+    )
+    return argparse.Namespace(**vars(evaluation), **vars(probe))
 
 
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """Runs the evaluation described by parsed `add_eval_arguments` arguments and writes the JSON file."""
+    """Runs the evaluation described by parsed `parse_eval_arguments` arguments and writes the JSON file."""
     if args.task == "linear-probe":
         return run_linear_probe_from_args(args)
     if args.model is None or args.dataset is None:
@@ -747,29 +782,23 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return record
 
 
-def add_eval_subparser(subparsers) -> argparse.ArgumentParser:
-    """Adds `tvtsv2 eval` (the same arguments as `training/run_eval.py`) to the `tvtsv2` command's subparsers."""
-    parser = subparsers.add_parser(
-        "eval",
-        help="zero-shot retrieval / classification / multiple-choice evaluation, results as JSON",
-        description="Zero-shot evaluation of a TVTSv2 model on a 🤗 dataset saved to disk (original protocols).",
-    )
-    add_eval_arguments(parser)
-    parser.set_defaults(func=_run_eval_command)
-    return parser
-
-
 def _row_error_line(error: VideoRowError) -> str:
     # A DataLoader worker re-raises with the worker's traceback in the message; its last line is the error.
     line = str(error).strip().splitlines()[-1]
     return line.split("VideoRowError: ", 1)[-1]
 
 
-def _run_eval_command(args: argparse.Namespace) -> int:
+def eval_command(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """`tvtsv2 eval ...` (the arguments of `training/run_eval.py`): returns the exit status (2 with one
+    `error: ...` line for a user mistake or an unreadable video)."""
+    args = parse_eval_arguments(argv, prog=prog)
     try:
         record = run_from_args(args)
     except VideoRowError as error:
         print(f"error: {_row_error_line(error)}", file=sys.stderr)
+        return 2
+    except EvalDatasetError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     print(json.dumps(record["metrics"], indent=2))
     print(f"Results written to {args.output}")
@@ -778,17 +807,13 @@ def _run_eval_command(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """`python training/run_eval.py ...`: zero-shot evaluation of a TVTSv2 model; prints and writes the metrics."""
-    parser = add_eval_arguments(
-        argparse.ArgumentParser(description="Zero-shot evaluation of a TVTSv2 model on a 🤗 dataset saved to disk.")
-    )
-    args = parser.parse_args(argv)
-    if args.autocast and args.dtype not in (None, "float32"):
-        parser.error(f"--autocast {args.autocast} runs a float32 model in mixed precision; drop --dtype {args.dtype}")
+    args = parse_eval_arguments(argv)
     std_logging.getLogger(__name__.rpartition(".")[0]).setLevel(std_logging.INFO)  # via transformers' handler
     try:
         record = run_from_args(args)
     except VideoRowError as error:
-        parser.exit(2, f"error: {_row_error_line(error)}\n")
+        print(f"error: {_row_error_line(error)}", file=sys.stderr)
+        raise SystemExit(2) from None
     print(json.dumps(record["metrics"], indent=2))
     print(f"Results written to {args.output}")
     return record

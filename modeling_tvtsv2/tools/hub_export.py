@@ -25,13 +25,13 @@ loaded from the folder with `trust_remote_code=True` (they carry their code alon
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
 import shutil
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -584,46 +584,67 @@ def export_for_hub(
 # --------------------------------------------------------------------------------------------------------------
 
 
-def add_export_subparser(subparsers) -> argparse.ArgumentParser:
-    """Adds `tvtsv2 export` to the `tvtsv2` command's subparsers."""
-    parser = subparsers.add_parser(
-        "export",
-        help="write a Hub-ready folder (remote code, processor, pipelines, model card) from a model folder",
-        description="Export a TVTSv2 model folder for the Hugging Face Hub: weights, config with auto_map and "
-        "custom_pipelines, processor files, the remote-code files and a model card (README.md) whose model-index "
-        "comes from --eval-results. Loadable with trust_remote_code=True without the tvtsv2 package.",
+@dataclass
+class ExportArguments:
+    """`tvtsv2 export` (parsed by `modeling_tvtsv2.tools.arguments`: `--a_b` and `--a-b`, argument files)."""
+
+    model: str = field(metadata={"help": "model folder (config.json + weights [+ processor])"})
+    output: str = field(
+        metadata={"help": "Hub folder to write (new or empty; may equal --model with --overwrite)"}
     )
-    parser.add_argument("--model", required=True, help="model folder (config.json + weights [+ processor])")
-    parser.add_argument(
-        "--output", required=True, help="Hub folder to write (new or empty; may equal --model with --overwrite)"
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "replace a non-empty --output as a whole, only after the export is complete"},
     )
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace a non-empty --output as a whole, only after the export is complete",
-    )
-    parser.add_argument(
-        "--eval-results", action="append", default=None, help="results JSON from training/run_eval.py (repeatable)"
-    )
-    parser.add_argument("--repo-id", default=None, help="Hub id used in the card's usage examples")
-    parser.add_argument("--model-name", default=None, help="name in the card and model-index")
-    parser.add_argument("--variant", choices=sorted(RELEASED_BASE_MODELS), default=None, help="released variant")
-    parser.add_argument(
-        "--license",
+    eval_results: list[str] | None = field(
         default=None,
-        help="license id for the card (default: 'other' with a link to the original project for released variants, "
-        "'apache-2.0' otherwise)",
+        metadata={"help": "results JSON from training/run_eval.py (repeatable)", "repeatable": True},
     )
-    parser.add_argument("--base-model", action="append", default=None, help="base model Hub id (repeatable)")
-    parser.add_argument("--dataset", dest="datasets", action="append", default=None, help="training dataset id")
-    parser.add_argument("--tag", dest="tags", action="append", default=[], help="extra card tag (repeatable)")
-    parser.add_argument("--push-to-hub", metavar="REPO_ID", default=None, help="upload the folder afterwards")
-    parser.add_argument("--private", action="store_true", help="create the pushed repository as private")
-    parser.set_defaults(func=run_export)
-    return parser
+    repo_id: str | None = field(default=None, metadata={"help": "Hub id used in the card's usage examples"})
+    model_name: str | None = field(default=None, metadata={"help": "name in the card and model-index"})
+    variant: str | None = field(
+        default=None, metadata={"help": "released variant", "choices": sorted(RELEASED_BASE_MODELS)}
+    )
+    license: str | None = field(
+        default=None,
+        metadata={
+            "help": "license id for the card (default: 'other' with a link to the original project for released "
+            "variants, 'apache-2.0' otherwise)"
+        },
+    )
+    base_model: list[str] | None = field(
+        default=None, metadata={"help": "base model Hub id (repeatable)", "repeatable": True}
+    )
+    datasets: list[str] | None = field(
+        default=None,
+        metadata={"help": "training dataset id (repeatable)", "aliases": ["--dataset"], "repeatable": True},
+    )
+    tags: list[str] = field(
+        default_factory=list,
+        metadata={"help": "extra card tag (repeatable)", "aliases": ["--tag"], "repeatable": True},
+    )
+    push_to_hub: str | None = field(
+        default=None, metadata={"help": "upload the folder afterwards", "metavar": "REPO_ID"}
+    )
+    private: bool = field(default=False, metadata={"help": "create the pushed repository as private"})
 
 
-def run_export(args: argparse.Namespace) -> int:
+EXPORT_DESCRIPTION = (
+    "Export a TVTSv2 model folder for the Hugging Face Hub: weights, config with auto_map and custom_pipelines, "
+    "processor files, the remote-code files and a model card (README.md) whose model-index comes from "
+    "--eval-results. Loadable with trust_remote_code=True without the tvtsv2 package."
+)
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """`tvtsv2 export ...`: returns the exit status (2 with one `error: ...` line for a user mistake)."""
+    from .arguments import parse_tool_arguments
+
+    (args,) = parse_tool_arguments(ExportArguments, argv, prog=prog, description=EXPORT_DESCRIPTION)
+    return run_export(args)
+
+
+def run_export(args: ExportArguments) -> int:
     """Runs `tvtsv2 export` from parsed arguments."""
     records: list[dict[str, Any]] = []
     try:
@@ -648,7 +669,7 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_from_args(args: argparse.Namespace, records: list[dict[str, Any]], base_model) -> Path:
+def _export_from_args(args: ExportArguments, records: list[dict[str, Any]], base_model) -> Path:
     return export_for_hub(
         args.model,
         args.output,
