@@ -688,3 +688,168 @@ def build_caption_corpus(
         _write_card(staging, report, str(metadata))
     logger.info(report.summary())
     return report
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Command line: `processing/prepare_transcript_corpus.py`, `processing/prepare_caption_corpus.py`
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _rows_or_fraction(text: str) -> float | int:
+    """`--validation_size`: a fraction (< 1) or a number of rows."""
+    number = float(text)
+    return int(number) if number >= 1 else number
+
+
+def _validation_size_field() -> Any:
+    return field(
+        default=0,
+        metadata={
+            "help": "fraction (<1) or number of rows held out as the 'validation' split",
+            "type": _rows_or_fraction,
+        },
+    )
+
+
+@dataclass
+class TranscriptCorpusArguments:
+    """`processing/prepare_transcript_corpus.py` (parsed by `modeling_tvtsv2.tools.arguments`: `--a_b` and `--a-b`,
+    argument files)."""
+
+    videos: str = field(metadata={"help": "folder of videos with transcripts (searched recursively)"})
+    output: str = field(metadata={"help": "output folder (a DatasetDict, README.md, build_report.json)"})
+    embed_videos: bool = field(
+        default=False, metadata={"help": "embed video bytes (default: keep absolute paths)"}
+    )
+    timing: str = field(
+        default="auto",
+        metadata={
+            "help": "transcript column: word-level 'words', cue-level 'segments', or auto",
+            "choices": ["auto", "segments", "words"],
+        },
+    )
+    validation_size: float = _validation_size_field()
+    min_words: int = field(default=1, metadata={"help": "skip transcripts with fewer words"})
+    raw_asr_words: bool = field(
+        default=False,
+        metadata={"help": "YT-Temporal JSON: keep the raw ASR words instead of the 'denoised' text aligned to them"},
+    )
+    extensions: list[str] = field(
+        default_factory=lambda: list(VIDEO_EXTENSIONS), metadata={"help": "video file suffixes"}
+    )
+    no_recursive: bool = field(default=False, metadata={"help": "only scan the top folder"})
+    num_workers: int = field(default=1, metadata={"help": "processes probing videos"})
+    seed: int = field(default=0, metadata={"help": "seed of the train/validation split"})
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "replace a non-empty output folder as a whole, once the new corpus is complete"},
+    )
+
+    def __post_init__(self):
+        if self.validation_size >= 1:  # a number of rows (an argument file may give 100.0)
+            self.validation_size = int(self.validation_size)
+
+
+@dataclass
+class CaptionCorpusArguments:
+    """`processing/prepare_caption_corpus.py` (parsed by `modeling_tvtsv2.tools.arguments`: `--a_b` and `--a-b`,
+    argument files)."""
+
+    metadata: str = field(metadata={"help": ".csv, .tsv (with a header line), .jsonl or .json file"})
+    output: str = field(metadata={"help": "output folder (a DatasetDict, README.md, build_report.json)"})
+    video_column: str = field(default="video", metadata={"help": "column of the video path"})
+    caption_column: str = field(default="caption", metadata={"help": "column of the caption"})
+    id_column: str | None = field(
+        default=None, metadata={"help": "column of a video id (default: path without suffix)"}
+    )
+    video_root: str | None = field(default=None, metadata={"help": "folder relative paths start from"})
+    video_suffix: str = field(default="", metadata={"help": "suffix added to paths without one (WebVid: .mp4)"})
+    embed_videos: bool = field(
+        default=False, metadata={"help": "embed video bytes (default: keep absolute paths)"}
+    )
+    validation_size: float = _validation_size_field()
+    num_workers: int = field(default=1, metadata={"help": "processes probing videos"})
+    seed: int = field(default=0, metadata={"help": "seed of the train/validation split"})
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "replace a non-empty output folder as a whole, once the new corpus is complete"},
+    )
+
+    def __post_init__(self):
+        if self.validation_size >= 1:  # a number of rows (an argument file may give 100.0)
+            self.validation_size = int(self.validation_size)
+
+
+TRANSCRIPT_CORPUS_DESCRIPTION = (
+    "Build a TVTSv2 transcript corpus (🤗 Dataset on disk) from a folder of videos with transcripts next to them."
+)
+CAPTION_CORPUS_DESCRIPTION = (
+    "Build a TVTSv2 caption corpus (🤗 Dataset on disk, WebVid style) from a CSV / TSV / JSONL file of video "
+    "paths and captions."
+)
+
+
+def transcript_corpus_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """`processing/prepare_transcript_corpus.py ...`: returns the exit status (2 with one `error: ...` line for a
+    user mistake or a corpus without a usable member)."""
+    from ..tools.arguments import parse_tool_arguments
+
+    (args,) = parse_tool_arguments(
+        TranscriptCorpusArguments, argv, prog=prog, description=TRANSCRIPT_CORPUS_DESCRIPTION
+    )
+    return _build_and_report(
+        build_transcript_corpus,
+        args.videos,
+        args.output,
+        embed_videos=args.embed_videos,
+        timing=args.timing,
+        validation_size=args.validation_size,
+        min_words=args.min_words,
+        video_extensions=args.extensions,
+        recursive=not args.no_recursive,
+        num_workers=args.num_workers,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        use_denoised=not args.raw_asr_words,
+    )
+
+
+def caption_corpus_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """`processing/prepare_caption_corpus.py ...`: returns the exit status (2 with one `error: ...` line for a
+    user mistake or a corpus without a usable member)."""
+    from ..tools.arguments import parse_tool_arguments
+
+    (args,) = parse_tool_arguments(CaptionCorpusArguments, argv, prog=prog, description=CAPTION_CORPUS_DESCRIPTION)
+    return _build_and_report(
+        build_caption_corpus,
+        args.metadata,
+        args.output,
+        video_column=args.video_column,
+        caption_column=args.caption_column,
+        id_column=args.id_column,
+        video_root=args.video_root,
+        video_suffix=args.video_suffix,
+        embed_videos=args.embed_videos,
+        validation_size=args.validation_size,
+        num_workers=args.num_workers,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
+
+
+def _build_and_report(build: Callable[..., CorpusBuildReport], *args: Any, **kwargs: Any) -> int:
+    import logging as std_logging
+    import sys
+
+    from tqdm.auto import tqdm
+
+    std_logging.getLogger("modeling_tvtsv2").setLevel(std_logging.INFO)  # prints through transformers' handler
+    try:
+        report = build(*args, progress=lambda items: tqdm(items, desc="probing videos", unit="video"), **kwargs)
+    except (OSError, ValueError) as error:  # bad --output/--videos/--metadata, or no usable row at all
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    for member in report.skipped:
+        print(f"  skipped {member.source}: {member.reason} {member.detail}".rstrip())
+    return 0

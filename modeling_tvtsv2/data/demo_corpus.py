@@ -26,7 +26,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -347,3 +348,58 @@ def demo_scene_vocabulary() -> list[str]:
     """All sentences the demo can produce (handy for zero-shot checks)."""
     return [DemoScene(c, s, a).sentence for c in COLOURS for s in SHAPES for a in ACTIONS]
 
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Command line: `processing/make_demo_corpus.py`
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DemoCorpusArguments:
+    """`processing/make_demo_corpus.py` (parsed by `modeling_tvtsv2.tools.arguments`: `--a_b` and `--a-b`,
+    argument files)."""
+
+    output: str = field(default="demo_corpus", metadata={"help": "cache folder"})
+    num_videos: int = field(default=240, metadata={"help": "transcript clips"})
+    num_caption_videos: int | None = field(default=None, metadata={"help": "caption clips (default: num_videos)"})
+    seed: int = field(default=0, metadata={"help": "seed of the generated scenes"})
+    frame_size: int = field(default=64, metadata={"help": "frame width = height in pixels"})
+    fps: int = field(default=4, metadata={"help": "frames per second of the files"})
+    validation_size: float = field(
+        default=32, metadata={"help": "rows (>= 1) or fraction (< 1) held out per corpus"}
+    )
+    force: bool = field(default=False, metadata={"help": "rebuild even if a matching cache exists"})
+
+
+DEMO_CORPUS_DESCRIPTION = (
+    "Generate (or reuse) the TVTSv2 demo corpus: short synthetic videos of coloured shapes with timed transcripts "
+    "(four scenes per clip) and a caption variant, saved as 🤗 Datasets."
+)
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """`processing/make_demo_corpus.py ...`: builds (or reuses) the demo corpus and prints where it is."""
+    import logging as std_logging
+    import time
+
+    from ..tools.arguments import parse_tool_arguments
+
+    (args,) = parse_tool_arguments(DemoCorpusArguments, argv, prog=prog, description=DEMO_CORPUS_DESCRIPTION)
+    std_logging.getLogger("modeling_tvtsv2").setLevel(std_logging.INFO)  # prints through transformers' handler
+    validation = int(args.validation_size) if args.validation_size >= 1 else args.validation_size
+    started = time.perf_counter()
+    corpus = build_demo_corpus(
+        args.output,
+        num_videos=args.num_videos,
+        num_caption_videos=args.num_caption_videos,
+        seed=args.seed,
+        frame_size=args.frame_size,
+        fps=args.fps,
+        validation_size=validation,
+        force=args.force,
+    )
+    print(f"transcript corpus: {corpus.transcript}")
+    print(f"caption corpus:    {corpus.caption}")
+    print(f"({time.perf_counter() - started:.1f} s)")
+    return 0
