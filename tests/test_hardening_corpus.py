@@ -206,7 +206,7 @@ def test_latin1_title_tag_does_not_make_a_video_unreadable(tmp_path):
     video = _patched_latin1_title(tmp_path / "latin1.mp4")
     with pytest.raises(UnicodeDecodeError):  # control: a plain open fails on this file
         av.open(str(video)).close()
-    from modeling_tvtsv2.video_processing_tvtsv2 import read_video
+    from modeling_tvtsv2.video_reading_tvtsv2 import read_video
 
     assert read_video(str(video), num_frames=2)[0].shape[0] == 2  # the decoder reads it
     probe = probe_video(video)

@@ -27,6 +27,7 @@ import torch
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.utils import logging
 
+from ..video_reading_tvtsv2 import read_video_pixels
 from .corpus_mixing import unpack_groups
 from .schema import corpus_kind, video_source
 from .skipping import SampleSkipped, SkipCounter
@@ -41,11 +42,11 @@ def _probe_duration(source: str | bytes) -> float | None:
     """Container/stream duration from the header (no decoding); ``None`` when unknown."""
     import io
 
-    from ..video_processing_tvtsv2 import _open_av_container
+    from ..video_decoding_tvtsv2 import open_av_container
 
     try:
         # As `read_video` opens: non-UTF-8 tags ignored, MP4/MOV headers without FFmpeg's probe decoding.
-        opened = _open_av_container(io.BytesIO(source) if isinstance(source, bytes) else source)
+        opened = open_av_container(io.BytesIO(source) if isinstance(source, bytes) else source)
         with opened as container:
             streams = container.streams.video
             if streams:
@@ -200,8 +201,6 @@ class TVTSv2PretrainingCollator:
 
     # -- one sample ----------------------------------------------------------------------------------------
     def _decode(self, row: Mapping[str, Any], torch_rng: torch.Generator, start=None, end=None) -> torch.Tensor:
-        from ..video_processing_tvtsv2 import read_video_pixels
-
         try:
             source = video_source(row.get("video"), self.video_root)
             # Decode + transform in one pass: each frame is cut to its crop as it is decoded (memory bounded by
