@@ -1,4 +1,4 @@
-"""PyAV layer of TVTSv2's video reading: opening, indexing, seeking and decoding video files.
+"""PyAV layer of TVTSv2's video reading: opening, probing, indexing, seeking and decoding video files.
 
 This file is a flat Hub file: it imports no project module, and ``av`` is imported inside ``try`` so that
 transformers' remote-code import check does not require it. What to do with the decoded frames (sampling, limits,
@@ -8,6 +8,12 @@ Opening
     Every reader of this project opens a video with :func:`open_av_container` (tags that are not UTF-8 ignored;
     MP4/MOV files whose header holds the sample table opened without FFmpeg's decoding stream probe) and takes its
     video stream with :func:`select_video_stream` (cover art, a one-picture "video" stream, is not a video).
+
+Probing (:func:`probe_video`, :func:`probe_header_duration`)
+    :func:`probe_video` checks that a video is usable before it enters a corpus: it opens, has a video stream and
+    a frame decodes; its duration is measured from the demuxed packets (outlier timestamps ignored,
+    :func:`robust_timestamp_span`) rather than trusted from the header. :func:`probe_header_duration` is the cheap
+    variant for training time (rows without a duration): the header's duration of the same stream, nothing decoded.
 
 Indexing and decoding (:class:`PyAVVideo`)
     Headers are not trusted: the frame list comes from the demuxed packets (presentation times and keyframe flags,
@@ -24,7 +30,8 @@ Threads
 Errors
     A path that does not exist raises :class:`VideoFileNotFoundError`; an empty file, a file FFmpeg cannot open,
     a file without a video stream (an audio file, cover art only) or one from which no frame decodes raises
-    :class:`VideoDecodeError`. Both are ``ValueError`` subclasses and name the file and the reason.
+    :class:`VideoDecodeError`. Both are ``ValueError`` subclasses and name the file and the reason. The probe
+    raises :class:`VideoProbeError` (also a :class:`VideoDecodeError`).
 
 Timestamps
     Seconds on the player's timeline: 0 is the container's start time (e.g. a video stream that starts 0.5 s after
@@ -42,6 +49,7 @@ from typing import Any, BinaryIO, Union
 
 import numpy as np
 import torch
+from transformers.utils import logging
 
 
 try:  # optional at import time (transformers' check_imports ignores imports inside try blocks)
@@ -50,16 +58,23 @@ except ImportError:  # pragma: no cover - exercised only without PyAV installed
     av = None
 
 
+logger = logging.get_logger(__name__)
+
 __all__ = [
     "MAX_CONSECUTIVE_DECODE_ERRORS",
     "HeaderIndexMismatch",
     "PyAVVideo",
     "VideoDecodeError",
     "VideoFileNotFoundError",
+    "VideoProbe",
+    "VideoProbeError",
     "VideoSource",
     "demux_until_error",
     "is_attached_picture",
     "open_av_container",
+    "probe_header_duration",
+    "probe_video",
+    "robust_timestamp_span",
     "select_video_stream",
 ]
 
@@ -186,6 +201,158 @@ def _decoder_thread_count() -> int:
         return 0
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, cpus // max(1, worker.num_workers))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Probing: is a video usable, and how long is it
+# --------------------------------------------------------------------------------------------------------------
+
+
+class VideoProbeError(VideoDecodeError):
+    """A video cannot be used (the message names it and says why)."""
+
+
+@dataclass(frozen=True)
+class VideoProbe:
+    """What :func:`probe_video` measured."""
+
+    duration: float
+    width: int
+    height: int
+    num_packets: int
+    header_duration: float | None
+
+
+def _probe_source(video: str | os.PathLike[str] | bytes) -> Any:
+    return io.BytesIO(video) if isinstance(video, bytes) else os.fspath(video)
+
+
+def _stream_header_duration(container: Any, stream: Any | None) -> float | None:
+    """The header's duration of ``stream`` (the container's when the stream has none)."""
+    if stream is not None and stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / 1_000_000
+    return None
+
+
+def probe_video(video: str | os.PathLike[str] | bytes, *, max_first_frame_packets: int = 512) -> VideoProbe:
+    """Quick check that a video is usable, and its duration.
+
+    The file must open, have a video stream (:func:`select_video_stream`), and decode a frame within the first
+    ``max_first_frame_packets`` video packets. The duration is the span of the video packets' timestamps
+    (demuxing only, no decoding: cheap, and it sees truncation and wrong headers), with outlier timestamps ignored
+    (:func:`robust_timestamp_span`), falling back to the header when packets carry no timestamps. Opened as the
+    reader opens (:func:`open_av_container`): tags that are not UTF-8 are ignored.
+
+    Raises:
+        VideoProbeError: with the reason.
+    """
+    if av is None:
+        raise ImportError("reading video files needs PyAV: pip install av")
+    name = "<bytes>" if isinstance(video, bytes) else str(video)
+    try:
+        container = open_av_container(_probe_source(video))
+    except Exception as error:  # noqa: BLE001 - PyAV raises many error types for bad input
+        raise VideoProbeError(f"{name}: cannot open ({type(error).__name__}: {error})") from error
+    with container:
+        stream = select_video_stream(container)
+        if stream is None:
+            raise VideoProbeError(f"{name}: no video stream")
+        header_duration = _stream_header_duration(container, stream)
+
+        # 1) a frame decodes
+        decoded = None
+        packets_seen = 0
+        try:
+            for packet in container.demux(stream):
+                packets_seen += 1
+                for frame in packet.decode():
+                    decoded = frame
+                    break
+                if decoded is not None or packets_seen >= max_first_frame_packets:
+                    break
+        except Exception as error:  # noqa: BLE001
+            raise VideoProbeError(f"{name}: decoding failed ({type(error).__name__}: {error})") from error
+        if decoded is None:
+            raise VideoProbeError(f"{name}: no frame decodes in the first {packets_seen} packets")
+        width, height = decoded.width, decoded.height
+
+        # 2) duration from the packets (the last packets may be damaged: keep what was demuxed)
+        starts: list[int] = []
+        ends: list[int] = []
+        try:
+            container.seek(0, stream=stream)
+        except Exception:  # noqa: BLE001 - unseekable input: fall back to the header
+            pass
+        try:
+            for packet in container.demux(stream):
+                if packet.pts is None or packet.size == 0:
+                    continue
+                starts.append(packet.pts)
+                ends.append(packet.pts + (packet.duration or 0))
+        except Exception:  # noqa: BLE001
+            logger.debug("%s: demuxing stopped early", name)
+        duration = None
+        if starts and stream.time_base:
+            time_base = float(stream.time_base)
+            duration = robust_timestamp_span([t * time_base for t in starts], [t * time_base for t in ends])
+        if not duration or duration <= 0 or not math.isfinite(duration):
+            duration = header_duration
+        if not duration or duration <= 0 or not math.isfinite(duration):
+            raise VideoProbeError(f"{name}: duration unknown")
+    return VideoProbe(duration, width, height, len(starts), header_duration)
+
+
+def probe_header_duration(video: str | os.PathLike[str] | bytes) -> float | None:
+    """Duration in seconds of the video stream :func:`probe_video` would measure, from the header only.
+
+    Nothing is demuxed or decoded (cheap enough for every training sample whose row has no duration); ``None``
+    when the file cannot be opened, has no video stream or no duration in its header (the reader reports a bad
+    file when it decodes it).
+    """
+    if av is None:
+        return None
+    try:
+        with open_av_container(_probe_source(video)) as container:
+            stream = select_video_stream(container)
+            return _stream_header_duration(container, stream) if stream is not None else None
+    except Exception:  # noqa: BLE001 - a bad file is reported later by the decoder
+        return None
+
+
+def robust_timestamp_span(
+    starts: Sequence[float], ends: Sequence[float] | None = None, *, min_gap: float = 60.0
+) -> float:
+    """Seconds covered by packets starting at ``starts`` (and ending at ``ends``) seconds, ignoring outliers.
+
+    A damaged or hostile file may carry a few packets whose timestamps lie far away from the others (one packet at
+    30 days in a 2-second clip); the plain ``max(end) - min(start)`` would then make every window of the video
+    fall outside its transcript. The sorted timestamps are cut at gaps longer than ``max(100 x the median spacing,
+    min_gap)`` (by default 60 s, far longer than any still picture of a variable-frame-rate video), and groups at
+    either end holding at most ``max(2, 1%)`` of the packets are dropped before measuring. Non-finite values are
+    ignored.
+    """
+    begin = np.asarray(starts, dtype=np.float64)
+    finish = np.asarray(ends if ends is not None else starts, dtype=np.float64)
+    keep = np.isfinite(begin) & np.isfinite(finish)
+    begin, finish = begin[keep], np.maximum(finish[keep], begin[keep])
+    if begin.size == 0:
+        return 0.0
+    order = np.argsort(begin, kind="stable")
+    begin, finish = begin[order], finish[order]
+    if begin.size > 2:
+        spacing = np.diff(begin)
+        positive = spacing[spacing > 0]
+        median = float(np.median(positive)) if positive.size else 0.0
+        breaks = np.flatnonzero(spacing > max(100.0 * median, min_gap)) + 1
+        groups = np.split(np.arange(begin.size), breaks)
+        small = max(2, int(0.01 * begin.size))
+        while len(groups) > 1 and min(len(groups[0]), len(groups[-1])) <= small:
+            groups.pop(0 if len(groups[0]) <= len(groups[-1]) else -1)
+        kept = np.concatenate(groups)
+        begin, finish = begin[kept], finish[kept]
+    return float(finish.max() - begin.min())
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from transformers.utils import logging
 
-from ..data.corpus_builders import VideoProbeError, probe_video
+from ..video_decoding_tvtsv2 import VideoProbeError, probe_video
 from ..data.schema import VIDEO_EXTENSIONS, is_saved_dataset, undecoded_videos, video_source
 
 
