@@ -62,6 +62,7 @@ logger = logging.get_logger(__name__)
 
 __all__ = [
     "MAX_CONSECUTIVE_DECODE_ERRORS",
+    "VIDEO_EXTENSIONS",
     "HeaderIndexMismatch",
     "PyAVVideo",
     "VideoDecodeError",
@@ -77,6 +78,11 @@ __all__ = [
     "robust_timestamp_span",
     "select_video_stream",
 ]
+
+#: Video file suffixes (lower case): what a folder scan picks up, and what marks a text argument as a file name.
+VIDEO_EXTENSIONS: tuple[str, ...] = (
+    ".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".ts", ".wmv", ".3gp", ".gif", ".ogv"
+)  # fmt: skip
 
 # A few packets the demuxer returns after the window end can still be frames inside it (B-frame reordering).
 _REORDER_SLACK_PACKETS = 32

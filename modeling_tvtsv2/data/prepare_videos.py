@@ -55,11 +55,12 @@ from transformers.utils import logging
 
 from ..video_decoding_tvtsv2 import (
     MAX_CONSECUTIVE_DECODE_ERRORS,
+    VIDEO_EXTENSIONS,
     demux_until_error,
     is_attached_picture,
     open_av_container,
 )
-from .schema import VIDEO_EXTENSIONS, is_saved_dataset
+from .schema import is_saved_dataset
 
 
 logger = logging.get_logger(__name__)
