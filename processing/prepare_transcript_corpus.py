@@ -22,7 +22,8 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modeling_tvtsv2.data.corpus_builders import VIDEO_EXTENSIONS, build_transcript_corpus
+from modeling_tvtsv2.data.corpus_builders import build_transcript_corpus
+from modeling_tvtsv2.video_decoding_tvtsv2 import VIDEO_EXTENSIONS
 
 
 def _size(value: str) -> float | int:

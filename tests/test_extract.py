@@ -31,7 +31,7 @@ from modeling_tvtsv2.evaluation.extract import (
 )
 from modeling_tvtsv2.processing_tvtsv2 import TVTSv2Processor
 from modeling_tvtsv2.tools.model_loading import load_model_and_processor
-from modeling_tvtsv2.video_processing_tvtsv2 import read_video
+from modeling_tvtsv2.video_reading_tvtsv2 import read_video
 
 DATA = Path(__file__).parent / "data"
 NUM_FRAMES = 4

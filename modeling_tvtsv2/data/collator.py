@@ -27,6 +27,8 @@ import torch
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.utils import logging
 
+from ..video_decoding_tvtsv2 import probe_header_duration
+from ..video_reading_tvtsv2 import read_video_pixels
 from .corpus_mixing import unpack_groups
 from .schema import corpus_kind, video_source
 from .skipping import SampleSkipped, SkipCounter
@@ -36,27 +38,6 @@ logger = logging.get_logger(__name__)
 
 __all__ = ["TVTSv2PretrainingCollator"]
 
-
-def _probe_duration(source: str | bytes) -> float | None:
-    """Container/stream duration from the header (no decoding); ``None`` when unknown."""
-    import io
-
-    from ..video_processing_tvtsv2 import _open_av_container
-
-    try:
-        # As `read_video` opens: non-UTF-8 tags ignored, MP4/MOV headers without FFmpeg's probe decoding.
-        opened = _open_av_container(io.BytesIO(source) if isinstance(source, bytes) else source)
-        with opened as container:
-            streams = container.streams.video
-            if streams:
-                stream = streams[0]
-                if stream.duration and stream.time_base:
-                    return float(stream.duration * stream.time_base)
-            if container.duration:
-                return container.duration / 1_000_000
-    except Exception:  # noqa: BLE001 - a bad file is reported later by the decoder
-        return None
-    return None
 
 def _stable_hash(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
@@ -200,8 +181,6 @@ class TVTSv2PretrainingCollator:
 
     # -- one sample ----------------------------------------------------------------------------------------
     def _decode(self, row: Mapping[str, Any], torch_rng: torch.Generator, start=None, end=None) -> torch.Tensor:
-        from ..video_processing_tvtsv2 import read_video_pixels
-
         try:
             source = video_source(row.get("video"), self.video_root)
             # Decode + transform in one pass: each frame is cut to its crop as it is decoded (memory bounded by
@@ -231,7 +210,8 @@ class TVTSv2PretrainingCollator:
         if duration is not None and math.isfinite(float(duration)) and float(duration) > 0:
             return float(duration)
         try:
-            probed = _probe_duration(video_source(row.get("video"), self.video_root))
+            # Header only (cheap, per sample): the duration of the stream the reader will decode.
+            probed = probe_header_duration(video_source(row.get("video"), self.video_root))
         except ValueError:
             probed = None
         if probed:

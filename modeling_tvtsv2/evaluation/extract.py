@@ -28,9 +28,10 @@ How it works, and why:
 * **Decoding** runs in DataLoader workers (`num_workers`). Videos (or windows) that fail to decode are skipped and
   listed in the report (`extraction.json` → `skipped`).
 * **Windows** (`windows=(seconds, stride)`): the duration of every video is measured from its packets
-  (:func:`modeling_tvtsv2.data.corpus_builders.probe_video`), windows `[0, s], [stride, stride + s], ...` are laid over it (plus
-  one window ending at the end of the video when the last one stops short of it; a video shorter than `s` gives
-  one window, the whole video), and each window is read with the processor's `start`/`end` window reader.
+  (:func:`modeling_tvtsv2.video_decoding_tvtsv2.probe_video`), windows `[0, s], [stride, stride + s], ...` are
+  laid over it (plus one window ending at the end of the video when the last one stops short of it; a video
+  shorter than `s` gives one window, the whole video), and each window is read with the processor's
+  `start`/`end` window reader.
 """
 
 from __future__ import annotations
@@ -51,9 +52,9 @@ import numpy as np
 import torch
 from transformers.utils import logging
 
-from ..data.corpus_builders import VideoProbeError, probe_video
 from ..data.schema import VIDEO_EXTENSIONS, is_saved_dataset, undecoded_videos
 from ..tools.model_loading import load_model_and_processor
+from ..video_decoding_tvtsv2 import VideoProbeError, probe_video
 from .embedding import DatasetVideos, EmbeddedClips, VideoList, embed_texts, embed_videos, model_device_dtype
 
 
