@@ -16,10 +16,11 @@ built: :mod:`~modeling_tvtsv2.data.skipping`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -47,6 +48,25 @@ def _seed_from_key(seed: int, key: Sequence[int]) -> int:
     # SeedSequence mixes the entropy well, so nearby keys give unrelated streams.
     state = np.random.SeedSequence([int(seed) & 0xFFFFFFFFFFFFFFFF, *[int(k) & 0xFFFFFFFFFFFFFFFF for k in key]])
     return int(state.generate_state(1, dtype=np.uint64)[0] & 0x7FFFFFFFFFFFFFFF)
+
+
+@contextlib.contextmanager
+def _one_torch_thread(enabled: bool) -> Iterator[None]:
+    """Runs the block with one torch intra-op thread (restored afterwards) when ``enabled``.
+
+    Decoding and the small per-sample tensor ops are many tiny calls: torch's intra-op thread pool only adds
+    overhead there and its spinning threads starve PyAV's decoder (measured 15x slower with 2 threads on a busy
+    2-core machine). DataLoader workers already run single-threaded; this does the same in the main process.
+    """
+    threads = torch.get_num_threads()
+    limit = enabled and threads > 1
+    if limit:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if limit:
+            torch.set_num_threads(threads)
 
 
 class TVTSv2PretrainingCollator:
@@ -269,18 +289,8 @@ class TVTSv2PretrainingCollator:
         return kinds.pop(), entries, []
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        # Decoding and the small per-sample tensor ops are many tiny calls: torch's intra-op thread pool only adds
-        # overhead there and its spinning threads starve PyAV's decoder (measured 15x slower with 2 threads on a
-        # busy 2-core machine). DataLoader workers already run single-threaded; do the same in the main process.
-        threads = torch.get_num_threads()
-        limit = self.single_thread and threads > 1
-        if limit:
-            torch.set_num_threads(1)
-        try:
+        with _one_torch_thread(self.single_thread):
             return self._collate(features)
-        finally:
-            if limit:
-                torch.set_num_threads(threads)
 
     def _collate(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         kind, entries, reserves = self._unpack(features)
