@@ -82,7 +82,8 @@ sys.path.insert(0, str(REPO))
 
 from modeling_tvtsv2.data.collator import TVTSv2PretrainingCollator  # noqa: E402
 from modeling_tvtsv2.data.prepare_videos import TranscodeSettings, transcode_video  # noqa: E402
-from modeling_tvtsv2.video_processing_tvtsv2 import preprocess_frames, read_video, sample_frame_indices  # noqa: E402
+from modeling_tvtsv2.video_reading_tvtsv2 import read_video, sample_frame_indices  # noqa: E402
+from modeling_tvtsv2.video_transforms_tvtsv2 import preprocess_frames  # noqa: E402
 
 
 NUM_FRAMES = 12

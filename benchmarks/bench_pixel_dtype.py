@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from modeling_tvtsv2.data.collator import TVTSv2PretrainingCollator  # noqa: E402
 from modeling_tvtsv2.data.prepare_videos import transcode_video  # noqa: E402
-from modeling_tvtsv2.video_processing_tvtsv2 import normalize_video_pixels  # noqa: E402
+from modeling_tvtsv2.video_transforms_tvtsv2 import normalize_video_pixels  # noqa: E402
 
 DTYPES = ("float32", "uint8")
 

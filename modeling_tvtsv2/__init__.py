@@ -28,15 +28,10 @@ from .modeling_tvtsv2 import (
 from .pipeline_tvtsv2 import VideoFeatureExtractionPipeline, ZeroShotVideoClassificationPipeline, register_pipelines
 from .processing_tvtsv2 import TVTSv2Processor
 from .tokenization_tvtsv2 import TVTSv2Tokenizer, build_clip_tokenizer
-from .video_processing_tvtsv2 import (
-    TVTSv2VideoMetadata,
-    TVTSv2VideoProcessor,
-    VideoDecodeError,
-    normalize_video_pixels,
-    preprocess_frames,
-    read_video,
-    read_video_pixels,
-)
+from .video_decoding_tvtsv2 import VideoDecodeError
+from .video_processing_tvtsv2 import TVTSv2VideoProcessor
+from .video_reading_tvtsv2 import TVTSv2VideoMetadata, read_video, read_video_pixels
+from .video_transforms_tvtsv2 import normalize_video_pixels, preprocess_frames
 
 __version__ = "0.1.0"
 

@@ -1,7 +1,7 @@
 """TVTSv2 processor: the CLIP tokenizer (:mod:`tokenization_tvtsv2`) + :class:`TVTSv2VideoProcessor`.
 
-This file is a flat Hub file: project code is imported only from its siblings ``tokenization_tvtsv2`` and
-``video_processing_tvtsv2``.
+This file is a flat Hub file: project code is imported only from its siblings ``tokenization_tvtsv2``,
+``video_processing_tvtsv2`` and ``video_decoding_tvtsv2``.
 """
 
 import os
@@ -13,14 +13,12 @@ from transformers.processing_utils import ProcessingKwargs, ProcessorMixin, Unpa
 from transformers.video_processing_utils import VideoProcessorMixin
 
 from .tokenization_tvtsv2 import CONTEXT_LENGTH, build_clip_tokenizer, clean_text
+from .video_decoding_tvtsv2 import VIDEO_EXTENSIONS
 from .video_processing_tvtsv2 import TVTSv2VideoProcessor, TVTSv2VideoProcessorKwargs
 
 
 __all__ = ["TVTSv2Processor", "TVTSv2ProcessorKwargs"]
 
-_VIDEO_EXTENSIONS = (
-    ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".flv", ".wmv", ".mpg", ".mpeg", ".3gp", ".ts", ".gif", ".ogv"
-)
 _LOAD_TIME_KEYS = ("is_local", "local_files_only")
 _ABSENT = object()
 
@@ -64,7 +62,7 @@ def _looks_like_video(value: Any) -> bool:
         stripped = value.strip()
         if not stripped or any(c.isspace() for c in stripped):
             return False  # captions have words; file names passed by mistake rarely contain spaces
-        return stripped.lower().endswith(_VIDEO_EXTENSIONS) or os.path.isfile(stripped)
+        return stripped.lower().endswith(VIDEO_EXTENSIONS) or os.path.isfile(stripped)
     if isinstance(value, dict):
         return "bytes" in value or "path" in value  # a 🤗 Datasets Video(decode=False) cell
     return isinstance(value, (bytes, bytearray, memoryview, os.PathLike, torch.Tensor)) or hasattr(value, "read") or (

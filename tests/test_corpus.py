@@ -14,13 +14,8 @@ import numpy as np
 import pytest
 from datasets import Value, Video
 
-from modeling_tvtsv2.data.corpus_builders import (
-    VideoProbeError,
-    build_caption_corpus,
-    build_transcript_corpus,
-    find_transcript_pairs,
-    probe_video,
-)
+from modeling_tvtsv2.data.corpus_builders import build_caption_corpus, build_transcript_corpus, find_transcript_pairs
+from modeling_tvtsv2.video_decoding_tvtsv2 import VideoProbeError, probe_video
 from modeling_tvtsv2.data.schema import load_corpus
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_tvtsv2.video_processing_tvtsv2 import preprocess_frames
+from modeling_tvtsv2.video_transforms_tvtsv2 import preprocess_frames
 
 
 SIZE = 224

@@ -25,13 +25,13 @@ from modeling_tvtsv2.evaluation.extract import (
     SHARD_MARKER,
     ExtractionError,
     extract_features,
-    load_model_and_processor,
     open_video_table,
     parse_windows,
     plan_windows,
 )
 from modeling_tvtsv2.processing_tvtsv2 import TVTSv2Processor
-from modeling_tvtsv2.video_processing_tvtsv2 import read_video
+from modeling_tvtsv2.tools.model_loading import load_model_and_processor
+from modeling_tvtsv2.video_reading_tvtsv2 import read_video
 
 DATA = Path(__file__).parent / "data"
 NUM_FRAMES = 4

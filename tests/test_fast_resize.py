@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_tvtsv2.video_processing_tvtsv2 import (
+from modeling_tvtsv2.video_reading_tvtsv2 import read_video, read_video_pixels
+from modeling_tvtsv2.video_transforms_tvtsv2 import (
     _pil_nearest_indices,
     _short_side_size,
     _yuv420_pixels_to_rgb,
     preprocess_frames,
-    read_video,
-    read_video_pixels,
 )
 
 
@@ -109,7 +108,7 @@ def _prepared_like(path: Path) -> Path:
 
 
 def test_skipping_unreferenced_frames_changes_no_decoded_picture(tmp_path, monkeypatch):
-    import modeling_tvtsv2.video_processing_tvtsv2 as video_processing
+    import modeling_tvtsv2.video_decoding_tvtsv2 as video_decoding  # where the decoder looks the codec set up
 
     for path in (DATA / "obama_speech.mp4", _prepared_like(tmp_path / "prepared_like.mp4")):
         with av.open(str(path)) as container:  # ground truth: every frame, decoded in order, nothing skipped
@@ -117,7 +116,7 @@ def test_skipping_unreferenced_frames_changes_no_decoded_picture(tmp_path, monke
         reads = {}
         for skipping in (True, False):
             if not skipping:
-                monkeypatch.setattr(video_processing, "_SKIP_NONREF_CODECS", frozenset())
+                monkeypatch.setattr(video_decoding, "_SKIP_NONREF_CODECS", frozenset())
             frames, meta = read_video(path, 12, "random", generator=torch.Generator().manual_seed(5))
             assert np.array_equal(frames.numpy(), every[meta.frames_indices]), (path.name, skipping)
             reads[skipping] = meta.decoded_frames

@@ -15,13 +15,8 @@ import av
 import numpy as np
 import pytest
 
-from modeling_tvtsv2.data.corpus_builders import (
-    build_caption_corpus,
-    build_transcript_corpus,
-    probe_video,
-    read_caption_metadata,
-    robust_timestamp_span,
-)
+from modeling_tvtsv2.data.corpus_builders import build_caption_corpus, build_transcript_corpus, read_caption_metadata
+from modeling_tvtsv2.video_decoding_tvtsv2 import probe_video, robust_timestamp_span
 from modeling_tvtsv2.data.schema import load_corpus
 from modeling_tvtsv2.tools.output_folders import OutputExistsError, OutputFolderError
 
@@ -206,14 +201,15 @@ def test_latin1_title_tag_does_not_make_a_video_unreadable(tmp_path):
     video = _patched_latin1_title(tmp_path / "latin1.mp4")
     with pytest.raises(UnicodeDecodeError):  # control: a plain open fails on this file
         av.open(str(video)).close()
-    from modeling_tvtsv2.video_processing_tvtsv2 import read_video
+    from modeling_tvtsv2.video_reading_tvtsv2 import read_video
 
     assert read_video(str(video), num_frames=2)[0].shape[0] == 2  # the decoder reads it
     probe = probe_video(video)
     assert 1.8 <= probe.duration <= 2.1
-    from modeling_tvtsv2.data.collator import _probe_duration  # the training-time header probe (rows without a duration)
+    # the training-time header probe (rows without a duration)
+    from modeling_tvtsv2.video_decoding_tvtsv2 import probe_header_duration
 
-    assert 1.8 <= _probe_duration(str(video)) <= 2.1
+    assert 1.8 <= probe_header_duration(str(video)) <= 2.1
 
 
 def test_one_outlier_timestamp_does_not_inflate_the_duration(tmp_path):

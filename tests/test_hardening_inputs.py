@@ -159,7 +159,7 @@ BAD_WINDOWS = [(2.0, 2.0), (3.0, 1.0), (-1.0, 2.0), (float("nan"), 2.0), (0.0, f
 
 @pytest.mark.parametrize("start, end", BAD_WINDOWS)
 def test_read_video_refuses_bad_windows(start, end):
-    from modeling_tvtsv2.video_processing_tvtsv2 import read_video
+    from modeling_tvtsv2.video_reading_tvtsv2 import read_video
 
     frames = np.zeros((10, 8, 8, 3), dtype=np.uint8)
     # the message says what is wrong (NaN used to fail later, by accident, in frame-index arithmetic)

@@ -18,7 +18,7 @@ import pytest
 
 from modeling_tvtsv2.data.corpus_builders import build_transcript_corpus
 from modeling_tvtsv2.data.prepare_videos import REPORT_NAME, TranscodeSettings, prepare_videos
-from modeling_tvtsv2.video_processing_tvtsv2 import read_video
+from modeling_tvtsv2.video_reading_tvtsv2 import read_video
 
 
 DATA = Path(__file__).resolve().parent / "data"

@@ -12,7 +12,7 @@ import torch
 
 from modeling_tvtsv2.data.collator import TVTSv2PretrainingCollator
 from modeling_tvtsv2.data.prepare_videos import TranscodeSettings, transcode_video
-from modeling_tvtsv2.video_processing_tvtsv2 import read_video, read_video_pixels
+from modeling_tvtsv2.video_reading_tvtsv2 import read_video, read_video_pixels
 
 
 DATA = Path(__file__).resolve().parent / "data"

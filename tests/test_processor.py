@@ -12,7 +12,9 @@ from transformers.models.auto.video_processing_auto import AutoVideoProcessor
 import modeling_tvtsv2  # noqa: F401 - registers the Auto classes
 from modeling_tvtsv2.processing_tvtsv2 import TVTSv2Processor
 from modeling_tvtsv2.tokenization_tvtsv2 import build_clip_tokenizer
-from modeling_tvtsv2.video_processing_tvtsv2 import TVTSv2VideoProcessor, preprocess_frames, read_video
+from modeling_tvtsv2.video_processing_tvtsv2 import TVTSv2VideoProcessor
+from modeling_tvtsv2.video_reading_tvtsv2 import read_video
+from modeling_tvtsv2.video_transforms_tvtsv2 import preprocess_frames
 
 
 DATA = Path(__file__).parent / "data"

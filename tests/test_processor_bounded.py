@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_tvtsv2.video_processing_tvtsv2 import TVTSv2VideoProcessor, _transform, read_video
+from modeling_tvtsv2.video_processing_tvtsv2 import TVTSv2VideoProcessor
+from modeling_tvtsv2.video_reading_tvtsv2 import read_video
+from modeling_tvtsv2.video_transforms_tvtsv2 import _transform
 
 
 REPO = Path(__file__).resolve().parent.parent

@@ -16,12 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_tvtsv2.video_processing_tvtsv2 import (
-    DEFAULT_MAX_FRAMES,
-    preprocess_frames,
-    read_video,
-    read_video_pixels,
-)
+from modeling_tvtsv2.video_reading_tvtsv2 import DEFAULT_MAX_FRAMES, read_video, read_video_pixels
+from modeling_tvtsv2.video_transforms_tvtsv2 import preprocess_frames
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,7 +31,7 @@ def run_child(code: str, timeout: float = 60.0, extra_address_space_gib: float =
         f"""
         import resource, sys
         import torch, av, numpy as np
-        from modeling_tvtsv2.video_processing_tvtsv2 import read_video, read_video_pixels
+        from modeling_tvtsv2.video_reading_tvtsv2 import read_video, read_video_pixels
         with open("/proc/self/statm") as handle:
             used = int(handle.read().split()[0]) * resource.getpagesize()
         cap = used + int({extra_address_space_gib} * 2**30)
@@ -150,9 +146,9 @@ class _ThreadCounts(torch.utils.data.Dataset):
         return 2
 
     def __getitem__(self, index):
-        from modeling_tvtsv2.video_processing_tvtsv2 import _PyAVVideo
+        from modeling_tvtsv2.video_decoding_tvtsv2 import PyAVVideo
 
-        reader = _PyAVVideo(str(OBAMA), "obama")
+        reader = PyAVVideo(str(OBAMA), "obama")
         try:
             return reader.stream.thread_count
         finally:

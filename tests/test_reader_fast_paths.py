@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_tvtsv2 import video_processing_tvtsv2 as vp
+from modeling_tvtsv2 import video_decoding_tvtsv2 as vp
 from modeling_tvtsv2.data.prepare_videos import TranscodeSettings, transcode_video
-from modeling_tvtsv2.video_processing_tvtsv2 import preprocess_frames, read_video, read_video_pixels
+from modeling_tvtsv2.video_reading_tvtsv2 import read_video, read_video_pixels
+from modeling_tvtsv2.video_transforms_tvtsv2 import preprocess_frames
 
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -107,18 +108,18 @@ def _spy(monkeypatch) -> collections.Counter:
 
 def test_quick_open_gives_the_full_probe_facts_and_pictures(files):
     for name in ("bframes_mp4", "intra_mp4", "fragmented_mp4", "matroska"):
-        with vp._open_av_container(str(files[name])) as container:
+        with vp.open_av_container(str(files[name])) as container:
             assert _facts(container) == _full_probe_facts(files[name]), name
     with open(files["bframes_mp4"], "rb") as file:  # a file object: the same, and it is left where it was
         file.read(5)
-        with vp._open_av_container(file, 0) as container:
+        with vp.open_av_container(file, 0) as container:
             assert _facts(container) == _full_probe_facts(files["bframes_mp4"])
 
 
 def test_quick_open_is_used_only_where_the_header_says_everything(files):
     # The quick probe decodes nothing, so the probed pixel format stays unknown: that tells which open ran.
     def probed_format(name):
-        with vp._open_av_container(str(files[name])) as container:
+        with vp.open_av_container(str(files[name])) as container:
             return container.streams.video[0].codec_context.pix_fmt
 
     assert probed_format("bframes_mp4") is None

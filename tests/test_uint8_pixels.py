@@ -18,7 +18,7 @@ from modeling_tvtsv2.pretraining.run import build_collators, main
 from modeling_tvtsv2.pretraining.arguments import parse_arguments
 from modeling_tvtsv2.tokenization_tvtsv2 import build_clip_tokenizer
 from modeling_tvtsv2.pretraining.trainer import TVTSv2Trainer, TVTSv2TrainingArguments
-from modeling_tvtsv2.video_processing_tvtsv2 import read_video_pixels
+from modeling_tvtsv2.video_reading_tvtsv2 import read_video_pixels
 
 DATA = Path(__file__).parent / "data"
 OBAMA = str(DATA / "obama_speech.mp4")  # 320x240, 8.8 s

@@ -1,4 +1,4 @@
-"""Video decoding, frame sampling and transforms (`modeling_tvtsv2.video_processing_tvtsv2`).
+"""Video decoding, frame sampling and transforms (`modeling_tvtsv2.video_*_tvtsv2`).
 
 Generated test videos carry their frame number as 10 black/white blocks in the top half of every frame, so a
 test can tell from the pixels which source frame the reader returned, independently of the reader's metadata.
@@ -16,14 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_tvtsv2.video_processing_tvtsv2 import (
-    TVTSv2VideoProcessor,
-    VideoDecodeError,
-    VideoFileNotFoundError,
-    preprocess_frames,
-    read_video,
-    sample_frame_indices,
-)
+from modeling_tvtsv2.video_decoding_tvtsv2 import VideoDecodeError, VideoFileNotFoundError
+from modeling_tvtsv2.video_processing_tvtsv2 import TVTSv2VideoProcessor
+from modeling_tvtsv2.video_reading_tvtsv2 import read_video, sample_frame_indices
+from modeling_tvtsv2.video_transforms_tvtsv2 import preprocess_frames
 
 
 DATA = Path(__file__).parent / "data"
@@ -621,7 +617,15 @@ def test_sample_frames_hook():
 
 
 def test_module_has_no_absolute_project_imports():
-    # Flat Hub file: project code only through `from .sibling import X`; `av` optional at import time.
-    source = (Path(__file__).parent.parent / "modeling_tvtsv2" / "video_processing_tvtsv2.py").read_text()
-    assert "import modeling_tvtsv2" not in source and "from modeling_tvtsv2" not in source
-    assert re.search(r"\ntry:[^\n]*\n    import av\n", source)  # transformers' check_imports skips try blocks
+    # Flat Hub files: project code only through `from .sibling import X`; `av` optional at import time.
+    paths = sorted((Path(__file__).parent.parent / "modeling_tvtsv2").glob("video_*_tvtsv2.py"))
+    assert {p.name for p in paths} >= {"video_processing_tvtsv2.py", "video_decoding_tvtsv2.py"}
+    importing_av = 0
+    for path in paths:
+        source = path.read_text()
+        assert "import modeling_tvtsv2" not in source and "from modeling_tvtsv2" not in source, path.name
+        av_imports = re.findall(r"^\s*(?:import av\b|from av\b)", source, re.M)
+        if av_imports:  # every PyAV import sits in a try block: transformers' check_imports skips try blocks
+            importing_av += 1
+            assert len(av_imports) == len(re.findall(r"\ntry:[^\n]*\n    import av\n", source)), path.name
+    assert importing_av >= 1

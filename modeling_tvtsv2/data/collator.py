@@ -16,10 +16,11 @@ built: :mod:`~modeling_tvtsv2.data.skipping`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -27,6 +28,8 @@ import torch
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.utils import logging
 
+from ..video_decoding_tvtsv2 import probe_header_duration
+from ..video_reading_tvtsv2 import read_video_pixels
 from .corpus_mixing import unpack_groups
 from .schema import corpus_kind, video_source
 from .skipping import SampleSkipped, SkipCounter
@@ -37,27 +40,6 @@ logger = logging.get_logger(__name__)
 __all__ = ["TVTSv2PretrainingCollator"]
 
 
-def _probe_duration(source: str | bytes) -> float | None:
-    """Container/stream duration from the header (no decoding); ``None`` when unknown."""
-    import io
-
-    from ..video_processing_tvtsv2 import _open_av_container
-
-    try:
-        # As `read_video` opens: non-UTF-8 tags ignored, MP4/MOV headers without FFmpeg's probe decoding.
-        opened = _open_av_container(io.BytesIO(source) if isinstance(source, bytes) else source)
-        with opened as container:
-            streams = container.streams.video
-            if streams:
-                stream = streams[0]
-                if stream.duration and stream.time_base:
-                    return float(stream.duration * stream.time_base)
-            if container.duration:
-                return container.duration / 1_000_000
-    except Exception:  # noqa: BLE001 - a bad file is reported later by the decoder
-        return None
-    return None
-
 def _stable_hash(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
 
@@ -66,6 +48,25 @@ def _seed_from_key(seed: int, key: Sequence[int]) -> int:
     # SeedSequence mixes the entropy well, so nearby keys give unrelated streams.
     state = np.random.SeedSequence([int(seed) & 0xFFFFFFFFFFFFFFFF, *[int(k) & 0xFFFFFFFFFFFFFFFF for k in key]])
     return int(state.generate_state(1, dtype=np.uint64)[0] & 0x7FFFFFFFFFFFFFFF)
+
+
+@contextlib.contextmanager
+def _one_torch_thread(enabled: bool) -> Iterator[None]:
+    """Runs the block with one torch intra-op thread (restored afterwards) when ``enabled``.
+
+    Decoding and the small per-sample tensor ops are many tiny calls: torch's intra-op thread pool only adds
+    overhead there and its spinning threads starve PyAV's decoder (measured 15x slower with 2 threads on a busy
+    2-core machine). DataLoader workers already run single-threaded; this does the same in the main process.
+    """
+    threads = torch.get_num_threads()
+    limit = enabled and threads > 1
+    if limit:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if limit:
+            torch.set_num_threads(threads)
 
 
 class TVTSv2PretrainingCollator:
@@ -200,8 +201,6 @@ class TVTSv2PretrainingCollator:
 
     # -- one sample ----------------------------------------------------------------------------------------
     def _decode(self, row: Mapping[str, Any], torch_rng: torch.Generator, start=None, end=None) -> torch.Tensor:
-        from ..video_processing_tvtsv2 import read_video_pixels
-
         try:
             source = video_source(row.get("video"), self.video_root)
             # Decode + transform in one pass: each frame is cut to its crop as it is decoded (memory bounded by
@@ -231,7 +230,8 @@ class TVTSv2PretrainingCollator:
         if duration is not None and math.isfinite(float(duration)) and float(duration) > 0:
             return float(duration)
         try:
-            probed = _probe_duration(video_source(row.get("video"), self.video_root))
+            # Header only (cheap, per sample): the duration of the stream the reader will decode.
+            probed = probe_header_duration(video_source(row.get("video"), self.video_root))
         except ValueError:
             probed = None
         if probed:
@@ -289,18 +289,8 @@ class TVTSv2PretrainingCollator:
         return kinds.pop(), entries, []
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        # Decoding and the small per-sample tensor ops are many tiny calls: torch's intra-op thread pool only adds
-        # overhead there and its spinning threads starve PyAV's decoder (measured 15x slower with 2 threads on a
-        # busy 2-core machine). DataLoader workers already run single-threaded; do the same in the main process.
-        threads = torch.get_num_threads()
-        limit = self.single_thread and threads > 1
-        if limit:
-            torch.set_num_threads(1)
-        try:
+        with _one_torch_thread(self.single_thread):
             return self._collate(features)
-        finally:
-            if limit:
-                torch.set_num_threads(threads)
 
     def _collate(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         kind, entries, reserves = self._unpack(features)

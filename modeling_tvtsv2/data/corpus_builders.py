@@ -7,10 +7,11 @@ Two sources:
   included) or ``clip.srt``.
 * :func:`build_caption_corpus`: a CSV / TSV / JSONL (or JSON list) file of video paths and captions.
 
-Every video is probed with PyAV before it enters the corpus (:func:`probe_video`: the file opens, has a video
-stream, a frame decodes, and the duration is measured from the demuxed packets rather than trusted from the
-header). Members that fail (unreadable video, unparsable subtitle, transcript without words, empty caption,
-missing file) are reported and skipped, never fatal. The output folder holds a ``DatasetDict`` (``train`` and,
+Every video is probed with PyAV before it enters the corpus
+(:func:`~modeling_tvtsv2.video_decoding_tvtsv2.probe_video`: the file opens, has a video stream, a frame decodes,
+and the duration is measured from the demuxed packets rather than trusted from the header). Members that fail
+(unreadable video, unparsable subtitle, transcript without words, empty caption, missing file) are reported and
+skipped, never fatal. The output folder holds a ``DatasetDict`` (``train`` and,
 with ``validation_size``, ``validation``) with the schemas of :mod:`modeling_tvtsv2.data`, a short dataset card
 ``README.md`` and ``build_report.json`` (every skipped member and why). Load it with
 :func:`modeling_tvtsv2.data.schema.load_corpus`.
@@ -36,6 +37,7 @@ from typing import Any, Literal
 from transformers.utils import logging
 
 from ..tools.output_folders import check_output_folder, staged_output_folder
+from ..video_decoding_tvtsv2 import VideoProbe, VideoProbeError, probe_video
 from .schema import VIDEO_EXTENSIONS, caption_features, transcript_features
 from .subtitles import (
     SUBTITLE_SUFFIXES,
@@ -53,147 +55,11 @@ logger = logging.get_logger(__name__)
 __all__ = [
     "CorpusBuildReport",
     "SkippedMember",
-    "VideoProbe",
-    "VideoProbeError",
     "build_caption_corpus",
     "build_transcript_corpus",
     "find_transcript_pairs",
-    "probe_video",
     "read_caption_metadata",
-    "robust_timestamp_span",
 ]
-
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Video probe
-# --------------------------------------------------------------------------------------------------------------
-
-
-class VideoProbeError(ValueError):
-    """A video cannot be used (the message says why)."""
-
-
-@dataclass(frozen=True)
-class VideoProbe:
-    """What :func:`probe_video` measured."""
-
-    duration: float
-    width: int
-    height: int
-    num_packets: int
-    header_duration: float | None
-
-
-def probe_video(video: str | os.PathLike[str] | bytes, *, max_first_frame_packets: int = 512) -> VideoProbe:
-    """Quick check that a video is usable, and its duration.
-
-    The file must open, have a video stream, and decode a frame within the first ``max_first_frame_packets``
-    video packets. The duration is the span of the video packets' timestamps (demuxing only, no decoding: cheap,
-    and it sees truncation and wrong headers), with outlier timestamps ignored (:func:`robust_timestamp_span`),
-    falling back to the header when packets carry no timestamps. Tags that are not UTF-8 are ignored.
-
-    Raises:
-        VideoProbeError: with the reason.
-    """
-    import av
-
-    name = "<bytes>" if isinstance(video, bytes) else str(video)
-    try:
-        # Tag values that are not UTF-8 (e.g. a Latin-1 title) must not make a valid video unreadable: the decoder
-        # (`read_video`) ignores them too.
-        container = av.open(io.BytesIO(video) if isinstance(video, bytes) else str(video), metadata_errors="ignore")
-    except Exception as error:  # noqa: BLE001 - PyAV raises many error types for bad input
-        raise VideoProbeError(f"{name}: cannot open ({type(error).__name__}: {error})") from error
-    with container:
-        streams = [s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)]
-        if not streams:
-            raise VideoProbeError(f"{name}: no video stream")
-        stream = streams[0]
-        header_duration = None
-        if stream.duration and stream.time_base:
-            header_duration = float(stream.duration * stream.time_base)
-        elif container.duration:
-            header_duration = container.duration / 1_000_000
-
-        # 1) a frame decodes
-        decoded = None
-        packets_seen = 0
-        try:
-            for packet in container.demux(stream):
-                packets_seen += 1
-                for frame in packet.decode():
-                    decoded = frame
-                    break
-                if decoded is not None or packets_seen >= max_first_frame_packets:
-                    break
-        except Exception as error:  # noqa: BLE001
-            raise VideoProbeError(f"{name}: decoding failed ({type(error).__name__}: {error})") from error
-        if decoded is None:
-            raise VideoProbeError(f"{name}: no frame decodes in the first {packets_seen} packets")
-        width, height = decoded.width, decoded.height
-
-        # 2) duration from the packets (the last packets may be damaged: keep what was demuxed)
-        starts: list[int] = []
-        ends: list[int] = []
-        try:
-            container.seek(0, stream=stream)
-        except Exception:  # noqa: BLE001 - unseekable input: fall back to the header
-            pass
-        try:
-            for packet in container.demux(stream):
-                if packet.pts is None or packet.size == 0:
-                    continue
-                starts.append(packet.pts)
-                ends.append(packet.pts + (packet.duration or 0))
-        except Exception:  # noqa: BLE001
-            logger.debug("%s: demuxing stopped early", name)
-        count = len(starts)
-        duration = None
-        if starts and stream.time_base:
-            time_base = float(stream.time_base)
-            duration = robust_timestamp_span([t * time_base for t in starts], [t * time_base for t in ends])
-        if not duration or duration <= 0 or not math.isfinite(duration):
-            duration = header_duration
-        if not duration or duration <= 0 or not math.isfinite(duration):
-            raise VideoProbeError(f"{name}: duration unknown")
-    return VideoProbe(duration, width, height, count, header_duration)
-
-
-def robust_timestamp_span(
-    starts: Sequence[float], ends: Sequence[float] | None = None, *, min_gap: float = 60.0
-) -> float:
-    """Seconds covered by packets starting at `starts` (and ending at `ends`) seconds, ignoring outliers.
-
-    A damaged or hostile file may carry a few packets whose timestamps lie far away from the others (one packet at
-    30 days in a 2-second clip); the plain `max(end) - min(start)` would then make every window of the video fall
-    outside its transcript. The sorted timestamps are cut at gaps longer than `max(100 x the median spacing,
-    min_gap)` (by default 60 s, far longer than any still picture of a variable-frame-rate video), and groups at
-    either end holding at most `max(2, 1%)` of the packets are dropped before measuring. Non-finite values are
-    ignored.
-    """
-    import numpy as np
-
-    begin = np.asarray(starts, dtype=np.float64)
-    finish = np.asarray(ends if ends is not None else starts, dtype=np.float64)
-    keep = np.isfinite(begin) & np.isfinite(finish)
-    begin, finish = begin[keep], np.maximum(finish[keep], begin[keep])
-    if begin.size == 0:
-        return 0.0
-    order = np.argsort(begin, kind="stable")
-    begin, finish = begin[order], finish[order]
-    if begin.size > 2:
-        spacing = np.diff(begin)
-        positive = spacing[spacing > 0]
-        median = float(np.median(positive)) if positive.size else 0.0
-        breaks = np.flatnonzero(spacing > max(100.0 * median, min_gap)) + 1
-        groups = np.split(np.arange(begin.size), breaks)
-        small = max(2, int(0.01 * begin.size))
-        while len(groups) > 1 and min(len(groups[0]), len(groups[-1])) <= small:
-            groups.pop(0 if len(groups[0]) <= len(groups[-1]) else -1)
-        kept = np.concatenate(groups)
-        begin, finish = begin[kept], finish[kept]
-    return float(finish.max() - begin.min())
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -41,6 +41,23 @@ __all__ = ["GROUP_FLAG", "MixedCorpusBatchDataset", "MixedCorpusBatchStream", "i
 GROUP_FLAG = "__tvtsv2_group__"
 
 
+def _group(
+    corpus: str, kind: CorpusKind, step: int, entries: Iterable[tuple[Any, Any]], reserves: Iterable[tuple[Any, Any]]
+) -> dict[str, Any]:
+    """A group (the format :func:`unpack_groups` reads) from ``(row, key)`` pairs of the batch and of its reserves."""
+    entries, reserves = list(entries), list(reserves)
+    return {
+        GROUP_FLAG: True,
+        "corpus": corpus,
+        "kind": kind,
+        "step": step,
+        "rows": [row for row, _ in entries],
+        "keys": [key for _, key in entries],
+        "reserve_rows": [row for row, _ in reserves],
+        "reserve_keys": [key for _, key in reserves],
+    }
+
+
 def _env_world_size() -> int:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_world_size()
@@ -207,16 +224,7 @@ class MixedCorpusBatchDataset(torch.utils.data.Dataset):
             row_index = int(rng.integers(self.sizes[corpus]))
             reserve_rows.append(self.corpora[corpus][row_index])
             reserve_keys.append((corpus, 1_000_003 + j, row_index, self.epoch, index))
-        return {
-            GROUP_FLAG: True,
-            "corpus": name,
-            "kind": self.kinds[corpus],
-            "step": step,
-            "rows": rows,
-            "keys": keys,
-            "reserve_rows": reserve_rows,
-            "reserve_keys": reserve_keys,
-        }
+        return _group(name, self.kinds[corpus], step, zip(rows, keys), zip(reserve_rows, reserve_keys))
 
 
 def _iterate_rows(dataset: Any, chunk: int = 64) -> Iterator[dict[str, Any]]:
@@ -308,16 +316,7 @@ class MixedCorpusBatchStream(torch.utils.data.IterableDataset):
             for rank in range(self.world_size):
                 taken = block[rank * group_size : (rank + 1) * group_size]
                 rows, reserves = taken[: self.batch_size], taken[self.batch_size :]
-                yield {
-                    GROUP_FLAG: True,
-                    "corpus": name,
-                    "kind": self.kinds[corpus],
-                    "step": step,
-                    "rows": [row for row, _ in rows],
-                    "keys": [key for _, key in rows],
-                    "reserve_rows": [row for row, _ in reserves],
-                    "reserve_keys": [key for _, key in reserves],
-                }
+                yield _group(name, self.kinds[corpus], step, rows, reserves)
 
 
 def iter_collated(dataset: Iterable[Any], collator: Callable[[list[Any]], dict[str, Any]]) -> Iterator[dict[str, Any]]:

@@ -53,13 +53,14 @@ from typing import Any
 
 from transformers.utils import logging
 
-from ..video_processing_tvtsv2 import (
-    _MAX_CONSECUTIVE_DECODE_ERRORS,
-    _demux_until_error,
-    _is_attached_picture,
-    _open_av_container,
+from ..video_decoding_tvtsv2 import (
+    MAX_CONSECUTIVE_DECODE_ERRORS,
+    VIDEO_EXTENSIONS,
+    demux_until_error,
+    is_attached_picture,
+    open_av_container,
 )
-from .schema import VIDEO_EXTENSIONS, is_saved_dataset
+from .schema import is_saved_dataset
 
 
 logger = logging.get_logger(__name__)
@@ -163,11 +164,11 @@ def transcode_video(source: str | os.PathLike[str], destination: str | os.PathLi
 
 def _transcode(av, source: Path, target: Path, settings: TranscodeSettings) -> dict[str, Any]:
     try:
-        container = _open_av_container(str(source))  # as the reader opens: tags not UTF-8 are ignored
+        container = open_av_container(str(source))  # as the reader opens: tags not UTF-8 are ignored
     except (av.FFmpegError, OSError) as error:
         raise ValueError(f"cannot read video {source}: FFmpeg cannot open it as media ({error})") from None
     with container:
-        streams = [s for s in container.streams.video if not _is_attached_picture(s)]
+        streams = [s for s in container.streams.video if not is_attached_picture(s)]
         if not streams:
             raise ValueError(f"cannot read video {source}: no video stream")
         stream = streams[0]
@@ -228,12 +229,12 @@ def _transcode(av, source: Path, target: Path, settings: TranscodeSettings) -> d
 def _decoded_frames(av, container, stream):
     """Frames in presentation order; undecodable packets are skipped, a demuxer error ends the stream."""
     errors = 0
-    for packet in _demux_until_error(container, stream):
+    for packet in demux_until_error(container, stream):
         try:
             decoded = packet.decode()
         except (av.FFmpegError, ValueError):
             errors += 1
-            if errors > _MAX_CONSECUTIVE_DECODE_ERRORS:
+            if errors > MAX_CONSECUTIVE_DECODE_ERRORS:
                 break
             continue
         errors = 0

@@ -29,6 +29,8 @@ from typing import Any, Literal
 
 from datasets import Dataset, Features, List, Value, Video
 
+from ..video_decoding_tvtsv2 import VIDEO_EXTENSIONS  # the suffixes a folder scan picks up (one list, for all)
+
 __all__ = [
     "CAPTION_FEATURES",
     "CAPTION_PATH_FEATURES",
@@ -46,9 +48,6 @@ __all__ = [
     "undecoded_videos",
     "video_source",
 ]
-
-#: Video suffixes a folder scan picks up (lower case).
-VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".ts")
 
 #: Cue-level transcript column.
 SEGMENTS_FEATURE = List({"start": Value("float32"), "end": Value("float32"), "text": Value("string")})

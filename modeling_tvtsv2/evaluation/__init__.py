@@ -3,6 +3,7 @@
 | module | what |
 |---|---|
 | `metrics` | retrieval recall (the original's tie handling), top-k accuracy, sort accuracy; plain numpy (+ the `evaluate` module folder `evaluate_metrics/`) |
+| `embedding` | the embedding engine every module below uses: videos / windows -> embeddings (batched, decoded in DataLoader workers, unreadable videos raised or skipped), texts -> embeddings |
 | `zero_shot` | zero-shot retrieval, classification and multiple choice over 🤗 Datasets; `training/run_eval.py` / `tvtsv2 eval` |
 | `linear_probe` | CLIP's linear-probe protocol on frozen features (`--task linear-probe`) |
 | `extract` | `tvtsv2 extract`: a corpus's embeddings written as a 🤗 Dataset, in resumable shards, over processes |

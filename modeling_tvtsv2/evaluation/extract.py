@@ -28,9 +28,10 @@ How it works, and why:
 * **Decoding** runs in DataLoader workers (`num_workers`). Videos (or windows) that fail to decode are skipped and
   listed in the report (`extraction.json` → `skipped`).
 * **Windows** (`windows=(seconds, stride)`): the duration of every video is measured from its packets
-  (:func:`modeling_tvtsv2.data.corpus_builders.probe_video`), windows `[0, s], [stride, stride + s], ...` are laid over it (plus
-  one window ending at the end of the video when the last one stops short of it; a video shorter than `s` gives
-  one window, the whole video), and each window is read with the processor's `start`/`end` window reader.
+  (:func:`modeling_tvtsv2.video_decoding_tvtsv2.probe_video`), windows `[0, s], [stride, stride + s], ...` are
+  laid over it (plus one window ending at the end of the video when the last one stops short of it; a video
+  shorter than `s` gives one window, the whole video), and each window is read with the processor's
+  `start`/`end` window reader.
 """
 
 from __future__ import annotations
@@ -42,17 +43,18 @@ import math
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from transformers.utils import logging
 
-from ..data.corpus_builders import VideoProbeError, probe_video
-from ..data.schema import VIDEO_EXTENSIONS, is_saved_dataset, undecoded_videos, video_source
+from ..data.schema import VIDEO_EXTENSIONS, is_saved_dataset, undecoded_videos
+from ..tools.model_loading import load_model_and_processor
+from ..video_decoding_tvtsv2 import VideoProbeError, probe_video
+from .embedding import DatasetVideos, EmbeddedClips, VideoList, embed_texts, embed_videos, model_device_dtype
 
 
 logger = logging.get_logger(__name__)
@@ -68,7 +70,7 @@ __all__ = [
     "VideoTable",
     "embed_table",
     "extract_features",
-    "load_model_and_processor",
+    "load_model_for_command",
     "open_video_table",
     "parse_windows",
     "plan_windows",
@@ -84,34 +86,12 @@ class ExtractionError(ValueError):
 # --------------------------------------------------------------------------------------------------------------
 
 
-class _FolderReader:
-    """`index -> path` of the files of a folder (picklable, for DataLoader workers)."""
-
-    def __init__(self, root: str, files: list[str]):
-        self.root, self.files = root, files
-
-    def __call__(self, index: int) -> str:
-        return os.path.join(self.root, self.files[index])
-
-
-class _ColumnReader:
-    """`index -> video source` of one dataset column, row by row (never the whole column of bytes in memory)."""
-
-    def __init__(self, dataset, column: str, video_root: str | None):
-        self.column = column
-        self.dataset = dataset.select_columns([column])
-        self.video_root = video_root
-
-    def __call__(self, index: int) -> Any:
-        return video_source(self.dataset[index][self.column], self.video_root)
-
-
 @dataclasses.dataclass
 class VideoTable:
     """The videos to embed: ids, a picklable `reader(index) -> video`, optional texts and copied columns."""
 
     video_ids: list[str]
-    reader: Any
+    reader: Callable[[int], Any]  # `embedding.VideoList` / `embedding.DatasetVideos`
     source: str
     texts: list[str] | None = None
     extra_columns: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
@@ -168,7 +148,8 @@ def open_video_table(
         )
         if not files:
             raise ExtractionError(f"{folder}: no video files ({', '.join(VIDEO_EXTENSIONS)})")
-        return VideoTable(files, _FolderReader(str(folder.resolve()), files), str(folder.resolve()))
+        root = folder.resolve()
+        return VideoTable(files, VideoList(os.path.join(root, name) for name in files), str(root))
     if folder.is_dir():
         dataset = datasets.load_from_disk(str(folder))
         description = str(folder.resolve())
@@ -202,9 +183,8 @@ def open_video_table(
             raise ExtractionError(f"{description}: column {text_column!r} must hold one string per row (row {bad})")
     extra_columns = dataset.select_columns(list(keep_columns)).to_dict() if keep_columns else {}
     extra_features = {name: dataset.features[name] for name in keep_columns}
-    return VideoTable(
-        video_ids, _ColumnReader(dataset, video_column, video_root), description, texts, extra_columns, extra_features
-    )
+    reader = DatasetVideos(dataset, video_column, video_root, id_column=id_column)
+    return VideoTable(video_ids, reader, description, texts, extra_columns, extra_features)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -265,46 +245,8 @@ class _Durations(torch.utils.data.Dataset):
             return k, None, str(error)
 
 
-class _Clips(torch.utils.data.Dataset):
-    """Decodes one clip (a whole video or a window) per item, in DataLoader workers."""
-
-    def __init__(self, reader, items: list[tuple[int, float | None, float | None]], video_processor, video_kwargs):
-        self.reader, self.items = reader, items
-        self.video_processor, self.video_kwargs = video_processor, video_kwargs
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, k: int):
-        index, start, end = self.items[k]
-        try:
-            outputs = self.video_processor(
-                videos=[self.reader(index)], start=start, end=end, return_metadata=True, return_tensors="pt",
-                **self.video_kwargs,
-            )  # fmt: skip
-        except Exception as error:  # noqa: BLE001 - decoders raise many error types: skip the clip, say why
-            return k, None, f"{type(error).__name__}: {error}".splitlines()[0]
-        times = outputs["video_metadata"][0].frame_timestamps or []
-        return k, outputs["pixel_values_videos"][0], [float(t) for t in times]
-
-
 def _as_list(samples):
     return samples
-
-
-def _model_device_dtype(model) -> tuple[torch.device, torch.dtype]:
-    parameter = next(model.parameters())
-    return parameter.device, parameter.dtype
-
-
-@dataclasses.dataclass
-class EmbeddedClips:
-    """Embeddings of the clips that decoded, in input order, and what was skipped."""
-
-    items: list[tuple[int, float | None, float | None]]
-    embeddings: torch.Tensor  # [n, D] float32, L2-normalised
-    frame_times: list[list[float]]
-    skipped: list[dict[str, Any]]
 
 
 def _clip_items(table: VideoTable, indices: list[int], windows, num_workers: int, skipped: list[dict]):
@@ -324,7 +266,6 @@ def _clip_items(table: VideoTable, indices: list[int], windows, num_workers: int
     return items
 
 
-@torch.no_grad()
 def embed_table(
     model,
     processor,
@@ -337,7 +278,8 @@ def embed_table(
     video_kwargs: dict[str, Any] | None = None,
     progress=None,
 ) -> EmbeddedClips:
-    """Embeds the videos `indices` of `table` (default: all), or their windows, in batches.
+    """Embeds the videos `indices` of `table` (default: all), or their windows, in batches (the engine
+    `embedding.embed_videos`, with frame times, L2-normalised).
 
     Batches are made only from the given indices, in order, so the same indices give the same batches (and the
     same numbers) wherever they are computed. Clips that fail to decode are skipped and reported.
@@ -348,54 +290,19 @@ def embed_table(
         windows: `(seconds, stride)` to embed sliding windows instead of whole videos.
         video_kwargs: video processor options (`num_frames`, `sampling`, `transform`).
         progress: a tqdm bar advanced by the number of clips of each batch.
+
+    Returns:
+        `EmbeddedClips`; each `skipped` entry is `{"video_id", "row", "reason"}` (+ `"start"`, `"end"`).
     """
-    video_processor = getattr(processor, "video_processor", processor)
     indices = list(range(len(table))) if indices is None else list(indices)
     skipped: list[dict[str, Any]] = []
-    items = _clip_items(table, indices, windows, num_workers, skipped)
-    loader = torch.utils.data.DataLoader(
-        _Clips(table.reader, items, video_processor, dict(video_kwargs or {})),
-        batch_size=batch_size,
-        num_workers=num_workers,
-        collate_fn=_as_list,
-    )
-    device, dtype = _model_device_dtype(model)
-    kept, chunks, frame_times = [], [], []
-    for batch in loader:
-        good = [(k, pixels, times) for k, pixels, times in batch if pixels is not None]
-        for k, pixels, reason in batch:
-            if pixels is None:
-                index, start, end = items[k]
-                entry = {"video_id": table.video_ids[index], "row": index, "reason": reason}
-                if start is not None:
-                    entry.update(start=start, end=end)
-                skipped.append(entry)
-        if good:
-            pixel_values = torch.stack([pixels for _, pixels, _ in good]).to(device=device, dtype=dtype)
-            output = model.get_video_features(pixel_values_videos=pixel_values)
-            chunks.append(F.normalize(output.pooler_output.float(), dim=-1).cpu())
-            kept.extend(items[k] for k, _, _ in good)
-            frame_times.extend(times for _, _, times in good)
-        if progress is not None:
-            progress.update(len(batch))
-    dim = model.config.projection_dim if hasattr(model, "config") else 0
-    embeddings = torch.cat(chunks) if chunks else torch.zeros(0, dim)
-    return EmbeddedClips(kept, embeddings, frame_times, skipped)
-
-
-@torch.no_grad()
-def embed_texts(model, processor, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
-    """L2-normalised text embeddings `[N, D]` (float32, CPU), tokenised with the processor's settings."""
-    device, _ = _model_device_dtype(model)
-    chunks = []
-    for start in range(0, len(texts), batch_size):
-        inputs = processor(text=list(texts[start : start + batch_size]), return_tensors="pt")
-        mask = inputs.get("attention_mask")
-        output = model.get_text_features(
-            input_ids=inputs["input_ids"].to(device), attention_mask=None if mask is None else mask.to(device)
-        )
-        chunks.append(F.normalize(output.pooler_output.float(), dim=-1).cpu())
-    return torch.cat(chunks) if chunks else torch.zeros(0, 0)
+    clips = embed_videos(
+        model, processor, table.reader, _clip_items(table, indices, windows, num_workers, skipped),
+        batch_size=batch_size, num_workers=num_workers, video_kwargs=video_kwargs, frame_times=True, on_error="skip",
+        progress=None if progress is None else progress.update,
+    )  # fmt: skip
+    skipped.extend({"video_id": table.video_ids[entry["row"]], **entry} for entry in clips.skipped)
+    return dataclasses.replace(clips, skipped=skipped)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -403,30 +310,18 @@ def embed_texts(model, processor, texts: Sequence[str], batch_size: int = 256) -
 # --------------------------------------------------------------------------------------------------------------
 
 
-def load_model_and_processor(
-    model_name_or_path: str, device: str | torch.device = "cpu", dtype: str | None = None, trust_remote_code=False
+def load_model_for_command(
+    model_name_or_path: str,
+    device: str | torch.device = "cpu",
+    dtype: str | None = None,
+    trust_remote_code: bool = False,
 ):
-    """`AutoModel` + `AutoProcessor` in eval mode; a folder without processor files gets the default one."""
-    from transformers import AutoModel, AutoProcessor
-
-    from ..processing_tvtsv2 import TVTSv2Processor
-
+    """`tools.model_loading.load_model_and_processor` for `tvtsv2 extract`, `search` and the linear probe: a model
+    that cannot be loaded is the one-line user error `--model X: cannot load (...)` (an `ExtractionError`)."""
     try:
-        model = AutoModel.from_pretrained(
-            model_name_or_path, dtype=getattr(torch, dtype or "float32"), trust_remote_code=trust_remote_code
-        )
+        return load_model_and_processor(model_name_or_path, device, dtype, trust_remote_code)
     except (OSError, ValueError) as error:
         raise ExtractionError(f"--model {model_name_or_path}: cannot load ({str(error).splitlines()[0]})") from error
-    model.eval().to(device)
-    try:
-        processor = AutoProcessor.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
-        if getattr(processor, "video_processor", None) is None or getattr(processor, "tokenizer", None) is None:
-            raise ValueError("incomplete processor")
-    except (OSError, ValueError, TypeError, KeyError):
-        logger.warning("No TVTSv2 processor in %s; using the default one.", model_name_or_path)
-        vision = model.config.vision_config
-        processor = TVTSv2Processor.from_defaults(image_size=vision.image_size, num_frames=vision.num_frames)
-    return model, processor
 
 
 def model_fingerprint(model) -> str:
@@ -616,7 +511,7 @@ def extract_features(
     Every process of an `accelerate launch` calls this with the same arguments; the main process merges.
 
     Args:
-        model, processor: see :func:`load_model_and_processor`. The model must be on this process's device.
+        model, processor: see :func:`load_model_for_command`. The model must be on this process's device.
         table: from :func:`open_video_table`.
         model_name: recorded in `extraction.json` (default: `model.name_or_path`); `tvtsv2 search` loads it.
         windows: `(seconds, stride)`: embed sliding windows.
@@ -648,7 +543,7 @@ def extract_features(
         "sampling": sampling or video_processor.sampling,
         "transform": transform or video_processor.transform,
     }
-    _, model_dtype = _model_device_dtype(model)
+    _, model_dtype = model_device_dtype(model)
     settings = {
         "format_version": FORMAT_VERSION,
         "source": table.source,
@@ -823,7 +718,7 @@ def run_extract(args: ExtractArguments) -> int:
             keep_columns=keep, video_root=args.video_root,
         )  # fmt: skip
         state = PartialState(cpu=args.use_cpu or not torch.cuda.is_available())
-        model, processor = load_model_and_processor(args.model, state.device, args.dtype, args.trust_remote_code)
+        model, processor = load_model_for_command(args.model, state.device, args.dtype, args.trust_remote_code)
         report = extract_features(
             model, processor, table, args.output, model_name=args.model, windows=windows,
             num_frames=args.num_frames, sampling=args.sampling, transform=args.transform,

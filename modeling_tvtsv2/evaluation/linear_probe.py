@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from transformers.utils import logging
 
-from .extract import MANIFEST_NAME, ExtractionError, embed_table, load_model_and_processor, open_video_table
+from .embedding import embed_videos, whole_videos
+from .extract import MANIFEST_NAME, ExtractionError, load_model_for_command, open_video_table
 from .metrics import topk_accuracy
 
 
@@ -239,9 +240,9 @@ def features_on_the_fly(
             dataset_path, split=split, video_column=video_column, keep_columns=[label_column], video_root=video_root
         )
         count = len(table) if max_samples is None else min(max_samples, len(table))
-        clips = embed_table(
-            model, processor, table, range(count), batch_size=batch_size, num_workers=num_workers,
-            video_kwargs=video_kwargs,
+        clips = embed_videos(
+            model, processor, table.reader, whole_videos(range(count)), batch_size=batch_size,
+            num_workers=num_workers, video_kwargs=video_kwargs, on_error="skip",
         )  # fmt: skip
         if clips.skipped:
             logger.warning("%s/%s: skipped %d unreadable videos", dataset_path, split, len(clips.skipped))
@@ -360,7 +361,7 @@ def _run_linear_probe_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if not (args.dataset and args.model):
             raise ExtractionError("--task linear-probe: pass --model and --dataset, or the --*-features folders")
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model, processor = load_model_and_processor(args.model, device, args.dtype, args.trust_remote_code)
+        model, processor = load_model_for_command(args.model, device, args.dtype, args.trust_remote_code)
         video_kwargs = json.loads(args.video_kwargs) if args.video_kwargs else {}
         if args.num_frames is not None:
             video_kwargs["num_frames"] = args.num_frames

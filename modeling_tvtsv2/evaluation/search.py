@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from transformers.utils import logging
 
-from .extract import MANIFEST_NAME, ExtractionError, embed_texts, load_model_and_processor
+from .embedding import embed_texts
+from .extract import MANIFEST_NAME, ExtractionError, load_model_for_command
 
 
 logger = logging.get_logger(__name__)
@@ -148,7 +149,7 @@ def search(
     if model is None:
         if not index.model_name:
             raise ExtractionError(f"{index.path} does not record its model: pass --model")
-        model, processor = load_model_and_processor(index.model_name)
+        model, processor = load_model_for_command(index.model_name)
     single = isinstance(queries, str)
     texts = [queries] if single else list(queries)
     if not texts or any(not t.strip() for t in texts):
@@ -198,7 +199,7 @@ def run_search(args: SearchArguments) -> int:
         index = VideoIndex(args.index)
         model = processor = None
         if args.model:
-            model, processor = load_model_and_processor(args.model)
+            model, processor = load_model_for_command(args.model)
         results = search(index, list(args.queries), model, processor, top_k=args.top_k)
     except ExtractionError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -23,9 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging as std_logging
+import math
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,9 +37,18 @@ from transformers.utils import logging
 from transformers.utils.logging import tqdm
 
 from ..data.schema import undecoded_videos
-from ..data.schema import video_source as data_video_source
 from ..modeling_tvtsv2 import autocast_context
 from ..tools.model_loading import load_model_and_processor
+from .embedding import (
+    ON_ERROR_CHOICES,
+    REPORTED_REASON_CHARS,
+    DatasetVideos,
+    VideoList,
+    VideoRowError,
+    embed_texts,
+    embed_videos,
+    whole_videos,
+)
 from .linear_probe import LinearProbeArguments, read_class_names, run_linear_probe_from_args
 from .metrics import (
     cosine_similarity_matrix,
@@ -62,18 +72,6 @@ TASKS = ("retrieval", "classification", "multiple-choice")
 # --------------------------------------------------------------------------------------------------------------
 # Inputs
 # --------------------------------------------------------------------------------------------------------------
-
-
-def video_source(item: Any, video_root: str | None = None) -> Any:
-    """Turns one dataset cell into something the video processor reads: a path, bytes or an array.
-
-    Cells (`{"bytes", "path"}` dicts of `datasets.Video(decode=False)`, paths, bytes) go through
-    `data.video_source` (embedded bytes win; relative paths are resolved against `video_root`); anything else
-    (decoded arrays, frame lists) is passed through.
-    """
-    if isinstance(item, (Mapping, str, os.PathLike, bytes, bytearray, memoryview)):
-        return data_video_source(item, video_root)
-    return item
 
 
 class EvalDatasetError(ValueError):
@@ -101,64 +99,11 @@ def load_eval_dataset(path: str, split: str | None = None, video_column: str | N
     return undecoded_videos(dataset, video_column)
 
 
-class VideoRowError(ValueError):
-    """A dataset row's video cannot be read; the message names the row (index, `video_id`) and the reason."""
-
-
-ON_ERROR_CHOICES = ("raise", "skip")
-
-
-class _VideoRows(torch.utils.data.Dataset):
-    """Decodes and preprocesses one row's video; used with a DataLoader so decoding can run in worker processes.
-
-    Items are `(index, pixels)`, or `(index, reason)` for an unreadable video when `skip_errors` (else a
-    `VideoRowError` naming the row is raised).
-    """
-
-    def __init__(
-        self, videos: Sequence[Any] | Callable[[int], Any], length: int, video_processor, video_kwargs,
-        skip_errors: bool = False,
-    ):  # fmt: skip
-        self.videos = videos
-        self.length = length
-        self.video_processor = video_processor
-        self.video_kwargs = video_kwargs
-        self.skip_errors = skip_errors
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | str]:
-        try:
-            video = self.videos(index) if callable(self.videos) else self.videos[index]
-            outputs = self.video_processor(videos=[video], return_tensors="pt", **self.video_kwargs)
-            return index, outputs["pixel_values_videos"][0]
-        except Exception as error:  # noqa: BLE001 - any decoder failure is this row's failure
-            reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
-            if self.skip_errors:
-                return index, reason
-            name = self.videos.row_name(index) if hasattr(self.videos, "row_name") else f"row {index}"
-            raise VideoRowError(f"{name}: {reason} (pass --on-error skip to skip unreadable videos)") from error
-
-
-def _collate_rows(items: list[tuple[int, torch.Tensor | str]]):
-    good = [(index, pixels) for index, pixels in items if isinstance(pixels, torch.Tensor)]
-    failed = [(index, reason) for index, reason in items if isinstance(reason, str)]
-    pixels = torch.stack([p for _, p in good]) if good else None
-    return [index for index, _ in good], pixels, failed
-
-
-def _model_device_dtype(model) -> tuple[torch.device, torch.dtype]:
-    parameter = next(model.parameters())
-    return parameter.device, parameter.dtype
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Embeddings
 # --------------------------------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
 def compute_video_embeddings(
     model,
     processor,
@@ -171,7 +116,7 @@ def compute_video_embeddings(
     video_kwargs: dict[str, Any] | None = None,
     failures: list[dict[str, Any]] | None = None,
 ) -> torch.Tensor:
-    """Embeds videos in batches.
+    """Embeds videos in batches (the engine `embedding.embed_videos`, one row per video).
 
     Args:
         model: a `TVTSv2Model` (or any model with `get_video_features`, e.g. a `PeftModel` around one), on the
@@ -190,44 +135,36 @@ def compute_video_embeddings(
     Returns:
         `[N, D]` float32 embeddings on the CPU.
     """
-    video_processor = getattr(processor, "video_processor", processor)
     if num_videos is None:
         if callable(videos):
             raise ValueError("`num_videos` is required when `videos` is a function.")
         num_videos = len(videos)
-    resolved = videos if callable(videos) else [video_source(v) for v in videos]
-    loader = torch.utils.data.DataLoader(
-        _VideoRows(resolved, num_videos, video_processor, dict(video_kwargs or {}), skip_errors=failures is not None),
-        batch_size=batch_size,
-        num_workers=num_workers,
-        collate_fn=_collate_rows,
-    )
-    device, dtype = _model_device_dtype(model)
-    chunks, positions = [], []
-    for indices, pixel_values, failed in tqdm(loader, desc="Video embeddings", unit="batch", disable=not show_progress):
-        for index, reason in failed:
-            failure = {"index": index, "reason": reason}
-            if hasattr(resolved, "video_id"):
-                failure["video_id"] = resolved.video_id(index)
-            logger.warning("skipping unreadable video in row %d: %s", index, reason)
-            failures.append(failure)
-        if pixel_values is None:
-            continue
-        output = model.get_video_features(pixel_values_videos=pixel_values.to(device=device, dtype=dtype))
-        chunks.append(output.pooler_output.float().cpu())
-        positions.extend(indices)
-    if not chunks:
+    read_video = videos if callable(videos) else VideoList(videos)
+    batches = math.ceil(num_videos / batch_size)
+    with tqdm(total=batches, desc="Video embeddings", unit="batch", disable=not show_progress) as bar:
+        clips = embed_videos(
+            model, processor, read_video, whole_videos(range(num_videos)), batch_size=batch_size,
+            num_workers=num_workers, video_kwargs=video_kwargs, normalize=False,
+            on_error="raise" if failures is None else "skip", progress=lambda _: bar.update(1),
+        )  # fmt: skip
+    for skipped in clips.skipped:
+        index, reason = skipped["row"], skipped["reason"][:REPORTED_REASON_CHARS]
+        failure = {"index": index, "reason": reason}
+        if hasattr(read_video, "video_id"):
+            failure["video_id"] = read_video.video_id(index)
+        logger.warning("skipping unreadable video in row %d: %s", index, reason)
+        failures.append(failure)
+    if not clips.items:
         raise ValueError("No videos to embed." if not failures else f"No readable video ({len(failures)} failed).")
-    embeddings = torch.cat(chunks)
-    embeddings = F.normalize(embeddings, dim=-1) if normalize else embeddings
-    if len(positions) == num_videos:
+    # Normalised here, on the CPU after concatenation, as evaluation always did (the last bit can differ on a GPU).
+    embeddings = F.normalize(clips.embeddings, dim=-1) if normalize else clips.embeddings
+    if len(clips.items) == num_videos:
         return embeddings
     full = torch.full((num_videos, embeddings.shape[1]), float("nan"))
-    full[torch.tensor(positions)] = embeddings
+    full[torch.tensor([index for index, _, _ in clips.items])] = embeddings
     return full
 
 
-@torch.no_grad()
 def compute_text_embeddings(
     model,
     processor,
@@ -236,7 +173,8 @@ def compute_text_embeddings(
     normalize: bool = True,
     show_progress: bool = True,
 ) -> torch.Tensor:
-    """Embeds texts in batches with the processor's tokenizer settings (CLIP BPE, 77 tokens, truncation).
+    """Embeds texts in batches with the processor's tokenizer settings (CLIP BPE, 77 tokens, truncation);
+    the engine `embedding.embed_texts`, with a progress bar. No texts is an error.
 
     Returns:
         `[N, D]` float32 embeddings on the CPU (L2-normalised when `normalize`).
@@ -244,29 +182,13 @@ def compute_text_embeddings(
     texts = list(texts)
     if not texts:
         raise ValueError("No texts to embed.")
-    device, _ = _model_device_dtype(model)
-    chunks = []
-    batches = range(0, len(texts), batch_size)
-    for start in tqdm(batches, desc="Text embeddings", unit="batch", disable=not show_progress):
-        inputs = _tokenize(processor, texts[start : start + batch_size])
-        output = model.get_text_features(
-            input_ids=inputs["input_ids"].to(device), attention_mask=_optional_to(inputs.get("attention_mask"), device)
+    batches = math.ceil(len(texts) / batch_size)
+    with tqdm(total=batches, desc="Text embeddings", unit="batch", disable=not show_progress) as bar:
+        embeddings = embed_texts(
+            model, processor, texts, batch_size, normalize=False, progress=lambda _: bar.update(1)
         )
-        chunks.append(output.pooler_output.float().cpu())
-    embeddings = torch.cat(chunks)
+    # Normalised on the CPU after concatenation, as evaluation always did (see compute_video_embeddings).
     return F.normalize(embeddings, dim=-1) if normalize else embeddings
-
-
-def _tokenize(processor, texts: list[str]):
-    # A TVTSv2Processor applies its own text defaults (padding to 77, truncation keeping EOT); a bare tokenizer
-    # gets the same settings explicitly.
-    if hasattr(processor, "tokenizer"):
-        return processor(text=texts, return_tensors="pt")
-    return processor(texts, padding="max_length", truncation=True, max_length=77, return_tensors="pt")
-
-
-def _optional_to(tensor, device):
-    return None if tensor is None else tensor.to(device)
 
 
 def format_prompts(class_names: Sequence[str], templates: Sequence[str] | str = DEFAULT_TEMPLATES) -> list[list[str]]:
@@ -327,32 +249,6 @@ class _Common:
             raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {self.on_error!r}")
 
 
-class _DatasetVideos:
-    """`index -> video source` over one dataset column, read row by row (never the whole column of bytes).
-
-    A class rather than a closure so that it pickles into DataLoader worker processes under any start method.
-    """
-
-    def __init__(self, dataset, video_column: str, video_root: str | None):
-        if video_column not in dataset.column_names:
-            raise ValueError(f"Video column {video_column!r} not found; columns: {dataset.column_names}")
-        self.column = undecoded_videos(dataset, video_column).select_columns([video_column])
-        self.video_column = video_column
-        self.video_root = video_root
-
-        self.ids = dataset.select_columns(["video_id"]) if "video_id" in dataset.column_names else None
-
-    def __call__(self, index: int) -> Any:
-        return video_source(self.column[index][self.video_column], self.video_root)
-
-    def video_id(self, index: int) -> str | None:
-        return None if self.ids is None else str(self.ids[index]["video_id"])
-
-    def row_name(self, index: int) -> str:
-        video_id = self.video_id(index)
-        return f"row {index}" + (f" (video_id {video_id!r})" if video_id is not None else "")
-
-
 def _video_embeddings_for(
     dataset, model, processor, video_column, common: _Common, video_kwargs
 ) -> tuple[torch.Tensor, list[int], dict[str, Any]]:
@@ -362,7 +258,7 @@ def _video_embeddings_for(
     embeddings = compute_video_embeddings(
         model,
         processor,
-        _DatasetVideos(dataset, video_column, common.video_root),
+        DatasetVideos(dataset, video_column, common.video_root),
         num_videos=len(dataset),
         batch_size=common.video_batch_size,
         num_workers=common.num_workers,

@@ -32,7 +32,7 @@ from transformers.trainer_optimizer import is_optimizer_factory
 from transformers.utils import logging
 
 from ..modeling_tvtsv2 import contrastive_loss, transcript_sort_loss
-from ..video_processing_tvtsv2 import normalize_video_pixels
+from ..video_transforms_tvtsv2 import normalize_video_pixels
 from .distributed import gather_with_grad
 from .evaluation_loop import PretrainingEvaluationMixin
 from .freezing import FreezeSchedule, check_schedule_supported
