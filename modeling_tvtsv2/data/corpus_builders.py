@@ -567,18 +567,33 @@ def _rows_or_fraction(text: str) -> float | int:
     return int(number) if number >= 1 else number
 
 
-def _validation_size_field() -> Any:
-    return field(
+@dataclass
+class _CorpusBuildArguments:
+    """The settings every corpus builder script takes (keyword-only: listed after each script's own)."""
+
+    validation_size: float = field(
         default=0,
+        kw_only=True,
         metadata={
             "help": "fraction (<1) or number of rows held out as the 'validation' split",
             "type": _rows_or_fraction,
         },
     )
+    num_workers: int = field(default=1, kw_only=True, metadata={"help": "processes probing videos"})
+    seed: int = field(default=0, kw_only=True, metadata={"help": "seed of the train/validation split"})
+    overwrite: bool = field(
+        default=False,
+        kw_only=True,
+        metadata={"help": "replace a non-empty output folder as a whole, once the new corpus is complete"},
+    )
+
+    def __post_init__(self):
+        if self.validation_size >= 1:  # a number of rows (an argument file may give 100.0)
+            self.validation_size = int(self.validation_size)
 
 
 @dataclass
-class TranscriptCorpusArguments:
+class TranscriptCorpusArguments(_CorpusBuildArguments):
     """`processing/prepare_transcript_corpus.py` (parsed by `modeling_tvtsv2.tools.arguments`: `--a_b` and `--a-b`,
     argument files)."""
 
@@ -594,7 +609,6 @@ class TranscriptCorpusArguments:
             "choices": ["auto", "segments", "words"],
         },
     )
-    validation_size: float = _validation_size_field()
     min_words: int = field(default=1, metadata={"help": "skip transcripts with fewer words"})
     raw_asr_words: bool = field(
         default=False,
@@ -604,20 +618,10 @@ class TranscriptCorpusArguments:
         default_factory=lambda: list(VIDEO_EXTENSIONS), metadata={"help": "video file suffixes"}
     )
     no_recursive: bool = field(default=False, metadata={"help": "only scan the top folder"})
-    num_workers: int = field(default=1, metadata={"help": "processes probing videos"})
-    seed: int = field(default=0, metadata={"help": "seed of the train/validation split"})
-    overwrite: bool = field(
-        default=False,
-        metadata={"help": "replace a non-empty output folder as a whole, once the new corpus is complete"},
-    )
-
-    def __post_init__(self):
-        if self.validation_size >= 1:  # a number of rows (an argument file may give 100.0)
-            self.validation_size = int(self.validation_size)
 
 
 @dataclass
-class CaptionCorpusArguments:
+class CaptionCorpusArguments(_CorpusBuildArguments):
     """`processing/prepare_caption_corpus.py` (parsed by `modeling_tvtsv2.tools.arguments`: `--a_b` and `--a-b`,
     argument files)."""
 
@@ -633,17 +637,6 @@ class CaptionCorpusArguments:
     embed_videos: bool = field(
         default=False, metadata={"help": "embed video bytes (default: keep absolute paths)"}
     )
-    validation_size: float = _validation_size_field()
-    num_workers: int = field(default=1, metadata={"help": "processes probing videos"})
-    seed: int = field(default=0, metadata={"help": "seed of the train/validation split"})
-    overwrite: bool = field(
-        default=False,
-        metadata={"help": "replace a non-empty output folder as a whole, once the new corpus is complete"},
-    )
-
-    def __post_init__(self):
-        if self.validation_size >= 1:  # a number of rows (an argument file may give 100.0)
-            self.validation_size = int(self.validation_size)
 
 
 TRANSCRIPT_CORPUS_DESCRIPTION = (
