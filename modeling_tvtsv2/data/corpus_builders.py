@@ -37,6 +37,7 @@ from typing import Any, Literal
 from transformers.utils import logging
 
 from ..tools.output_folders import check_output_folder, staged_output_folder
+from ..tools.package_logging import set_package_log_level
 from ..video_decoding_tvtsv2 import VideoProbe, VideoProbeError, probe_video
 from .schema import VIDEO_EXTENSIONS, caption_features, transcript_features
 from .subtitles import (
@@ -702,7 +703,7 @@ def _build_and_report(build: Callable[..., CorpusBuildReport], *args: Any, **kwa
 
     from tqdm.auto import tqdm
 
-    std_logging.getLogger("modeling_tvtsv2").setLevel(std_logging.INFO)  # prints through transformers' handler
+    set_package_log_level(std_logging.INFO)  # progress through transformers' handler
     try:
         report = build(*args, progress=lambda items: tqdm(items, desc="probing videos", unit="video"), **kwargs)
     except (OSError, ValueError) as error:  # bad --output/--videos/--metadata, or no usable row at all

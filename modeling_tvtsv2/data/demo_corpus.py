@@ -384,9 +384,10 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     import time
 
     from ..tools.arguments import parse_tool_arguments
+    from ..tools.package_logging import set_package_log_level
 
     (args,) = parse_tool_arguments(DemoCorpusArguments, argv, prog=prog, description=DEMO_CORPUS_DESCRIPTION)
-    std_logging.getLogger("modeling_tvtsv2").setLevel(std_logging.INFO)  # prints through transformers' handler
+    set_package_log_level(std_logging.INFO)  # progress through transformers' handler
     validation = int(args.validation_size) if args.validation_size >= 1 else args.validation_size
     started = time.perf_counter()
     corpus = build_demo_corpus(

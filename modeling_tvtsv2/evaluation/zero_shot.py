@@ -39,6 +39,7 @@ from transformers.utils.logging import tqdm
 from ..data.schema import undecoded_videos
 from ..modeling_tvtsv2 import autocast_context
 from ..tools.model_loading import load_model_and_processor
+from ..tools.package_logging import set_package_log_level
 from .embedding import (
     ON_ERROR_CHOICES,
     REPORTED_REASON_CHARS,
@@ -704,7 +705,7 @@ def eval_command(argv: Sequence[str] | None = None, prog: str | None = None) -> 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """`python training/run_eval.py ...`: zero-shot evaluation of a TVTSv2 model; prints and writes the metrics."""
     args = parse_eval_arguments(argv)
-    std_logging.getLogger(__name__.rpartition(".")[0]).setLevel(std_logging.INFO)  # via transformers' handler
+    set_package_log_level(std_logging.INFO)  # progress through transformers' handler
     try:
         record = run_from_args(args)
     except VideoRowError as error:

@@ -22,6 +22,7 @@ import transformers
 from transformers import set_seed
 from transformers.utils import logging
 
+from ..tools.package_logging import package_logger, set_package_log_level
 from .arguments import (
     DEMO_OUTPUT_DIR,
     DEMO_TORCH_THREADS,
@@ -38,7 +39,6 @@ logger = logging.get_logger(__name__)
 
 __all__ = ["DEMO_OUTPUT_DIR", "DataArguments", "ModelArguments", "main", "parse_arguments", "run_pretraining"]
 
-_PACKAGE_LOGGER = "modeling_tvtsv2"
 
 
 class _StderrHandler(std_logging.StreamHandler):
@@ -60,13 +60,13 @@ def _configure_logging(training_args) -> None:
     chosen = training_args.log_level if training_args.should_log else training_args.log_level_replica
     package_level = level if chosen != "passive" else (std_logging.INFO if training_args.should_log else level)
     transformers.utils.logging.set_verbosity(level if chosen != "passive" else std_logging.WARNING)
-    package_logger = std_logging.getLogger(_PACKAGE_LOGGER)
-    package_logger.setLevel(package_level)
-    if not package_logger.handlers:
+    set_package_log_level(package_level)
+    logger_of_the_package = package_logger()
+    if not logger_of_the_package.handlers:
         handler = _StderrHandler()
         handler.setFormatter(std_logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        package_logger.addHandler(handler)
-        package_logger.propagate = False
+        logger_of_the_package.addHandler(handler)
+        logger_of_the_package.propagate = False
 
 
 def _set_torch_threads(arguments: PretrainingArguments) -> None:

@@ -19,7 +19,6 @@
 The arguments live in `modeling_tvtsv2.pretraining.training_args`, the optimiser groups in `modeling_tvtsv2.pretraining.optimization`.
 """
 
-import logging as std_logging
 from collections import Counter
 from typing import Any
 
@@ -32,6 +31,7 @@ from transformers.trainer_optimizer import is_optimizer_factory
 from transformers.utils import logging
 
 from ..modeling_tvtsv2 import contrastive_loss, transcript_sort_loss
+from ..tools.package_logging import set_package_log_level
 from ..video_transforms_tvtsv2 import normalize_video_pixels
 from .distributed import gather_with_grad
 from .evaluation_loop import PretrainingEvaluationMixin
@@ -73,12 +73,6 @@ def _collator_pixel_normalization(collator: Any) -> tuple[float, tuple[float, ..
     )
 
 
-def _configure_package_logging(level: int) -> None:
-    """Apply `--log_level` / `--log_level_replica` (the process's level) to this package's loggers; they print
-    through transformers' handler (see `modeling_tvtsv2/__init__.py`), so the root logger is left alone."""
-    std_logging.getLogger(__name__.rpartition(".")[0]).setLevel(level)
-
-
 class FreezeScheduleCallback(TrainerCallback):
     """Toggles `requires_grad` at step boundaries, after the Trainer wrapped the model (DDP-safe)."""
 
@@ -116,7 +110,8 @@ class TVTSv2Trainer(PretrainingEvaluationMixin, StaticShapeCompileMixin, Trainer
 
     def __init__(self, *args, freeze_schedule: "str | FreezeSchedule | None" = None, eval_data_collator=None, **kwargs):
         super().__init__(*args, **kwargs)
-        _configure_package_logging(self.args.get_process_log_level())
+        # `--log_level` / `--log_level_replica` (the process's level) for this package too; the root logger is left alone
+        set_package_log_level(self.args.get_process_log_level())
         # Batches carry their skip reasons when the collator counts them (it may run in DataLoader workers).
         if hasattr(self.data_collator, "skip_counter"):
             self.data_collator = SkipReasonsCollator(self.data_collator)
