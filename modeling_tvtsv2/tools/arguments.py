@@ -164,6 +164,16 @@ def _allows_none(hint: Any) -> bool:
     return typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
 
 
+def _required_fields(dataclass_types: Any) -> set[str]:
+    """The fields without a default (required unless an argument file gives them)."""
+    return {
+        f.name
+        for dtype in _as_tuple(dataclass_types)
+        for f in dataclasses.fields(dtype)
+        if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+
+
 def argument_names(dataclass_types: Any) -> set[str]:
     """The field names of the dataclasses (the keys an argument file may hold)."""
     return {f.name for dtype in _as_tuple(dataclass_types) for f in dataclasses.fields(dtype) if f.init}
@@ -175,12 +185,7 @@ def typed_flags_parser(dataclass_types: Any, **parser_kwargs: Any) -> ToolArgume
     Nothing is required at this stage (an argument file may give it); `--help` shows each field's default, and
     `(required)` for fields without one."""
     parser = ToolArgumentParser(dataclass_types, **parser_kwargs)
-    required = {
-        f.name
-        for dtype in _as_tuple(dataclass_types)
-        for f in dataclasses.fields(dtype)
-        if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    }
+    required = _required_fields(dataclass_types)
     for action in parser._actions:
         if action.dest == "help" or action.default is argparse.SUPPRESS:
             continue
@@ -345,10 +350,11 @@ def parse_tool_arguments(
             parser.error(str(error))
     values.update(typed)
 
+    required = _required_fields(dataclass_types)
     missing = [
         action.option_strings[0] if action.option_strings else action.dest
         for action in parser._actions
-        if action.dest in names and action.dest not in values and _is_required(dataclass_types, action.dest)
+        if action.dest in required and action.dest not in values
     ]
     if missing:
         parser.error(f"the following arguments are required: {', '.join(dict.fromkeys(missing))}")
@@ -361,10 +367,3 @@ def parse_tool_arguments(
             parser.error(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
     return tuple(instances)
 
-
-def _is_required(dataclass_types: tuple[type, ...], name: str) -> bool:
-    for dtype in dataclass_types:
-        for f in dataclasses.fields(dtype):
-            if f.name == name:
-                return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    return False
