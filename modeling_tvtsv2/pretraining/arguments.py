@@ -38,7 +38,7 @@ from ..tools.arguments import (
     typed_flags_parser,
     unknown_arguments_message,
 )
-from .trainer import TVTSv2TrainingArguments
+from .training_args import TVTSv2TrainingArguments
 
 logger = logging.get_logger(__name__)
 
