@@ -220,10 +220,10 @@ def _rank(rank: int, world_size: int, store: str, trainers: dict, batch: dict, o
     results = {}
     for mode, trainer in trainers.items():
         gradients = _gradients(trainer, shard)
-        for gradient in gradients.values():
-            dist.all_reduce(gradient)
-            gradient /= world_size
-        results[mode] = gradients
+        flat = torch.cat([gradient.flatten() for gradient in gradients.values()])  # one all-reduce, as DDP buckets
+        dist.all_reduce(flat)
+        averaged = (flat / world_size).split([gradient.numel() for gradient in gradients.values()])
+        results[mode] = {name: a.view_as(g) for (name, g), a in zip(gradients.items(), averaged)}
     if rank == 0:
         torch.save(results, out)
     dist.destroy_process_group()
