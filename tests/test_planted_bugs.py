@@ -131,8 +131,8 @@ def test_dry_run_reports_the_mask_ratio_and_global_batch_that_training_builds(
     argv = [
         "--transcript_dataset", str(small_transcript_corpus), "--output_dir", str(tmp_path / "run"),
         "--mask_ratio", "0.25", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "3",
-        "--num_frames", "4", "--num_transcripts", "2", "--dataloader_num_workers", "0", "--dataloader_pin_memory", "false",
-        "--disable_tqdm", "true",
+        "--num_frames", "4", "--num_transcripts", "2", "--dataloader_num_workers", "0",
+        "--dataloader_pin_memory", "false", "--disable_tqdm", "true",
     ]  # fmt: skip
     assert TVTSv2Config.from_preset("tiny").pretraining_mask_ratio != 0.25  # the flag must win over the config
     run_pretraining(parse_arguments([*argv, "--dry_run"]))
