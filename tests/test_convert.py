@@ -11,7 +11,6 @@ import re
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
 import torch
@@ -399,11 +398,9 @@ def test_non_standard_size_requires_layout_and_heads(tmp_path, original_fixture_
     assert not (tmp_path / "out").exists()
 
 
-def test_console_script_exit_code_and_message(tmp_path):
-    script = Path(sys.executable).with_name("tvtsv2")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "modeling_tvtsv2"]
+def test_console_script_exit_code_and_message(tmp_path, tvtsv2_script):
     result = subprocess.run(
-        [*command, "convert", "--checkpoint", str(tmp_path / "nope.pth"), "--output", str(tmp_path / "out")],
+        [str(tvtsv2_script), "convert", "--checkpoint", str(tmp_path / "nope.pth"), "--output", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 2

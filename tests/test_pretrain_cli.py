@@ -234,15 +234,16 @@ def clip_hub_cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def paper_plans(clip_hub_cache, tmp_path_factory) -> dict[str, dict]:
-    """`--dry_run` of each paper recipe through three entry points (one JSON object on stdout each)."""
+def paper_plans(clip_hub_cache, tmp_path_factory, tvtsv2_script) -> dict[str, dict]:
+    """`--dry_run` of each paper recipe through three entry points (one JSON object on stdout each): the
+    pretraining module, the training script and the console script (the one installed with this interpreter)."""
     cwd = tmp_path_factory.mktemp("dry_run")
     env = offline_env(clip_hub_cache)
     commands = {
         "b32": [sys.executable, "-m", "modeling_tvtsv2.pretraining", "--recipe", "paper_b32", "--dry_run"],
         "b16": [sys.executable, str(ROOT / "training" / "run_pretrain.py"), str(ROOT / "configuration" / "recipes" /
                 "paper_b16.json"), "--dry-run"],
-        "h14": [shutil.which("tvtsv2") or "tvtsv2", "train", "--recipe", "paper_h14", "--dry_run", "true"],
+        "h14": [str(tvtsv2_script), "train", "--recipe", "paper_h14", "--dry_run", "true"],
     }  # fmt: skip
     plans = {}
     for variant, command in commands.items():
@@ -350,7 +351,7 @@ def test_hub_model_and_dataset_ids_checkpoints_and_hub_ready_outputs(demo_corpus
     assert AutoProcessor.from_pretrained(output).video_processor.num_frames == 4
 
     exported = tmp_path / "exported"
-    export = [shutil.which("tvtsv2") or "tvtsv2", "export", "--model", str(output), "--output", str(exported),
+    export = [sys.executable, "-m", "modeling_tvtsv2", "export", "--model", str(output), "--output", str(exported),
               "--repo-id", "someone/tvtsv2-test", "--base-model", "someone/tiny-clip",
               "--dataset", "someone/demo-transcripts"]  # fmt: skip
     result = run(export, offline_env(hf_home), tmp_path)
