@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from .optimization import ORIGINAL_ADAMW
+
 CONTRASTIVE_GRADIENTS = ("global", "original")
 TEMPORAL_EMBEDDING_LRS = ("clip", "new")
 
@@ -99,6 +101,15 @@ class TVTSv2TrainingArguments(TrainingArguments):
             "recompile)"
         },
     )
+    zero_grad_to_none: bool = field(
+        default=True,
+        metadata={
+            "help": "clear gradients after each optimiser step by dropping them (True, default: a parameter without a "
+            "gradient on a step, e.g. the sort head on caption steps, stands still) or by filling them with zeros "
+            "(False: the original under torch 1.11; once a parameter had a gradient, AdamW keeps moving it on steps "
+            "that do not touch it, by momentum and weight decay). The paper_* recipes set False"
+        },
+    )
     max_skip_fraction: float = field(
         default=0.5,
         metadata={
@@ -109,6 +120,11 @@ class TVTSv2TrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        # `--optim adamw_original` is this package's optimiser, unknown to transformers' OptimizerNames: validate
+        # the rest with a neutral name, then keep ours (a plain str; the trainer builds it, see optimization.py).
+        original_optimizer = str(getattr(self.optim, "value", self.optim)) == ORIGINAL_ADAMW
+        if original_optimizer:
+            self.optim = "adamw_torch"
         if self.contrastive_gradient not in CONTRASTIVE_GRADIENTS:
             raise ValueError(
                 f"--contrastive_gradient must be one of {', '.join(CONTRASTIVE_GRADIENTS)}, got "
@@ -126,3 +142,5 @@ class TVTSv2TrainingArguments(TrainingArguments):
                 f"--dataloader_num_workers must be >= 0 (or -1: automatic), got {self.dataloader_num_workers}"
             )
         super().__post_init__()
+        if original_optimizer:
+            self.optim = ORIGINAL_ADAMW
