@@ -4,6 +4,7 @@ import os
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
+from transformers.training_args import OptimizerNames
 
 from .optimization import ORIGINAL_ADAMW
 
@@ -45,6 +46,15 @@ class TVTSv2TrainingArguments(TrainingArguments):
         default=0.05, metadata={"help": "decoupled weight decay (not applied to biases and norms)"}
     )
     adam_epsilon: float = field(default=1e-6, metadata={"help": "Adam epsilon (the original's: 1e-6)"})
+    optim: str = field(
+        default=TrainingArguments.__dataclass_fields__["optim"].default,
+        metadata={
+            "help": "the optimiser: one of transformers' (e.g. adamw_torch) or adamw_original (the original's rule, "
+            "transformers 4.10 AdamW: eps added before the bias correction, weight decay after the Adam step; the "
+            "paper_* recipes' choice)",
+            "choices": [*(name.value for name in OptimizerNames), ORIGINAL_ADAMW],
+        },
+    )
     max_grad_norm: float = field(
         default=0.0, metadata={"help": "gradient clipping norm; 0 = no clipping (the original never clips)"}
     )

@@ -99,9 +99,14 @@ def run_steps(output_dir: str | Path, flags: list[str] = (), rank: int = 0, worl
         # one pre-collated batch per dataset item, in order
         "--per_device_train_batch_size", "1", "--train_sampling_strategy", "sequential", *flags,
     ])  # fmt: skip
-    prefix = "w1" if world_size == 1 else f"w2.rank{rank}"
+    tensors = fixture_tensors()
+    if world_size == 1:
+        items = project_batches(tensors, "w1")
+    else:  # step-major, rank-minor: the sampler hands rank r item step * W + r (as MixedCorpusBatchDataset)
+        per_rank = [project_batches(tensors, f"w2.rank{r}") for r in range(world_size)]
+        items = [per_rank[r][step] for step in range(2) for r in range(world_size)]
     trainer = _LossRecordingTrainer(
-        model=model, args=arguments.training, train_dataset=_Batches(project_batches(fixture_tensors(), prefix)),
+        model=model, args=arguments.training, train_dataset=_Batches(items),
         data_collator=lambda features: features[0],
     )
     trainer.recorded = {}
