@@ -66,7 +66,7 @@ def main() -> None:
         "adamw_torch": optimizer_for(model, "adamw_torch"),
         "adamw_torch_fused": optimizer_for(model, "adamw_torch_fused"),
         "adamw_original": optimizer_for(model, "adamw_original"),
-        "adamw_original (foreach=False)": optimizer_for(model, "adamw_original", foreach=False),
+        "adamw_original (foreach=True)": optimizer_for(model, "adamw_original", foreach=True),
     }
     grads = [p.grad for p in trainable]
     originals = [p.detach().clone() for p in trainable]

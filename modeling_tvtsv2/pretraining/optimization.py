@@ -76,10 +76,11 @@ class OriginalAdamW(torch.optim.Optimizer):
     `torch.optim.AdamW` adds eps *after* correcting v, so at t = 1 this rule's effective eps is eps / sqrt(1 - b2)
     (32 × eps at b2 = 0.999), and it decays the weights *before* the Adam step. A tensor whose gradient is None is
     skipped; a zero gradient still moves it (momentum and decay), as in the original under torch 1.11's zero-filling
-    `zero_grad()` (see `TVTSv2TrainingArguments.zero_grad_to_none`). `foreach=True` (default) updates the tensors of
-    a group that share a step count with one `torch._foreach_*` call per operation (fewer kernel launches on GPUs;
-    on CPU within a few % of the per-tensor loop, benchmarks/README.md); the arithmetic (operations and their
-    order) is the same either way.
+    `zero_grad()` (see `TVTSv2TrainingArguments.zero_grad_to_none`). `foreach=True` updates the tensors of a group
+    that share a step count with one `torch._foreach_*` call per operation (fewer kernel launches on accelerators,
+    but every intermediate of the batch alive at once); `False` loops over them; `None` (default) uses foreach on
+    accelerators and the loop on CPU, where it measured 0.71x foreach's time at B/16 (benchmarks/README.md). The
+    arithmetic (operations and their order) is the same either way: the results are bit-identical.
     """
 
     def __init__(
@@ -89,7 +90,7 @@ class OriginalAdamW(torch.optim.Optimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-6,
         weight_decay: float = 0.0,
-        foreach: bool = True,
+        foreach: bool | None = None,
     ):
         if lr < 0.0:
             raise ValueError(f"invalid learning rate {lr} (must be >= 0)")
@@ -133,7 +134,8 @@ class OriginalAdamW(torch.optim.Optimizer):
         exp_avg_sqs = [self.state[param]["exp_avg_sq"] for param in params]
         # the bias corrections are folded into the step size (Python floats, in this order)
         step_size = lr * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
-        if group["foreach"]:
+        foreach = group["foreach"] if group["foreach"] is not None else params[0].device.type != "cpu"
+        if foreach:
             torch._foreach_mul_(exp_avgs, beta1)
             torch._foreach_add_(exp_avgs, grads, alpha=1.0 - beta1)
             torch._foreach_mul_(exp_avg_sqs, beta2)
