@@ -269,7 +269,8 @@ def test_dry_run_of_the_paper_recipe_prints_the_original_values(paper_plans, var
     assert schedule["type"] == "step" and schedule["gamma"] == 0.1 and schedule["after_epochs"] == [6, 8]
     assert schedule["warmup_steps"] == 0
     optimizer = plan["optimizer"]
-    assert optimizer["name"] in ("adamw_torch", "adamw_torch_fused")
+    # the original's AdamW rule and torch 1.11's zero-filled gradient clearing (tests/test_original_train_step.py)
+    assert optimizer["name"] == "adamw_original" and optimizer["zero_grad_to_none"] is False
     assert optimizer["eps"] == 1e-6 and optimizer["betas"] == [0.9, 0.999]
     groups = {g["name"]: g for g in optimizer["groups"]}
     assert {name: (g["lr"], g["weight_decay"]) for name, g in groups.items()} == {
