@@ -51,7 +51,8 @@ import numpy as np
 import torch
 from transformers.utils import logging
 
-from ..data.schema import VIDEO_EXTENSIONS, is_saved_dataset, undecoded_videos
+from ..data.schema import VIDEO_EXTENSIONS, corpus_root, is_saved_dataset, undecoded_videos
+from ..data.sharding import ShardSpec, claim, resolve_shard, write_json_atomic
 from ..tools.model_loading import load_model_and_processor
 from ..video_decoding_tvtsv2 import VideoProbeError, probe_video
 from .embedding import DatasetVideos, EmbeddedClips, VideoList, embed_texts, embed_videos, model_device_dtype
@@ -130,7 +131,8 @@ def open_video_table(
         text_column: optional column of strings to embed with the text tower.
         keep_columns: columns copied to the output unchanged (e.g. a label for a linear probe).
         id_column: column with video ids, used when present.
-        video_root: folder that relative video paths are resolved against.
+        video_root: folder that relative video paths are resolved against (default for a saved dataset: its
+            folder, where the corpus tools write paths relative to).
 
     Raises:
         ExtractionError: a missing source, split or column.
@@ -153,6 +155,7 @@ def open_video_table(
     if folder.is_dir():
         dataset = datasets.load_from_disk(str(folder))
         description = str(folder.resolve())
+        video_root = video_root if video_root is not None else str(corpus_root(folder))  # relative paths: here
         if isinstance(dataset, datasets.DatasetDict):
             if split is None and len(dataset) == 1:
                 split = next(iter(dataset))
@@ -350,8 +353,11 @@ class ExtractionReport:
     reused_shards: int
     skipped: list[dict[str, Any]]
     already_complete: bool = False
+    merged: bool = True  # False: this job's part is done, another job merges
 
     def summary(self) -> str:
+        if not self.merged:
+            return f"this job's part of {self.output} is done; the job that finishes last merges"
         if self.already_complete:
             return f"{self.output} is already complete ({self.num_rows} rows): nothing to do"
         reused = f", {self.reused_shards} reused from an earlier run" if self.reused_shards else ""
@@ -373,9 +379,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json_atomic(path, value)  # a temporary per host and process: jobs on several machines share the folder
 
 
 def _differences(expected: dict[str, Any], found: dict[str, Any]) -> list[str]:
@@ -505,6 +509,8 @@ def extract_features(
     overwrite: bool = False,
     show_progress: bool = True,
     settings_extra: dict[str, Any] | None = None,
+    shard_index: int | None = None,
+    num_shards: int | None = None,
 ) -> ExtractionReport:
     """Embeds `table` into the 🤗 Dataset folder `output` (shards, resume, `accelerate launch`; module docstring).
 
@@ -520,6 +526,9 @@ def extract_features(
         shard_size: videos per shard (the unit of resuming and of work split between processes).
         overwrite: replace an existing `output` (only once the new one is complete), or a partial output with
             other settings.
+        shard_index, num_shards: this job's part of the work (SLURM arrays, job lists; each job may itself be an
+            `accelerate launch`): a contiguous block of the `shard_size` units. The job that completes the last
+            unit merges (claimed: one job merges); the others return with `merged=False`.
 
     Raises:
         ExtractionError: for settings that do not match an existing (partial) output, and other user errors.
@@ -534,6 +543,10 @@ def extract_features(
         raise ExtractionError("--shard-size and --batch-size must be >= 1")
     if len(table) == 0:
         raise ExtractionError(f"{table.source}: no videos")
+    try:  # the launcher's processes are this job's (PartialState below); the flags split across jobs
+        job = resolve_shard(shard_index, num_shards, use_launcher=False)
+    except ValueError as error:
+        raise ExtractionError(str(error)) from None
     state = PartialState(cpu=not torch.cuda.is_available())
     output = Path(os.fspath(output)).absolute()
     work = _work_dir(output)
@@ -581,7 +594,7 @@ def extract_features(
     state.wait_for_everyone()
     done = [s for s in range(num_shards) if _shard_done(work, s, digest)]
     state.wait_for_everyone()
-    pending = [s for s in range(num_shards) if s not in set(done)]
+    pending = [s for s in job.block(range(num_shards)) if s not in set(done)]
     if done and state.is_main_process:
         logger.warning("Resuming %s: %d of %d shards already done", work, len(done), num_shards)
     mine = pending[state.process_index :: state.num_processes]
@@ -611,8 +624,13 @@ def extract_features(
 
     markers = [_shard_done(work, s, digest) for s in range(num_shards)]
     missing = [s for s, marker in enumerate(markers) if marker is None]
+    if missing and not job.is_single and not set(missing) & set(job.block(range(num_shards))):
+        logger.warning("%s of %s done; %d units left to other jobs (the last one merges)", job.name, work, len(missing))
+        return ExtractionReport(str(output), len(table), 0, num_shards, len(done), [], merged=False)
     if missing:
         raise RuntimeError(f"shards {missing} of {work} were not written; rerun to resume")
+    if not job.is_single and not claim(work / "merge.claim"):
+        return ExtractionReport(str(output), len(table), 0, num_shards, len(done), [], merged=False)
     parts = [datasets.load_from_disk(str(work / "shards" / f"shard-{s:05d}")) for s in range(num_shards)]
     merged = datasets.concatenate_datasets(parts)
     merged.info.description = f"TVTSv2 embeddings (tvtsv2 extract): {json.dumps(settings)}"
@@ -687,6 +705,12 @@ class ExtractArguments:
     use_cpu: bool = dataclasses.field(default=False, metadata={"help": "run on CPU even when a GPU is available"})
     trust_remote_code: bool = dataclasses.field(default=False, metadata={"help": "allow the model folder's own code"})
     no_progress: bool = dataclasses.field(default=False, metadata={"help": "hide the progress bar"})
+    shard_index: int | None = dataclasses.field(
+        default=None,
+        metadata={"help": "embed only this job's part (0-based) of --num_shards (SLURM arrays, job lists); the job "
+                  "that finishes last merges. Processes of an accelerate launch split each part further"},
+    )
+    num_shards: int | None = dataclasses.field(default=None, metadata={"help": "number of jobs (with --shard_index)"})
 
 
 EXTRACT_DESCRIPTION = (
@@ -724,6 +748,7 @@ def run_extract(args: ExtractArguments) -> int:
             num_frames=args.num_frames, sampling=args.sampling, transform=args.transform,
             embedding_dtype=args.embedding_dtype, shard_size=args.shard_size, batch_size=args.batch_size,
             num_workers=args.num_workers, overwrite=args.overwrite, show_progress=not args.no_progress,
+            shard_index=args.shard_index, num_shards=args.num_shards,
         )  # fmt: skip
     except ExtractionError as error:
         print(f"error: {error}", file=sys.stderr)
