@@ -21,6 +21,7 @@ build does (so N shards give the one-shard corpus), shard files are moved into p
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -129,10 +130,14 @@ class CorpusOutput:
         cache = self.work / "cache" / f"{self.spec.name}-{os.getpid()}"
         shutil.rmtree(target, ignore_errors=True)
         iterator = iter(rows)
+        first = next(iterator, None)
+        if first is None:  # a shard without a usable member: no dataset (the merge leaves it out)
+            return {"train": 0}
         try:
             # A fresh cache folder per run: from_generator caches by its arguments, which do not see the files.
             dataset = Dataset.from_generator(_rows_only, features=features, cache_dir=str(cache),
-                                             gen_kwargs={"rows": _Once(iterator)}, keep_in_memory=False)
+                                             gen_kwargs={"rows": _Once(itertools.chain([first], iterator))},
+                                             keep_in_memory=False)
             temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
             shutil.rmtree(temporary, ignore_errors=True)
             dataset.save_to_disk(str(temporary))
@@ -181,8 +186,8 @@ class CorpusOutput:
     def _merge_arrow(self, staging: Path) -> dict[str, int]:
         from datasets import DatasetDict, concatenate_datasets, load_from_disk
 
-        parts = [load_from_disk(str(self.work / "arrow" / ShardSpec(i, self.spec.count).name))
-                 for i in range(self.spec.count)]
+        folders = [self.work / "arrow" / ShardSpec(i, self.spec.count).name for i in range(self.spec.count)]
+        parts = [load_from_disk(str(folder)) for folder in folders if folder.is_dir()]  # shards with rows
         dataset = concatenate_datasets(parts) if len(parts) > 1 else parts[0]
         if self.validation_size and len(dataset) > 1:
             split = dataset.train_test_split(test_size=self.validation_size, seed=self.seed, shuffle=True,

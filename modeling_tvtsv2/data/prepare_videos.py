@@ -66,7 +66,7 @@ from ..video_decoding_tvtsv2 import (
     open_av_container,
 )
 from .corpus_shards import SHARD_FORMATS, open_shard_writer
-from .schema import is_saved_dataset, relative_video_path
+from .schema import corpus_root, is_saved_dataset, relative_video_path
 from .sharding import ShardSpec, claim, read_shard_reports, resolve_shard, shard_report_path, write_json_atomic
 
 
@@ -485,6 +485,8 @@ def _prepare_corpus(source: Path, output: Path, settings: TranscodeSettings, num
             jobs.append((destination, destination, settings, overwrite))
             continue
         path = _corpus_video_path(splits[name][index]["video"], embedded, video_id)
+        if path is not None and not os.path.isabs(path):  # saved corpora store paths relative to their folder
+            path = os.path.normpath(os.path.join(corpus_root(source), path))
         if path is not None:
             jobs.append((path, destination, settings, overwrite))
     _run_jobs(jobs, num_workers, report, progress)

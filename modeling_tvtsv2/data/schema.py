@@ -160,7 +160,7 @@ class _ResolveVideoPaths:
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, str) and value and not os.path.isabs(value) and "://" not in value:
-            return os.path.join(self.root, value)
+            return os.path.normpath(os.path.join(self.root, value))
         return value
 
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
