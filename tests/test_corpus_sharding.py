@@ -314,3 +314,12 @@ def test_extract_two_jobs_equal_one(transcript_folder, tmp_path, capsys):
     assert list(two["video_id"]) == list(one["video_id"]) and list(two["row"]) == list(one["row"])
     np.testing.assert_array_equal(two["video_embedding"], one["video_embedding"])
     assert not (tmp_path / "two.partial").exists()
+
+    # A corpus written as Parquet shards is an input too (embedded videos: the same pixels, the same embeddings).
+    build_transcript_corpus(transcript_folder, tmp_path / "shards", output_format="parquet", rows_per_file=2)
+    assert cli_main([*common[:4], str(tmp_path / "shards"), *common[5:], "--output", str(tmp_path / "three")]) == 0
+    three = datasets.load_from_disk(str(tmp_path / "three")).with_format("numpy")[:]
+    assert list(three["video_id"]) == [f"v{k}" for k in range(5)]
+    position = {video_id: k for k, video_id in enumerate(one["video_id"])}
+    same = one["video_embedding"][[position[f"v{k}.mp4"] for k in range(5)]]
+    np.testing.assert_allclose(three["video_embedding"], same, atol=1e-6)

@@ -24,7 +24,7 @@ import json
 import math
 import os
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -320,16 +320,15 @@ def _first_example(dataset: Any) -> Mapping[str, Any]:
     return next(iter(dataset), {})
 
 
-def webdataset_to_corpus(dataset: Any) -> Any:
+def webdataset_to_corpus(dataset: Any, corpus_features: Callable[[str, str | None], Any]) -> Any:
     """A ``Dataset`` / ``IterableDataset`` loaded by the ``webdataset`` builder, as corpus rows (module docstring).
 
     The corpus kind comes from the first example: ``segments``/``words`` in its JSON or an ``.srt``/``.vtt``
     member make a transcript corpus (word-level when it has word timings), otherwise a caption corpus (``caption``
     in the JSON, else the ``.txt`` member). A map-style dataset is mapped once (cached by 🤗 Datasets); an
-    iterable one lazily.
+    iterable one lazily. ``corpus_features(kind, timing)`` gives the target features (the schema's; passed in, as
+    :mod:`modeling_tvtsv2.data.schema` builds on this module).
     """
-    from .schema import caption_features, transcript_features
-
     columns = _columns(dataset)
     video_key = next(key for key in _VIDEO_KEYS if key in columns)
     features = getattr(dataset, "features", None)
@@ -342,9 +341,8 @@ def webdataset_to_corpus(dataset: Any) -> Any:
     words, segments = _transcript(first, metadata)
     if "words" in metadata or "segments" in metadata or "srt" in columns or "vtt" in columns:
         kind, timing = "transcript", "words" if words is not None else "segments"
-        target = transcript_features(timing)
     else:
         kind, timing = "caption", None
-        target = caption_features()
+    target = corpus_features(kind, timing)
     convert = _WebDatasetRow(video_key, kind, timing)
     return dataset.map(convert, remove_columns=columns, features=target)

@@ -186,7 +186,9 @@ def as_corpus(dataset: Any, folder: str | os.PathLike[str] | None = None) -> Any
     from .corpus_shards import is_webdataset_layout, webdataset_to_corpus
 
     if is_webdataset_layout(dataset):
-        return webdataset_to_corpus(dataset)
+        return webdataset_to_corpus(
+            dataset, lambda kind, timing: caption_features() if kind == "caption" else transcript_features(timing)
+        )
     dataset = undecoded_videos(dataset)
     features = getattr(dataset, "features", None)
     if folder is None or features is None or features.get("video") != Value("string"):

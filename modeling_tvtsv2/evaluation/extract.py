@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from transformers.utils import logging
 
-from ..data.schema import VIDEO_EXTENSIONS, corpus_root, is_saved_dataset, undecoded_videos
+from ..data.schema import VIDEO_EXTENSIONS, corpus_root, is_saved_dataset, load_corpus, undecoded_videos
 from ..data.sharding import ShardSpec, claim, resolve_shard, write_json_atomic
 from ..tools.model_loading import load_model_and_processor
 from ..video_decoding_tvtsv2 import VideoProbeError, probe_video
@@ -124,7 +124,8 @@ def open_video_table(
     """Opens a corpus: a folder of videos, a dataset saved to disk, or a Hub dataset id.
 
     Args:
-        source: folder of video files (searched recursively, sorted), folder written by `save_to_disk`
+        source: folder of video files (searched recursively, sorted), a corpus folder of Parquet / WebDataset
+            shards (`load_corpus`), folder written by `save_to_disk`
             (a `DatasetDict` needs `split`, unless it has a single split), or a Hub dataset id (`split`, default
             `"train"`).
         video_column: the column holding the videos (paths, bytes, or `{"bytes", "path"}` cells).
@@ -140,7 +141,8 @@ def open_video_table(
     import datasets
 
     folder = Path(os.fspath(source))
-    if folder.is_dir() and not is_saved_dataset(folder):
+    shards = folder.is_dir() and any(p.suffix in (".parquet", ".tar") for p in folder.rglob("*") if p.is_file())
+    if folder.is_dir() and not is_saved_dataset(folder) and not shards:
         if text_column or keep_columns:
             raise ExtractionError(f"{folder}: a folder of videos has no columns (--text-column/--keep-columns)")
         files = sorted(
@@ -152,7 +154,10 @@ def open_video_table(
             raise ExtractionError(f"{folder}: no video files ({', '.join(VIDEO_EXTENSIONS)})")
         root = folder.resolve()
         return VideoTable(files, VideoList(os.path.join(root, name) for name in files), str(root))
-    if folder.is_dir():
+    if shards and not is_saved_dataset(folder):  # a corpus as Parquet / WebDataset shards (the corpus tools')
+        description = str(folder.resolve())
+        dataset = load_corpus(folder, split or "train")
+    elif folder.is_dir():
         dataset = datasets.load_from_disk(str(folder))
         description = str(folder.resolve())
         video_root = video_root if video_root is not None else str(corpus_root(folder))  # relative paths: here
