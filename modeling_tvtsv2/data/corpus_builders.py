@@ -27,7 +27,6 @@ memory; ``shard_index`` / ``num_shards`` (or the launcher's ranks) split a build
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import os
@@ -50,8 +49,8 @@ from .subtitles import (
     Segment,
     SubtitleParseError,
     Transcript,
-    decode_subtitle_bytes,
     load_transcript,
+    open_text_file,
     segments_to_rows,
     words_to_rows,
 )
@@ -430,44 +429,47 @@ def _report_from_json(data: dict[str, Any]) -> CorpusBuildReport:
 
 
 def _caption_records(path: Path) -> Iterator[tuple[str, dict[str, Any] | None, str]]:
-    """``(where, record or None, problem)`` per row of a metadata file; ``where`` is ``file:line`` (or
-    ``file:item N`` for a JSON list). Bad rows come back with a problem instead of stopping the read."""
-    text = decode_subtitle_bytes(path.read_bytes())  # BOMs, UTF-8, else cp1252 (never fails)
+    """``(where, record or None, problem)`` per row of a metadata file, read line by line (never whole, except a
+    JSON list); ``where`` is ``file:line`` (or ``file:item N`` for a JSON list). Bad rows come back with a problem
+    instead of stopping the read."""
     suffix = path.suffix.lower()
+    if suffix not in (".csv", ".tsv", ".jsonl", ".json"):
+        raise ValueError(f"unsupported metadata file {path} (expected .csv, .tsv, .jsonl or .json)")
 
     def record(where: str, value: Any) -> tuple[str, dict[str, Any] | None, str]:
         if isinstance(value, dict):
             return where, value, ""
         return where, None, f"a JSON {type(value).__name__}, not an object"
 
-    if suffix in (".csv", ".tsv"):
-        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
-        try:
-            for row in reader:
-                yield f"{path.name}:{reader.line_num}", row, ""
-        except csv.Error as error:
-            yield f"{path.name}:{reader.line_num}", None, f"CSV error: {error}"
-        return
-    if suffix in (".jsonl", ".json"):
-        stripped = text.strip()
-        if suffix == ".json" and stripped.startswith("["):
+    with open_text_file(path, newline="" if suffix in (".csv", ".tsv") else "\n") as handle:  # BOMs, UTF-8, cp1252
+        if suffix in (".csv", ".tsv"):
+            reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
             try:
-                items = json.loads(stripped)
+                for row in reader:
+                    yield f"{path.name}:{reader.line_num}", row, ""
+            except csv.Error as error:
+                yield f"{path.name}:{reader.line_num}", None, f"CSV error: {error}"
+            return
+        first = handle.read(1)
+        while first.isspace():
+            first = handle.read(1)
+        handle.seek(0)
+        if suffix == ".json" and first == "[":
+            try:
+                items = json.loads(handle.read().lstrip("\ufeff"))
             except (ValueError, RecursionError) as error:  # JSONDecodeError, 4300-digit integers, deep nesting
                 raise ValueError(f"{path}: not a JSON list ({type(error).__name__}: {str(error)[:200]})") from None
             for number, item in enumerate(items, start=1):
                 yield record(f"{path.name}:item {number}", item)
             return
-        for number, line in enumerate(io.StringIO(text, newline="\n"), start=1):
-            if not line.strip():
+        for number, line in enumerate(handle, start=1):
+            if not line.strip() or (number == 1 and not line.lstrip("\ufeff").strip()):
                 continue
             try:
-                yield record(f"{path.name}:{number}", json.loads(line))
+                yield record(f"{path.name}:{number}", json.loads(line.lstrip("\ufeff")))
             except (ValueError, RecursionError) as error:
                 problem = f"not JSON ({type(error).__name__}: {str(error)[:120]})"
                 yield f"{path.name}:{number}", None, problem
-        return
-    raise ValueError(f"unsupported metadata file {path} (expected .csv, .tsv, .jsonl or .json)")
 
 
 def read_caption_metadata(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
