@@ -80,6 +80,8 @@ class CorpusOutput:
     def begin(self) -> dict[str, Any] | None:
         """Checks the output and the work folder; returns this shard's report when an earlier run finished it."""
         check_output_folder(self.output_dir, overwrite=self.overwrite, inputs=self.inputs)
+        if self.spec.is_single:  # leftovers of an interrupted one-shard build: nobody else uses them, start over
+            self.discard()
         self.work.mkdir(parents=True, exist_ok=True)
         settings_path = self.work / "settings.json"
         try:  # the first shard records the settings; O_EXCL: exactly one writer

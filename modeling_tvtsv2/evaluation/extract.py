@@ -742,11 +742,18 @@ def run_extract(args: ExtractArguments) -> int:
         windows = parse_windows(args.windows)
         check_output(args.output, args.overwrite)
         keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()]
-        table = open_video_table(
-            args.input, split=args.split, video_column=args.video_column, text_column=args.text_column,
-            keep_columns=keep, video_root=args.video_root,
-        )  # fmt: skip
         state = PartialState(cpu=args.use_cpu or not torch.cuda.is_available())
+        failure = None
+        with state.local_main_process_first():  # a Hub dataset is downloaded once per machine, then read from cache
+            try:  # every process leaves the block (its barrier), then each reports the error
+                table = open_video_table(
+                    args.input, split=args.split, video_column=args.video_column, text_column=args.text_column,
+                    keep_columns=keep, video_root=args.video_root,
+                )  # fmt: skip
+            except ExtractionError as error:
+                failure = error
+        if failure is not None:
+            raise failure
         model, processor = load_model_for_command(args.model, state.device, args.dtype, args.trust_remote_code)
         report = extract_features(
             model, processor, table, args.output, model_name=args.model, windows=windows,
