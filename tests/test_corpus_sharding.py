@@ -323,3 +323,21 @@ def test_extract_two_jobs_equal_one(transcript_folder, tmp_path, capsys):
     position = {video_id: k for k, video_id in enumerate(one["video_id"])}
     same = one["video_embedding"][[position[f"v{k}.mp4"] for k in range(5)]]
     np.testing.assert_allclose(three["video_embedding"], same, atol=1e-6)
+
+
+def test_bad_shard_flags_are_one_line_errors(transcript_folder, tmp_path, capsys):
+    from modeling_tvtsv2.cli import main as cli_main
+
+    commands = [
+        lambda: transcript_corpus_main(["--videos", str(transcript_folder), "--output", str(tmp_path / "c"),
+                                        "--shard_index", "2", "--num_shards", "2"]),
+        lambda: prepare_main(["--input", str(transcript_folder), "--output", str(tmp_path / "p"),
+                              "--shard_index", "0"]),
+        lambda: cli_main(["extract", "--model", str(tmp_path / "no-model"), "--input", str(transcript_folder),
+                          "--output", str(tmp_path / "e"), "--num-shards", "0", "--shard-index", "0"]),
+    ]
+    for command in commands:
+        assert command() == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and "shard" in err[0], err
+    assert not any(tmp_path.iterdir())

@@ -52,7 +52,7 @@ import torch
 from transformers.utils import logging
 
 from ..data.schema import VIDEO_EXTENSIONS, corpus_root, is_saved_dataset, load_corpus, undecoded_videos
-from ..data.sharding import ShardSpec, claim, resolve_shard, write_json_atomic
+from ..data.sharding import claim, resolve_shard, write_json_atomic
 from ..tools.model_loading import load_model_and_processor
 from ..video_decoding_tvtsv2 import VideoProbeError, probe_video
 from .embedding import DatasetVideos, EmbeddedClips, VideoList, embed_texts, embed_videos, model_device_dtype
@@ -740,6 +740,10 @@ def run_extract(args: ExtractArguments) -> int:
     datasets.disable_progress_bars()  # one bar (ours) per process
     try:
         windows = parse_windows(args.windows)
+        try:
+            resolve_shard(args.shard_index, args.num_shards, use_launcher=False)  # bad flags: before any work
+        except ValueError as error:
+            raise ExtractionError(str(error)) from None
         check_output(args.output, args.overwrite)
         keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()]
         state = PartialState(cpu=args.use_cpu or not torch.cuda.is_available())
