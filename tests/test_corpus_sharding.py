@@ -341,3 +341,33 @@ def test_bad_shard_flags_are_one_line_errors(transcript_folder, tmp_path, capsys
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: ") and "shard" in err[0], err
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_extract_streaming_two_jobs_read_only_their_part_and_equal_one(transcript_folder, tmp_path):
+    from modeling_tvtsv2 import TVTSv2Config, TVTSv2Model
+    from modeling_tvtsv2.cli import main as cli_main
+    from modeling_tvtsv2.processing_tvtsv2 import TVTSv2Processor
+
+    torch.manual_seed(0)
+    TVTSv2Model(TVTSv2Config.from_preset("tiny")).save_pretrained(tmp_path / "model")
+    TVTSv2Processor.from_defaults(image_size=64, num_frames=2).save_pretrained(tmp_path / "model")
+    # A "remote" dataset: Parquet files with embedded videos, read with load_dataset(..., streaming=True).
+    build_transcript_corpus(transcript_folder, tmp_path / "hub", output_format="parquet", rows_per_file=1)
+    common = ["extract", "--model", str(tmp_path / "model"), "--input", str(tmp_path / "hub"), "--num-workers", "0",
+              "--no-progress", "--shard-size", "2"]
+    assert cli_main([*common, "--output", str(tmp_path / "one")]) == 0  # not streamed
+    streamed = [*common, "--streaming", "--output", str(tmp_path / "two"), "--num-shards", "2"]
+    assert cli_main([*streamed, "--shard-index", "0"]) == 0
+    part = datasets.load_from_disk(str(tmp_path / "two.stream" / "part-shard-00000-of-00002"))
+    assert len(part) < 5  # job 0 read only its part of the stream
+    assert cli_main([*streamed, "--shard-index", "1"]) == 0  # the last job merges
+    one = datasets.load_from_disk(str(tmp_path / "one")).with_format("numpy")[:]
+    two = datasets.load_from_disk(str(tmp_path / "two")).with_format("numpy")[:]
+    assert sorted(two["video_id"]) == sorted(one["video_id"]) == [f"v{k}" for k in range(5)]
+    assert sorted(two["row"]) == list(range(5)) and not (tmp_path / "two.stream").exists()
+    position = {video_id: k for k, video_id in enumerate(two["video_id"])}
+    order = [position[video_id] for video_id in one["video_id"]]
+    np.testing.assert_allclose(two["video_embedding"][order], one["video_embedding"], atol=1e-6)
+    assert json.loads((tmp_path / "two" / "extraction.json").read_text())["settings"]["streamed_from"] == str(
+        tmp_path / "hub")

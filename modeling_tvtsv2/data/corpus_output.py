@@ -35,7 +35,7 @@ from ..tools.output_folders import check_output_folder, staged_output_folder
 from .corpus_shards import SHARD_FORMATS, open_shard_writer
 from .sharding import ShardSpec, claim, read_shard_reports, shard_report_path, write_json_atomic
 
-__all__ = ["CorpusOutput", "validation_members"]
+__all__ = ["CorpusOutput", "dataset_from_rows", "probed_in_order", "validation_members"]
 
 REPORT_STEM = "build_report"
 
@@ -126,8 +126,6 @@ class CorpusOutput:
         return {split: writer.num_rows for split, writer in writers.items() if writer.num_rows or split == "train"}
 
     def _write_arrow(self, rows: Iterable[tuple[int, dict[str, Any]]], features) -> dict[str, int]:
-        from datasets import Dataset
-
         target = self.work / "arrow" / self.spec.name
         cache = self.work / "cache" / f"{self.spec.name}-{os.getpid()}"
         shutil.rmtree(target, ignore_errors=True)
@@ -137,9 +135,7 @@ class CorpusOutput:
             return {"train": 0}
         try:
             # A fresh cache folder per run: from_generator caches by its arguments, which do not see the files.
-            dataset = Dataset.from_generator(_rows_only, features=features, cache_dir=str(cache),
-                                             gen_kwargs={"rows": _Once(itertools.chain([first], iterator))},
-                                             keep_in_memory=False)
+            dataset = dataset_from_rows((row for _, row in itertools.chain([first], iterator)), features, cache)
             temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
             shutil.rmtree(temporary, ignore_errors=True)
             dataset.save_to_disk(str(temporary))
@@ -222,9 +218,18 @@ class _Once:
         return self
 
 
-def _rows_only(rows: _Once) -> Iterator[dict[str, Any]]:
-    for _, row in rows.iterator:
-        yield row
+def _rows_of(rows: _Once) -> Iterator[dict[str, Any]]:
+    yield from rows.iterator
+
+
+def dataset_from_rows(rows: Iterable[dict[str, Any]], features, cache_dir: str | os.PathLike[str]):
+    """``Dataset.from_generator`` over rows as they come (an iterator, read once; never all in memory), written to
+    ``cache_dir`` (use a fresh folder: from_generator caches by its arguments, which do not see the rows). At least
+    one row is needed."""
+    from datasets import Dataset
+
+    return Dataset.from_generator(_rows_of, features=features, cache_dir=str(cache_dir),
+                                  gen_kwargs={"rows": _Once(iter(rows))}, keep_in_memory=False)
 
 
 # --------------------------------------------------------------------------------------------------------------

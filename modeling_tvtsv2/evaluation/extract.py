@@ -74,6 +74,7 @@ __all__ = [
     "load_model_for_command",
     "open_video_table",
     "parse_windows",
+    "print_report",
     "plan_windows",
 ]
 
@@ -716,6 +717,11 @@ class ExtractArguments:
                   "that finishes last merges. Processes of an accelerate launch split each part further"},
     )
     num_shards: int | None = dataclasses.field(default=None, metadata={"help": "number of jobs (with --shard_index)"})
+    streaming: bool = dataclasses.field(
+        default=False,
+        metadata={"help": "Hub / remote dataset: each job streams only its part (split_dataset_by_node) to local "
+                  "disk instead of every process downloading it whole"},
+    )
 
 
 EXTRACT_DESCRIPTION = (
@@ -747,6 +753,8 @@ def run_extract(args: ExtractArguments) -> int:
         check_output(args.output, args.overwrite)
         keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()]
         state = PartialState(cpu=args.use_cpu or not torch.cuda.is_available())
+        if args.streaming:  # the command line routes it to extract_streaming (which builds on this module)
+            raise ExtractionError("--streaming: run it as `tvtsv2 extract` (extract_streaming.extract_command)")
         failure = None
         with state.local_main_process_first():  # a Hub dataset is downloaded once per machine, then read from cache
             try:  # every process leaves the block (its barrier), then each reports the error
@@ -769,6 +777,13 @@ def run_extract(args: ExtractArguments) -> int:
     except ExtractionError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    return print_report(report)
+
+
+def print_report(report: ExtractionReport) -> int:
+    """Prints what the main process did (the summary and the first skipped videos); returns 0."""
+    from accelerate import PartialState
+
     if PartialState().is_main_process:
         print(report.summary())
         for entry in report.skipped[:20]:
