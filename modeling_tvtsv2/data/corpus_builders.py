@@ -281,6 +281,7 @@ def build_transcript_corpus(
     shard_index: int | None = None,
     num_shards: int | None = None,
     rows_per_file: int = 1000,
+    use_launcher: bool = False,
 ) -> CorpusBuildReport:
     """Build a transcript corpus from a folder of videos with ``.json`` / ``.vtt`` / ``.srt`` transcripts.
 
@@ -305,8 +306,9 @@ def build_transcript_corpus(
             original did (a few seconds per 10-minute transcript); ``False`` keeps the raw ASR words.
         output_format: ``"arrow"`` (``save_to_disk``), ``"parquet"`` or ``"webdataset"`` shard files (videos
             embedded; :mod:`modeling_tvtsv2.data.corpus_shards`).
-        shard_index, num_shards: build only this shard of the members (with the launcher's ``RANK`` /
-            ``WORLD_SIZE``: :mod:`modeling_tvtsv2.data.sharding`); the last shard to finish merges.
+        shard_index, num_shards: build only this shard of the members; the last shard to finish merges.
+        use_launcher: also split by the launcher's ``RANK`` / ``WORLD_SIZE`` (the scripts do; off for the API: a
+            build inside a multi-process run, e.g. the demo corpus, stays whole).
         rows_per_file: rows per Parquet / WebDataset file.
 
     Returns:
@@ -315,7 +317,7 @@ def build_transcript_corpus(
     """
     output_dir = Path(output_dir)
     root = Path(videos_dir)
-    spec = resolve_shard(shard_index, num_shards)
+    spec = resolve_shard(shard_index, num_shards, use_launcher=use_launcher)
     embed_videos = embed_videos or output_format != "arrow"
     check_output_folder(output_dir, overwrite=overwrite, inputs=[root])
     pairs = find_transcript_pairs(root, video_extensions=video_extensions, recursive=recursive)
@@ -553,6 +555,7 @@ def build_caption_corpus(
     shard_index: int | None = None,
     num_shards: int | None = None,
     rows_per_file: int = 1000,
+    use_launcher: bool = False,
 ) -> CorpusBuildReport:
     """Build a caption corpus from a metadata file of video paths and captions.
 
@@ -564,12 +567,12 @@ def build_caption_corpus(
         video_root: folder relative video paths start from (default: the metadata file's folder).
         video_suffix: appended to paths that have no suffix (WebVid's metadata lists ids without ``.mp4``).
         embed_videos, validation_size, num_workers, seed, overwrite, progress, output_format, shard_index,
-            num_shards, rows_per_file: as :func:`build_transcript_corpus` (shards split the metadata records).
+            num_shards, rows_per_file, use_launcher: as :func:`build_transcript_corpus` (shards split the records).
     """
     metadata = Path(metadata)
     output_dir = Path(output_dir)
     root = Path(video_root) if video_root is not None else metadata.parent
-    spec = resolve_shard(shard_index, num_shards)
+    spec = resolve_shard(shard_index, num_shards, use_launcher=use_launcher)
     embed_videos = embed_videos or output_format != "arrow"
     inputs: list[Any] = [metadata, video_root]
     check_output_folder(output_dir, overwrite=overwrite, inputs=inputs)
@@ -637,15 +640,9 @@ class _CorpusBuildArguments:
         },
     )
     num_workers: int = field(default=1, kw_only=True, metadata={"help": "processes probing videos"})
-    format: str = field(
-        default="arrow",
-        kw_only=True,
-        metadata={
-            "help": "arrow (save_to_disk folder), or shard files with embedded videos that stream back with "
-            "load_dataset(..., streaming=True): parquet, webdataset (.tar: KEY.mp4 + KEY.json)",
-            "choices": list(SHARD_FORMATS),
-        },
-    )
+    format: str = field(default="arrow", kw_only=True, metadata={"choices": list(SHARD_FORMATS), "help": "arrow "
+                        "(save_to_disk folder), or shard files with embedded videos that stream back with "
+                        "load_dataset(..., streaming=True): parquet, webdataset (.tar: KEY.mp4 + KEY.json)"})
     rows_per_file: int = field(default=1000, kw_only=True, metadata={"help": "rows per parquet/webdataset file"})
     shard_index: int | None = field(
         default=None,
@@ -776,7 +773,7 @@ def caption_corpus_main(argv: Sequence[str] | None = None, prog: str | None = No
 
 def _output_options(args: _CorpusBuildArguments) -> dict[str, Any]:
     return {"output_format": args.format, "rows_per_file": args.rows_per_file, "shard_index": args.shard_index,
-            "num_shards": args.num_shards}
+            "num_shards": args.num_shards, "use_launcher": True}
 
 
 def _build_and_report(build: Callable[..., CorpusBuildReport], *args: Any, **kwargs: Any) -> int:

@@ -353,11 +353,12 @@ def prepare_videos(
     num_shards: int | None = None,
     corpus_format: str = "arrow",
     rows_per_file: int = 1000,
+    use_launcher: bool = False,
 ) -> PrepareVideosReport:
     """Transcode a folder of videos (recursively) or a saved corpus into ``output`` (see the module docstring).
 
-    ``shard_index`` / ``num_shards`` (and the launcher's ``RANK`` / ``WORLD_SIZE``,
-    :mod:`modeling_tvtsv2.data.sharding`) make this run one shard: it transcodes its contiguous block of the sorted
+    ``shard_index`` / ``num_shards`` (and, with ``use_launcher`` as the command line does, the launcher's ``RANK`` /
+    ``WORLD_SIZE``, :mod:`modeling_tvtsv2.data.sharding`) make this run one shard: it transcodes its contiguous block of the sorted
     videos and writes ``prepare_videos_report.<shard>.json``; the shard that completes the set writes the merged
     ``prepare_videos_report.json`` (and, for a corpus input, the corpus copy). ``corpus_format``: the corpus copy
     as a ``save_to_disk`` folder (``"arrow"``, paths relative to it) or as ``"parquet"`` / ``"webdataset"`` shard
@@ -377,7 +378,7 @@ def prepare_videos(
     if corpus_format not in SHARD_FORMATS:
         raise PrepareVideosError(f"--corpus_format must be one of {', '.join(SHARD_FORMATS)}, got {corpus_format!r}")
     try:
-        spec = resolve_shard(shard_index, num_shards)
+        spec = resolve_shard(shard_index, num_shards, use_launcher=use_launcher)
     except ValueError as error:
         raise PrepareVideosError(str(error)) from None
     _check_folders(source, output)
@@ -624,7 +625,7 @@ def run_from_args(args) -> int:
         report = prepare_videos(args.input, args.output, settings=settings, num_workers=args.num_workers,
                                 overwrite=args.overwrite, extensions=args.extensions, shard_index=args.shard_index,
                                 num_shards=args.num_shards, corpus_format=args.corpus_format,
-                                rows_per_file=args.rows_per_file)
+                                rows_per_file=args.rows_per_file, use_launcher=True)
     except PrepareVideosError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
