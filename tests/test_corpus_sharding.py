@@ -371,3 +371,16 @@ def test_extract_streaming_two_jobs_read_only_their_part_and_equal_one(transcrip
     np.testing.assert_allclose(two["video_embedding"][order], one["video_embedding"], atol=1e-6)
     assert json.loads((tmp_path / "two" / "extraction.json").read_text())["settings"]["streamed_from"] == str(
         tmp_path / "hub")
+
+
+def test_shard_files_validation_split_is_the_same_for_any_number_of_shards(transcript_folder, tmp_path):
+    one = build_transcript_corpus(transcript_folder, tmp_path / "one", output_format="webdataset", validation_size=3,
+                                  seed=1)
+    for index in (0, 1, 2):
+        three = build_transcript_corpus(transcript_folder, tmp_path / "three", output_format="webdataset",
+                                        validation_size=3, seed=1, shard_index=index, num_shards=3)
+    assert three.num_rows == one.num_rows and sum(one.num_rows.values()) == 5
+    assert set(one.num_rows) == {"train", "validation"} and min(one.num_rows.values()) > 0
+    for split in one.num_rows:
+        assert [row["video_id"] for row in load_corpus(tmp_path / "three", split)] == [
+            row["video_id"] for row in load_corpus(tmp_path / "one", split)]
