@@ -17,7 +17,7 @@ from transformers import AutoConfig, CLIPConfig, PretrainedConfig
 from transformers.utils import logging
 
 from ..configuration_tvtsv2 import TVTSv2Config, available_presets
-from ..data.schema import is_saved_dataset, undecoded_videos
+from ..data.schema import as_corpus, is_saved_dataset
 from ..from_clip import config_from_clip, released_variant
 from ..modeling_tvtsv2 import TVTSv2ForPreTraining
 from .arguments import PretrainingArgumentError
@@ -139,15 +139,17 @@ def load_corpus_split(
     except (FileNotFoundError, ValueError, OSError, datasets.exceptions.DatasetNotFoundError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise PretrainingArgumentError(f"--{argument} {spec}: cannot be loaded ({reason})") from None
+    # Corpus rows: WebDataset members mapped to columns, relative video paths resolved against the folder.
+    folder = path if path.is_dir() else None
     if not isinstance(loaded, datasets.DatasetDict):
         if allow_single:
-            return undecoded_videos(loaded)
+            return as_corpus(loaded, folder)
         raise PretrainingArgumentError(
             f"--{argument} {spec}: a single split, expected one of {list(preferred_splits)}"
         )
     for name in preferred_splits:
         if name in loaded:
-            return undecoded_videos(loaded[name])
+            return as_corpus(loaded[name], folder)
     raise PretrainingArgumentError(
         f"--{argument} {spec}: has splits {sorted(loaded)}, expected one of {list(preferred_splits)}"
     )
