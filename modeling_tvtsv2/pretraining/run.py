@@ -37,7 +37,16 @@ from .trainer import TVTSv2Trainer
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["DEMO_OUTPUT_DIR", "DataArguments", "ModelArguments", "main", "parse_arguments", "run_pretraining"]
+__all__ = [
+    "DEMO_OUTPUT_DIR",
+    "FINISHED_RUN_FILE",
+    "DataArguments",
+    "ModelArguments",
+    "main",
+    "newest_checkpoint",
+    "parse_arguments",
+    "run_pretraining",
+]
 
 
 
@@ -95,12 +104,65 @@ def _check_initialisation(arguments: PretrainingArguments, source: ModelSource) 
     )
 
 
+# Written last by a run that finished (after the model, the metrics and the trainer state).
+FINISHED_RUN_FILE = "pretraining_metrics.json"
+
+
+def newest_checkpoint(folder: Path) -> str | None:
+    """The newest *complete* `checkpoint-N` folder of `folder` (one holding `trainer_state.json`, which the Trainer
+    writes last; a checkpoint cut short by a kill is passed over), or None."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    try:
+        candidates = [p for p in folder.iterdir() if p.name.startswith(f"{PREFIX_CHECKPOINT_DIR}-")]
+    except OSError:  # no folder (or another process is replacing it)
+        return None
+    steps = {int(p.name.rsplit("-", 1)[1]): p for p in candidates if p.name.rsplit("-", 1)[1].isdigit()}
+    complete = [step for step, path in steps.items() if (path / "trainer_state.json").is_file()]
+    return str(steps[max(complete)]) if complete else None
+
+
+def _resume_from(training_args, checkpoint: str, why: str) -> None:
+    training_args.resume_from_checkpoint = checkpoint
+    if training_args.should_log:
+        logger.warning("resuming %s from its newest checkpoint %s", why, checkpoint)
+
+
 def _staging_output_dir(arguments: PretrainingArguments) -> Path | None:
-    """Refuse a non-empty output_dir unless `--overwrite_output_dir`; then train into a sibling staging folder
-    that replaces it at the end. Resuming writes into the folder it resumes from."""
+    """Decide where the run writes, before any work (every process decides the same from the same files):
+
+    * `--resume_from_checkpoint PATH`: resume from it, writing into `output_dir`;
+    * `output_dir` holds checkpoints of a run that did not finish (no `pretraining_metrics.json`): resume from the
+      newest one (a rerun after preemption), with or without `--overwrite_output_dir`, whose checkpoints are never
+      deleted; delete the folder or choose another one to start afresh;
+    * `output_dir.partial` (where an `--overwrite_output_dir` run trains) holds checkpoints: rerun with
+      `--overwrite_output_dir true` resumes there;
+    * any other non-empty `output_dir` is refused unless `--overwrite_output_dir`; the run then trains into
+      `output_dir.partial`, which replaces `output_dir` only once the run has finished.
+
+    Returns the staging folder when there is one.
+    """
     training_args = arguments.training
     output = Path(training_args.output_dir)
-    if training_args.resume_from_checkpoint or not output.is_dir():
+    if training_args.resume_from_checkpoint:
+        return None
+    staging = output.with_name(output.name + ".partial")
+    if not (output / FINISHED_RUN_FILE).is_file():
+        checkpoint = newest_checkpoint(output)
+        if checkpoint is not None:
+            _resume_from(training_args, checkpoint, f"the unfinished run in {output}")
+            return None
+    checkpoint = newest_checkpoint(staging)
+    if checkpoint is not None:
+        if not arguments.run.overwrite_output_dir:
+            raise PretrainingArgumentError(
+                f"--output_dir {output}: an interrupted --overwrite_output_dir run left checkpoints in {staging}; "
+                "rerun with --overwrite_output_dir true to resume it, or delete that folder"
+            )
+        training_args.output_dir = str(staging)
+        _resume_from(training_args, checkpoint, f"the unfinished --overwrite_output_dir run in {staging}")
+        return staging
+    if not output.is_dir():
         return None
     entries = sorted(p.name for p in output.iterdir())
     if not entries:
@@ -111,9 +173,8 @@ def _staging_output_dir(arguments: PretrainingArguments) -> Path | None:
             f"--output_dir {output} is not empty ({shown}); pass --overwrite_output_dir true to replace it once the "
             "new run has finished, or choose another folder"
         )
-    staging = output.with_name(output.name + ".partial")
     if training_args.process_index == 0 and staging.exists():
-        shutil.rmtree(staging)
+        shutil.rmtree(staging)  # no checkpoint in it (see above): nothing of a run is lost
     training_args.output_dir = str(staging)
     return staging
 
@@ -256,7 +317,7 @@ def run_pretraining(arguments: PretrainingArguments) -> dict:
         trainer.save_metrics("eval", {**metrics.get("before", {}), **metrics["after"]})
     trainer.save_state()
     if trainer.is_world_process_zero():
-        with open(os.path.join(training_args.output_dir, "pretraining_metrics.json"), "w", encoding="utf-8") as f:
+        with open(os.path.join(training_args.output_dir, FINISHED_RUN_FILE), "w", encoding="utf-8") as f:
             json.dump(metrics, f, indent=2, default=float)
         if staging is not None:
             _replace_output_dir(staging, final_output_dir)
