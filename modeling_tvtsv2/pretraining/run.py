@@ -34,6 +34,7 @@ from .arguments import (
 )
 from .sources import ModelSource, load_corpus_split, resolve_model_source
 from .trainer import TVTSv2Trainer
+from .training_args import default_dataloader_num_workers
 
 logger = logging.get_logger(__name__)
 
@@ -199,28 +200,72 @@ def _load_corpora(data_args: DataArguments, training_args):
         if data_args.caption_dataset is None and data_args.demo_captions:
             data_args.caption_dataset = str(demo.caption)
 
-    config_name = data_args.dataset_config_name
+    config_name, streaming = data_args.dataset_config_name, data_args.streaming
     train = {
         "transcript": load_corpus_split(
-            data_args.transcript_dataset, ("train",), argument="transcript_dataset", config_name=config_name
+            data_args.transcript_dataset, ("train",), argument="transcript_dataset", config_name=config_name,
+            streaming=streaming,
         )
-    }
+    }  # fmt: skip
     if data_args.caption_dataset:
-        train["caption"] = load_corpus_split(data_args.caption_dataset, ("train",), argument="caption_dataset")
+        train["caption"] = load_corpus_split(
+            data_args.caption_dataset, ("train",), argument="caption_dataset", streaming=streaming
+        )
     held_out = ("validation", "test", "eval")
     if data_args.eval_dataset:
-        eval_dataset = load_corpus_split(data_args.eval_dataset, (*held_out, "train"), argument="eval_dataset")
+        eval_dataset = load_corpus_split(
+            data_args.eval_dataset, (*held_out, "train"), argument="eval_dataset", streaming=streaming
+        )
     else:
         try:
             eval_dataset = load_corpus_split(
                 data_args.transcript_dataset, held_out, argument="transcript_dataset", config_name=config_name,
-                allow_single=False,
+                allow_single=False, streaming=streaming,
             )  # fmt: skip
         except PretrainingArgumentError:
             eval_dataset = None
+    if eval_dataset is not None and not hasattr(eval_dataset, "__len__"):
+        # A streamed held-out corpus is read into memory: retrieval metrics need every embedding anyway.
+        from datasets import Dataset
+
+        rows = eval_dataset.take(data_args.max_eval_samples) if data_args.max_eval_samples else eval_dataset
+        eval_dataset = Dataset.from_list(list(rows), features=eval_dataset.features)
     if eval_dataset is not None and data_args.max_eval_samples:
         eval_dataset = eval_dataset.select(range(min(data_args.max_eval_samples, len(eval_dataset))))
     return train, eval_dataset
+
+
+def _training_stream(train_corpora: dict, data_args: DataArguments, training_args, ratio: list[int]):
+    """`--streaming`: the corpora as streams split over processes and DataLoader workers, resumed from the
+    checkpoint's stream position when the run resumes."""
+    from ..data.corpus_mixing import MixedCorpusBatchStream
+    from .streaming import load_stream_state, shuffled, streamed_corpus
+
+    num_parts = training_args.world_size * max(1, training_args.dataloader_num_workers)
+    streams = {
+        name: shuffled(streamed_corpus(corpus, num_parts), training_args.seed, data_args.streaming_shuffle_buffer)
+        for name, corpus in train_corpora.items()
+    }
+    stream = MixedCorpusBatchStream(
+        streams,
+        batch_size=training_args.per_device_train_batch_size,
+        ratio=ratio,
+        rank=training_args.process_index,
+        world_size=training_args.world_size,
+        gradient_accumulation_steps=training_args.gradient_accumulation_steps,
+        seed=training_args.seed,
+    )
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint:
+        state = load_stream_state(checkpoint, training_args.process_index)
+        if state is None:
+            logger.warning("%s holds no stream position: the streams start again from their beginning", checkpoint)
+        else:
+            stream.load_state_dict(state)
+            logger.info("streams continue after %d batches of this process (%s)", state["consumed"], checkpoint)
+    # The stream resumes itself; the Trainer must not skip batches by reading them again.
+    training_args.ignore_data_skip = True
+    return stream
 
 
 def build_collators(data_args: DataArguments, tokenizer, vision_config, mask_ratio: float, seed: int):
@@ -258,6 +303,10 @@ def run_pretraining(arguments: PretrainingArguments) -> dict:
         print(json.dumps(plan, indent=2))
         return plan
 
+    if data_args.streaming and training_args.max_steps <= 0:
+        raise PretrainingArgumentError("--streaming needs --max_steps: a stream has no length to count epochs in")
+    if data_args.streaming and training_args.dataloader_num_workers == -1:  # the parts depend on the worker count
+        training_args.dataloader_num_workers = default_dataloader_num_workers(True)
     final_output_dir = Path(training_args.output_dir)
     staging = _staging_output_dir(arguments)
     _set_torch_threads(arguments)
@@ -273,14 +322,17 @@ def run_pretraining(arguments: PretrainingArguments) -> dict:
     processor = TVTSv2Processor.from_defaults(image_size=vision.image_size, num_frames=data_args.num_frames)
 
     ratio = [int(x) for x in data_args.corpus_ratio.split(":")][: len(train_corpora)]
-    train_dataset = MixedCorpusBatchDataset(
-        train_corpora,
-        batch_size=training_args.per_device_train_batch_size,
-        ratio=ratio,
-        world_size=training_args.world_size,
-        gradient_accumulation_steps=training_args.gradient_accumulation_steps,
-        seed=training_args.seed,
-    )
+    if data_args.streaming:
+        train_dataset = _training_stream(train_corpora, data_args, training_args, ratio)
+    else:
+        train_dataset = MixedCorpusBatchDataset(
+            train_corpora,
+            batch_size=training_args.per_device_train_batch_size,
+            ratio=ratio,
+            world_size=training_args.world_size,
+            gradient_accumulation_steps=training_args.gradient_accumulation_steps,
+            seed=training_args.seed,
+        )
     # Each dataset item is a whole per-device batch from one corpus.
     training_args.per_device_train_batch_size = 1
     training_args.train_sampling_strategy = "sequential"
