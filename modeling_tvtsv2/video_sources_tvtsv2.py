@@ -178,7 +178,10 @@ class RemoteVideoFile(io.RawIOBase):
 
     def _open(self) -> Any:
         # "readahead": one request fetches block_size bytes ahead of a read; the decoder reads forward.
-        return self._fs.open(self._path, "rb", block_size=self.options.block_size, cache_type="readahead")
+        options: dict[str, Any] = {"block_size": self.options.block_size, "cache_type": "readahead"}
+        if self.name.split("://", 1)[0].lower() in _HTTP_PROTOCOLS:
+            options["size"] = self.size  # known already: spares fsspec a second HEAD request
+        return self._fs.open(self._path, "rb", **options)
 
     def _download(self) -> io.BytesIO:
         limit = self.options.max_bytes

@@ -253,6 +253,8 @@ def _training_stream(train_corpora: dict, data_args: DataArguments, training_arg
         rank=training_args.process_index,
         world_size=training_args.world_size,
         gradient_accumulation_steps=training_args.gradient_accumulation_steps,
+        # No reserve rows: every row of a pass is a sample, read once; a sample that fails shrinks its batch.
+        num_reserve=0,
         seed=training_args.seed,
     )
     checkpoint = training_args.resume_from_checkpoint
