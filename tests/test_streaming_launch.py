@@ -1,5 +1,6 @@
 """Streamed pre-training under real `accelerate launch` (2 CPU processes, gloo), and two simulated machines
-(issue 18, items 1 and 5). Slow: each test launches real multi-process runs.
+(issue 18, items 1 and 5), and the multi-node launch templates. Slow: the tests that launch real multi-process
+runs.
 
 The corpus is 16 real video files (PyAV) served by an HTTP server on loopback (range requests); its rows hold the
 URLs, so the server sees every video any process or DataLoader worker decodes.
@@ -21,8 +22,6 @@ import torch
 
 from loopback_http import serve_folder
 from test_remote_videos import make_ramp
-
-pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM_VIDEOS = 16  # 2 processes x 2 rows per step: 4 steps per epoch
@@ -130,6 +129,7 @@ def one_machine(served_corpus, tmp_path_factory):
     return output, opened
 
 
+@pytest.mark.slow
 def test_each_video_is_read_once_per_epoch_across_ranks_and_workers(one_machine):
     output, opened = one_machine
     # after 4 steps (one epoch: 16 rows / (2 processes x 2 rows)) every part of the corpus (2 ranks x 2 workers, 4
@@ -145,6 +145,7 @@ def test_each_video_is_read_once_per_epoch_across_ranks_and_workers(one_machine)
     assert max(opened.values()) <= 3 and sum(opened.values()) >= NUM_VIDEOS + NUM_VIDEOS // 2
 
 
+@pytest.mark.slow
 def test_a_killed_streamed_run_resumes_to_the_same_weights(served_corpus, one_machine, tmp_path):
     corpus, _ = served_corpus
     output = tmp_path / "out"
@@ -164,6 +165,7 @@ def test_a_killed_streamed_run_resumes_to_the_same_weights(served_corpus, one_ma
     _assert_same_weights(_weights(output), _weights(one_machine[0]))
 
 
+@pytest.mark.slow
 def test_two_simulated_machines_give_the_weights_of_one_machine(served_corpus, one_machine, tmp_path):
     """Two launches, `--num_machines 2 --machine_rank 0/1`, one process each, rendezvous on 127.0.0.1."""
     corpus, _ = served_corpus
@@ -178,3 +180,12 @@ def test_two_simulated_machines_give_the_weights_of_one_machine(served_corpus, o
         stdout, stderr = machine.communicate(timeout=900)
         assert machine.returncode == 0, stdout[-2000:] + stderr[-4000:]
     _assert_same_weights(_weights(output), _weights(one_machine[0]))
+
+
+@pytest.mark.parametrize("name", ["ddp_multinode.yaml", "fsdp_multinode.yaml"])
+def test_multinode_launch_templates_are_accelerate_configs_for_several_machines(name):
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    config = ClusterConfig.from_yaml_file(str(ROOT / "configuration" / "launch" / name))
+    assert config.num_machines == 2 and config.num_processes % config.num_machines == 0
+    assert config.rdzv_backend == "static" and config.main_process_port and not config.use_cpu
