@@ -9,10 +9,10 @@ Sources (:data:`VideoSource`)
     fsspec file system, opened by :func:`open_video_url`.
 
 Remote videos
-    :class:`RemoteVideoFile` is a seekable, read-only binary file over an fsspec file: PyAV reads it like a local
-    file (the MP4 header first, then the packets of the requested window), and each read that fsspec's read-ahead
-    block does not hold is one range request of ``block_size`` bytes, so only the parts of a video the decoder
-    needs are transferred. A server that does not serve byte ranges, or a file of unknown size, is read whole (up to
+    :class:`RemoteVideoFile` is a seekable, read-only binary file over an fsspec URL: PyAV reads it like a local
+    file (the MP4 header first, then the packets of the requested window), and each read outside the block fetched
+    last is one range request (fsspec ``cat_file(start=, end=)``) of ``block_size`` bytes from there, so only the
+    parts of a video the decoder needs are transferred. A server that does not serve byte ranges, or a file of unknown size, is read whole (up to
     the byte limit) into memory instead.
 
 Limits of remote reads (:class:`RemoteReadOptions`; the defaults come from the environment, so that DataLoader
@@ -24,7 +24,9 @@ Limits of remote reads (:class:`RemoteReadOptions`; the defaults come from the e
       404/410), a refused one (400/401/403) or an unknown protocol is not retried;
     * ``max_bytes`` (``TVTSV2_REMOTE_MAX_BYTES``, default 4 GiB, ``0``: no limit): a larger file is refused before
       any of it is read (a file of unknown size, as soon as its download passes the limit);
-    * ``block_size`` (``TVTSV2_REMOTE_BLOCK_SIZE``, default 1 MiB): bytes per range request.
+    * ``block_size`` (``TVTSV2_REMOTE_BLOCK_SIZE``, default 4 MiB): bytes per range request (the per-request cost
+      is paid per block: 4 MiB kept a prepared 720p read over loopback HTTP within 0.8x of local disk per core in
+      ``benchmarks/bench_data.py --source http``, 1 MiB did not).
 
 Errors
     A path or URL that names nothing raises :class:`VideoFileNotFoundError`; an empty file, a folder, and every
@@ -95,7 +97,7 @@ class RemoteReadOptions:
     timeout: float = 60.0
     retries: int = 3
     max_bytes: int | None = 4 * 1024**3
-    block_size: int = 1024**2
+    block_size: int = 4 * 1024**2
     backoff: float = 0.5
 
     @classmethod
@@ -144,7 +146,7 @@ class RemoteVideoFile(io.RawIOBase):
         self.name = url
         self.options = options or RemoteReadOptions.from_env()
         self._position = 0
-        self._file: Any = None
+        self._block, self._block_start = memoryview(b""), 0  # the bytes of the last range request
         self._buffer: io.BytesIO | None = None  # the whole file, when range reads are not possible
         self._fs, self._path = self._retry("open", self._file_system)
         size = self._retry("open", lambda: self._fs.size(self._path))
@@ -175,13 +177,6 @@ class RemoteVideoFile(io.RawIOBase):
                 "timeout": aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
             }
         return fsspec.core.url_to_fs(self.name, **storage_options)
-
-    def _open(self) -> Any:
-        # "readahead": one request fetches block_size bytes ahead of a read; the decoder reads forward.
-        options: dict[str, Any] = {"block_size": self.options.block_size, "cache_type": "readahead"}
-        if self.name.split("://", 1)[0].lower() in _HTTP_PROTOCOLS:
-            options["size"] = self.size  # known already: spares fsspec a second HEAD request
-        return self._fs.open(self._path, "rb", **options)
 
     def _download(self) -> io.BytesIO:
         limit = self.options.max_bytes
@@ -216,17 +211,8 @@ class RemoteVideoFile(io.RawIOBase):
                     raise VideoDecodeError(
                         f"cannot read video {self.name}: {what} failed{tries} ({_reason(error)})"
                     ) from raised
-                self._close_file()  # a fresh connection for the next attempt
                 time.sleep(self.options.backoff * 2**attempt)
         raise AssertionError("unreachable")
-
-    def _close_file(self) -> None:
-        if self._file is not None:
-            try:
-                self._file.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection may fail too
-                pass
-            self._file = None
 
     # -- io.RawIOBase ------------------------------------------------------------------------------------
     def readable(self) -> bool:
@@ -253,21 +239,24 @@ class RemoteVideoFile(io.RawIOBase):
         return len(data)
 
     def _read_range(self, start: int, length: int) -> bytes:
-        if self._buffer is None:
-            try:
-                if self._file is None:
-                    self._file = self._open()
-                self._file.seek(start)
-                return self._file.read(length)
-            except ValueError:  # the server does not serve byte ranges (fsspec's streamed file cannot seek)
-                self._close_file()
-                self._buffer = self._download()
-        self._buffer.seek(start)
-        return self._buffer.read(length)
+        if self._buffer is None and not self._block_start <= start < self._block_start + len(self._block):
+            # One range request of block_size bytes from `start` (the decoder reads forward from there).
+            end = min(self.size, start + max(length, self.options.block_size))
+            data = self._fs.cat_file(self._path, start=start, end=end)
+            if len(data) == end - start:
+                self._block, self._block_start = memoryview(data), start
+            elif len(data) == self.size:  # the server ignored the range and sent the whole file: keep it
+                self._buffer = io.BytesIO(data)
+            else:
+                raise OSError(f"asked for bytes {start}-{end - 1}, got {len(data)} bytes")
+        if self._buffer is not None:
+            self._buffer.seek(start)
+            return self._buffer.read(length)
+        offset = start - self._block_start
+        return self._block[offset : offset + length]
 
     def close(self) -> None:
-        self._close_file()
-        self._buffer = None
+        self._block, self._buffer = memoryview(b""), None
         super().close()
 
 

@@ -102,3 +102,11 @@ def serve_folder(root: Path, stall_seconds: float = 5.0) -> Iterator[LoopbackSer
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+if __name__ == "__main__":  # a server in its own process (benchmarks/bench_data.py --source http): prints its URL
+    import sys
+
+    server = LoopbackServer(Path(sys.argv[1]))
+    print(server.url, flush=True)
+    server.serve_forever()
