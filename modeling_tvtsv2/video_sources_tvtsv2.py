@@ -12,8 +12,8 @@ Remote videos
     :class:`RemoteVideoFile` is a seekable, read-only binary file over an fsspec URL: PyAV reads it like a local
     file (the MP4 header first, then the packets of the requested window), and each read outside the block fetched
     last is one range request (fsspec ``cat_file(start=, end=)``) of ``block_size`` bytes from there, so only the
-    parts of a video the decoder needs are transferred. A server that does not serve byte ranges, or a file of unknown size, is read whole (up to
-    the byte limit) into memory instead.
+    parts of a video the decoder needs are transferred. A server that does not serve byte ranges, or a file of
+    unknown size, is read whole (up to the byte limit) into memory instead.
 
 Limits of remote reads (:class:`RemoteReadOptions`; the defaults come from the environment, so that DataLoader
     workers and every process of a launch see the same values)

@@ -354,7 +354,8 @@ class MixedCorpusBatchStream(torch.utils.data.IterableDataset):
                 found = True
                 row = {column: values[0] for column, values in batch.items()}
                 position += 1
-                yield row, (corpus, pass_number, part, position - 1), partial(_part_state, pass_number, position, dataset)
+                state = partial(_part_state, pass_number, position, dataset)
+                yield row, (corpus, pass_number, part, position - 1), state
             if not found and dataset_state is None:
                 raise ValueError(f"corpus {self.names[corpus]!r} has no rows for part {part} of {num_parts}")
             pass_number, position, dataset_state = pass_number + 1, 0, None

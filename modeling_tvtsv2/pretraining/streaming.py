@@ -1,4 +1,4 @@
-"""`--streaming`: pre-training on 🤗 `IterableDataset` corpora that each process and DataLoader worker reads a part of.
+"""`--streaming`: pre-training on 🤗 `IterableDataset` corpora, each process and DataLoader worker reading a part.
 
 * `StreamingDataMixin` (for `TVTSv2Trainer`): a plain DataLoader over a `MixedCorpusBatchStream` (the stream splits
   itself over ranks and workers with `split_dataset_by_node`; accelerate must not shard it again), the stream
