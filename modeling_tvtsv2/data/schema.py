@@ -30,6 +30,7 @@ from typing import Any, Literal
 from datasets import Dataset, Features, List, Value, Video
 
 from ..video_decoding_tvtsv2 import VIDEO_EXTENSIONS  # the suffixes a folder scan picks up (one list, for all)
+from ..video_sources_tvtsv2 import is_video_url
 
 __all__ = [
     "CAPTION_FEATURES",
@@ -222,8 +223,13 @@ def undecoded_videos(dataset: Any, video_column: str | None = "video") -> Any:
 
 
 def video_source(value: Any, video_root: str | os.PathLike[str] | None = None) -> str | bytes:
-    """What to hand the video decoder for a row's ``video`` field: embedded bytes when present, else the path
-    (relative paths are resolved against ``video_root`` when given)."""
+    """What to hand the video decoder for a row's ``video`` field: embedded bytes when present, else the path or
+    URL.
+
+    A URL (``scheme://...``: ``https://``, ``hf://``, ``s3://``, any fsspec protocol) is returned unchanged and read
+    through fsspec by the decoder. A relative path is resolved against ``video_root`` when given; ``video_root``
+    may itself be a URL (``https://host/videos`` + ``a/b.mp4`` -> ``https://host/videos/a/b.mp4``).
+    """
     if isinstance(value, Mapping):
         data = value.get("bytes")
         if data:
@@ -232,7 +238,12 @@ def video_source(value: Any, video_root: str | os.PathLike[str] | None = None) -
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     if isinstance(value, (str, os.PathLike)) and str(value):
-        path = Path(value)
+        text = os.fspath(value)
+        if is_video_url(text):
+            return text
+        if video_root is not None and is_video_url(os.fspath(video_root)) and not Path(text).is_absolute():
+            return os.fspath(video_root).rstrip("/") + "/" + text.replace(os.sep, "/").lstrip("/")
+        path = Path(text)
         if video_root is not None and not path.is_absolute():
             path = Path(video_root) / path
         return str(path)

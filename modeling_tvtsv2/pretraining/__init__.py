@@ -9,6 +9,7 @@
 | `optimization` | the optimiser's parameter groups (new / CLIP-initialised, decay / no decay), the original's AdamW rule (`--optim adamw_original`), the milestone schedule |
 | `distributed` | the differentiable all-gather of the contrastive loss |
 | `torch_compile` | `--torch_compile`: one static-shape graph per batch shape |
+| `streaming` | `--streaming`: the DataLoader of a streamed corpus, its position in checkpoints, streamable corpora |
 | `monitoring` | skipped samples, loss parts, step time and data wait in the logs |
 | `evaluation_loop` | sort accuracy and retrieval during and after training |
 | `arguments` | the run's arguments: defaults, the demo, recipes, flags |

@@ -122,11 +122,14 @@ def load_corpus_split(
     argument: str,
     config_name: str | None = None,
     allow_single: bool = True,
+    streaming: bool = False,
 ):
     """The first split of `preferred_splits` of the corpus `spec` (see the module docstring for its forms).
 
-    A saved single `Dataset` is returned as is when `allow_single`. Raises `PretrainingArgumentError` naming
-    `argument` when the corpus cannot be read or has none of the splits.
+    A saved single `Dataset` is returned as is when `allow_single`. With `streaming`, `load_dataset` streams (an
+    `IterableDataset`: nothing is downloaded ahead); a folder saved with `save_to_disk` is memory-mapped as always
+    (`modeling_tvtsv2.pretraining.streaming.streamed_corpus` turns it into a stream). Raises
+    `PretrainingArgumentError` naming `argument` when the corpus cannot be read or has none of the splits.
     """
     import datasets
 
@@ -135,13 +138,13 @@ def load_corpus_split(
         if is_saved_dataset(path):
             loaded = datasets.load_from_disk(str(path))
         else:
-            loaded = datasets.load_dataset(spec, config_name)
+            loaded = datasets.load_dataset(spec, config_name, streaming=streaming)
     except (FileNotFoundError, ValueError, OSError, datasets.exceptions.DatasetNotFoundError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise PretrainingArgumentError(f"--{argument} {spec}: cannot be loaded ({reason})") from None
     # Corpus rows: WebDataset members mapped to columns, relative video paths resolved against the folder.
     folder = path if path.is_dir() else None
-    if not isinstance(loaded, datasets.DatasetDict):
+    if not isinstance(loaded, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         if allow_single:
             return as_corpus(loaded, folder)
         raise PretrainingArgumentError(

@@ -17,7 +17,9 @@
 * uint8 pixel batches (the collator's `pixel_dtype="uint8"`) are normalised on the training device, after the inputs
   were moved there, with the collator's `rescale_factor`/`image_mean`/`image_std` (`normalize_video_pixels`);
 * resuming continues the freezing schedule (a function of the global step), the data order and the RNG state;
-* `--torch_compile` compiles static-shape graphs, one per batch shape (`modeling_tvtsv2.pretraining.torch_compile`).
+* `--torch_compile` compiles static-shape graphs, one per batch shape (`modeling_tvtsv2.pretraining.torch_compile`);
+* streamed corpora (`MixedCorpusBatchStream`) get a DataLoader that accelerate does not shard again, and their
+  position is saved in every checkpoint (`modeling_tvtsv2.pretraining.streaming`).
 
 The arguments live in `modeling_tvtsv2.pretraining.training_args`, the optimiser groups in `modeling_tvtsv2.pretraining.optimization`.
 """
@@ -55,6 +57,7 @@ from .optimization import (
     parse_milestones,
     warmup_then_step_decay,
 )
+from .streaming import StreamingDataMixin
 from .torch_compile import StaticShapeCompileMixin
 from .training_args import TVTSv2TrainingArguments, default_dataloader_num_workers
 
@@ -132,7 +135,7 @@ class ZeroFilledGradientsCallback(TrainerCallback):
         self._kept = []
 
 
-class TVTSv2Trainer(PretrainingEvaluationMixin, StaticShapeCompileMixin, Trainer):
+class TVTSv2Trainer(PretrainingEvaluationMixin, StaticShapeCompileMixin, StreamingDataMixin, Trainer):
     """`transformers.Trainer` for TVTSv2 pre-training (see the module docstring).
 
     Takes the usual Trainer arguments; `args` should be a `TVTSv2TrainingArguments` (plain `TrainingArguments` get
@@ -371,6 +374,7 @@ class TVTSv2Trainer(PretrainingEvaluationMixin, StaticShapeCompileMixin, Trainer
         self.monitor.fetch_started()  # the step starts when it asks for its batches (ends at on_step_end)
         batches = super().get_batch_samples(epoch_iterator, num_batches, device)
         self.monitor.fetch_finished()
+        self.record_stream_positions(batches[0])  # streamed batches: where the stream stood (for checkpoints)
         return batches
 
     def _get_train_sampler(self, train_dataset=None):
