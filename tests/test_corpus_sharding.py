@@ -193,6 +193,13 @@ def test_a_moved_corpus_loads_and_batches_the_same(transcript_folder, tmp_path):
         assert torch.equal(batch["pixel_values_videos"], batches[name]["pixel_values_videos"])
         assert torch.equal(batch["input_ids"], batches[name]["input_ids"])
     assert torch.equal(batches["corpus"]["pixel_values_videos"], batches["shards"]["pixel_values_videos"])
+    # --streaming over the moved saved corpus: the same resolved paths, row by row
+    from modeling_tvtsv2.pretraining.streaming import streamed_corpus
+
+    moved = load_corpus_split(str(machine_b / "corpus"), ("train",), argument="transcript_dataset")
+    streamed = list(streamed_corpus(moved, 2))
+    assert sorted(row["video"] for row in streamed) == sorted(moved[i]["video"] for i in range(len(moved)))
+    assert all(Path(row["video"]).is_file() for row in streamed)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -54,7 +54,12 @@ def streamed_corpus(dataset: Any, num_parts: int) -> Any:
         return dataset
     rows = len(dataset)
     shards = num_parts * max(1, min(_SHARDS_PER_PART, rows // max(1, num_parts))) if rows >= num_parts else 1
-    return dataset.to_iterable_dataset(num_shards=shards)
+    # A transform set with `with_transform` (a saved corpus's relative video paths resolved against its folder)
+    # cannot be converted by datasets: it is applied to the stream as a batched map instead.
+    transform = dataset.format["format_kwargs"].get("transform") if dataset.format["type"] == "custom" else None
+    if transform is None:
+        return dataset.to_iterable_dataset(num_shards=shards)
+    return dataset.with_format(None).to_iterable_dataset(num_shards=shards).map(transform, batched=True)
 
 
 def shuffled(dataset: Any, seed: int, buffer_size: int) -> Any:
