@@ -18,6 +18,8 @@ from modeling_tvtsv2.data.corpus_builders import build_caption_corpus, build_tra
 from modeling_tvtsv2.video_decoding_tvtsv2 import VideoProbeError, probe_video
 from modeling_tvtsv2.data.schema import load_corpus
 
+from conftest import HANG_GUARD_SECONDS
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
 OBAMA = DATA / "obama_speech.mp4"
@@ -228,7 +230,7 @@ def test_cli_prepare_transcript_corpus(tmp_path):
     result = subprocess.run(
         [sys.executable, "processing/prepare_transcript_corpus.py", "--videos", str(videos),
          "--output", str(tmp_path / "out"), "--embed_videos"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS,
     )
     assert result.returncode == 0, result.stderr
     assert "skipped 1" in result.stdout and "unreadable_video" in result.stdout

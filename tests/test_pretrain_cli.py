@@ -20,6 +20,8 @@ from transformers import CLIPConfig
 from modeling_tvtsv2.pretraining.run import main
 from modeling_tvtsv2.pretraining.arguments import PretrainingArgumentError, parse_arguments
 
+from conftest import HANG_GUARD_SECONDS
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # --------------------------------------------------------------------------------------------------------------
@@ -126,8 +128,8 @@ def offline_env(hf_home: Path) -> dict[str, str]:
     return env
 
 
-def run(command: list[str], env: dict[str, str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
+def run(command: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS, env=env, cwd=cwd)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -246,7 +248,7 @@ def paper_plans(clip_hub_cache, tmp_path_factory) -> dict[str, dict]:
     }  # fmt: skip
     plans = {}
     for variant, command in commands.items():
-        result = run(command, env, cwd, timeout=300)
+        result = run(command, env, cwd)
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
         plans[variant] = json.loads(result.stdout)  # exactly one JSON object
     assert not any(cwd.iterdir())  # a dry run writes nothing
@@ -292,7 +294,7 @@ def test_dry_run_of_the_paper_recipe_prints_the_original_values(paper_plans, var
 def test_unresolvable_hub_model_is_a_one_line_error(clip_hub_cache, tmp_path):
     command = [sys.executable, "-m", "modeling_tvtsv2.pretraining", "--recipe", "paper_b16", "--model",
                "nobody/not-cached", "--dry_run"]  # fmt: skip
-    result = run(command, offline_env(clip_hub_cache), tmp_path, timeout=300)
+    result = run(command, offline_env(clip_hub_cache), tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "--model nobody/not-cached" in result.stderr
 
@@ -442,7 +444,7 @@ def test_run_eval_without_a_test_split_names_the_available_splits(tmp_path):
     TVTSv2Model(TVTSv2Config.from_preset("tiny")).save_pretrained(tmp_path / "model")
     command = [sys.executable, str(ROOT / "training" / "run_eval.py"), "--task", "retrieval", "--model",
                str(tmp_path / "model"), "--dataset", str(folder), "--output", str(tmp_path / "r.json")]  # fmt: skip
-    result = run(command, offline_env(tmp_path / "hf_home"), tmp_path, timeout=300)
+    result = run(command, offline_env(tmp_path / "hf_home"), tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "['train']" in errors[0] and result.stderr.strip().endswith(errors[0])
