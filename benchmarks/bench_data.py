@@ -410,7 +410,7 @@ def prepared_settings(args) -> TranscodeSettings:
 
 def parse_args(argv=None) -> argparse.Namespace:
     defaults = TranscodeSettings()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--core", type=int, default=0, help="CPU core to pin to (default 0)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds per reader, clip and round")

@@ -8,8 +8,8 @@ Settings come in layers, later ones winning:
 3. the recipe (`--recipe NAME_OR_FILE`, or a `.json` file as first argument): a shipped recipe name such as
    `paper_b16` or any JSON (or `.yaml`/`.yml` YAML) file of argument values, read by the tools' shared
    `load_argument_file`;
-4. the flags typed on the command line, in any spelling `HfArgumentParser` accepts (`--a_b`, `--a-b`, `--a_b=x`,
-   unambiguous prefixes). Which flags were typed is read from the *parsed* arguments (the tools' shared
+4. the flags typed on the command line, in any spelling `HfArgumentParser` accepts (`--a_b`, `--a-b`, `--a_b=x`;
+   no abbreviations). Which flags were typed is read from the *parsed* arguments (the tools' shared
    `typed_flags_parser`, whose defaults are all suppressed), never from the raw text.
 
 The spelling, switch and error rules are those of every tool: `modeling_tvtsv2.tools.arguments`.
@@ -22,6 +22,7 @@ versa.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,13 +234,35 @@ def load_recipe(path: Path) -> dict[str, Any]:
         raise PretrainingArgumentError(str(error)) from None
 
 
+USAGE = "%(prog)s [RECIPE_FILE] [--recipe NAME] [--dry_run] [--FLAG VALUE ...]"
+
+
 def _explicit_parser(prog: str | None = None) -> HfArgumentParser:
-    """The command-line parser with every default suppressed: parsing gives exactly the arguments typed."""
-    parser = typed_flags_parser(ARGUMENT_CLASSES, prog=prog)
+    """The command-line parser with every default suppressed: parsing gives exactly the arguments typed. Its help
+    lists the TVTSv2 flags first, then every `TrainingArguments` flag."""
+    parser = typed_flags_parser(ARGUMENT_CLASSES, prog=prog, usage=USAGE)
     parser.add_argument(
         "recipe_file", nargs="?", default=argparse.SUPPRESS, help="a recipe JSON (or YAML) file (same as --recipe FILE)"
     )
+    _group_help(parser)
     return parser
+
+
+def _group_help(parser: argparse.ArgumentParser) -> None:
+    """Two help sections: the TVTSv2 flags (model, data, run and the recipe's training knobs), then the ~120
+    inherited `TrainingArguments` flags."""
+    from transformers import TrainingArguments
+
+    sections = {
+        False: parser.add_argument_group("TVTSv2 pre-training arguments (model, data, run, recipe knobs)"),
+        True: parser.add_argument_group("all TrainingArguments (transformers; documented with TrainingArguments)"),
+    }
+    inherited = {f.name for f in dataclasses.fields(TrainingArguments)}
+    for action in list(parser._optionals._group_actions):
+        if action.dest == "help":
+            continue
+        parser._optionals._group_actions.remove(action)
+        sections[action.dest in inherited]._group_actions.append(action)
 
 
 def _field_names() -> set[str]:
