@@ -38,7 +38,7 @@ from transformers.utils.logging import tqdm
 
 from ..data.schema import undecoded_videos
 from ..modeling_tvtsv2 import autocast_context
-from ..tools.model_loading import load_model_and_processor
+from ..tools.model_loading import NoSuchLocalPathError, check_local_path, load_model_and_processor
 from ..tools.package_logging import set_package_log_level
 from .embedding import (
     ON_ERROR_CHOICES,
@@ -630,6 +630,8 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
         return run_linear_probe_from_args(args)
     if args.model is None or args.dataset is None:
         raise SystemExit(f"error: --task {args.task} needs --model and --dataset")
+    check_local_path(args.model, "--model")  # a mistyped local path fails at once, not as a Hub id
+    check_local_path(args.dataset, "--dataset")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     autocast = getattr(args, "autocast", None)
     if autocast and args.dtype not in (None, "float32"):
@@ -694,7 +696,7 @@ def eval_command(argv: Sequence[str] | None = None, prog: str | None = None) -> 
     except VideoRowError as error:
         print(f"error: {_row_error_line(error)}", file=sys.stderr)
         return 2
-    except EvalDatasetError as error:
+    except (EvalDatasetError, NoSuchLocalPathError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(json.dumps(record["metrics"], indent=2))
@@ -710,6 +712,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         record = run_from_args(args)
     except VideoRowError as error:
         print(f"error: {_row_error_line(error)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except (EvalDatasetError, NoSuchLocalPathError) as error:
+        print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     print(json.dumps(record["metrics"], indent=2))
     print(f"Results written to {args.output}")

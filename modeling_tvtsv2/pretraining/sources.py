@@ -20,6 +20,7 @@ from ..configuration_tvtsv2 import TVTSv2Config, available_presets
 from ..data.schema import is_saved_dataset, undecoded_videos
 from ..from_clip import config_from_clip, released_variant
 from ..modeling_tvtsv2 import TVTSv2ForPreTraining
+from ..tools.model_loading import NoSuchLocalPathError, check_local_path
 from .arguments import PretrainingArgumentError
 
 logger = logging.get_logger(__name__)
@@ -89,6 +90,10 @@ def resolve_model_source(spec: str, revision: str | None = None) -> ModelSource:
     """Resolve `--model` (only configs are read here; weights are loaded by `ModelSource.load`)."""
     if spec in available_presets():
         return ModelSource(spec, "preset", "preset", TVTSv2Config.from_preset(spec))
+    try:
+        check_local_path(spec, "--model")  # a mistyped folder fails at once, not as a Hub id
+    except NoSuchLocalPathError as error:
+        raise PretrainingArgumentError(str(error)) from None
     path = Path(spec)
     if path.exists():
         if not (path / "config.json").is_file():
@@ -132,10 +137,13 @@ def load_corpus_split(
 
     path = Path(spec)
     try:
+        check_local_path(spec, f"--{argument}")
         if is_saved_dataset(path):
             loaded = datasets.load_from_disk(str(path))
         else:
             loaded = datasets.load_dataset(spec, config_name)
+    except NoSuchLocalPathError as error:
+        raise PretrainingArgumentError(str(error)) from None
     except (FileNotFoundError, ValueError, OSError, datasets.exceptions.DatasetNotFoundError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise PretrainingArgumentError(f"--{argument} {spec}: cannot be loaded ({reason})") from None

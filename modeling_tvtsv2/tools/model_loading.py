@@ -6,6 +6,11 @@ processor for the model's frame size and number of frames.
 
 from __future__ import annotations
 
+import difflib
+import os
+import re
+from pathlib import Path
+
 import torch
 from transformers.utils import logging
 
@@ -13,7 +18,44 @@ from ..processing_tvtsv2 import TVTSv2Processor
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["load_model_and_processor", "load_processor_or_default"]
+__all__ = [
+    "NoSuchLocalPathError",
+    "check_local_path",
+    "load_model_and_processor",
+    "load_processor_or_default",
+    "looks_local",
+]
+
+# What a Hub repo id can be: `name` or `namespace/name` of letters, digits, `-`, `_`, `.`.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+class NoSuchLocalPathError(FileNotFoundError):
+    """A path that is meant to be local (see `looks_local`) but does not exist."""
+
+
+def looks_local(spec: str) -> bool:
+    """Whether `spec` names a local path rather than a Hub id: it starts with `.`, `/` or `~`, contains the
+    platform's separator where that is not `/`, cannot be a Hub id (two slashes, spaces, ...), or its parent
+    folder exists here (`outputs/tvtsv2-dmeo` when `outputs/` exists)."""
+    text = os.fspath(spec)
+    if text.startswith((".", "/", "~")) or (os.sep != "/" and os.sep in text) or not _HUB_ID.match(text):
+        return True
+    parent = Path(text).parent
+    return str(parent) != "." and parent.is_dir()
+
+
+def check_local_path(spec: str, flag: str, what: str = "folder") -> None:
+    """Raise `NoSuchLocalPathError` (`"{flag} {spec}: no such {what}"`, one line) when `spec` looks local but does
+    not exist, so that a typo fails at once instead of being tried as a Hub id (network retries, tracebacks)."""
+    if looks_local(spec) and not Path(os.path.expanduser(os.fspath(spec))).exists():
+        parent = Path(os.path.expanduser(os.fspath(spec))).parent
+        hint = ""
+        if parent.is_dir():
+            names = sorted(p.name for p in parent.iterdir() if not p.name.startswith("."))
+            close = difflib.get_close_matches(Path(spec).name, names, n=1)
+            hint = f" (did you mean {parent / close[0]}?)" if close else ""
+        raise NoSuchLocalPathError(f"{flag} {spec}: no such {what}{hint}")
 
 
 def load_model_and_processor(
@@ -30,6 +72,7 @@ def load_model_and_processor(
     # This module lives in the `modeling_tvtsv2` package, whose import registered the Auto classes.
     from transformers import AutoModel
 
+    check_local_path(model_name_or_path, "--model")
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
     model = AutoModel.from_pretrained(
