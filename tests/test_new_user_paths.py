@@ -86,3 +86,67 @@ def test_readme_python_references_resolve():
                             timeout=HANG_GUARD_SECONDS, cwd=ROOT)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
+
+
+# ---- item 4: the flag names of transformers' examples, with their meaning ---------------------------------------
+
+
+def test_pretraining_takes_the_examples_flag_names():
+    from modeling_tvtsv2.pretraining.arguments import parse_arguments
+
+    examples = parse_arguments([
+        "--model_name_or_path", "b16", "--dataset_name", "you/corpus", "--dataset_config_name", "en",
+        "--cache_dir", "hub-cache", "--max_train_samples", "5", "--max_eval_samples", "3", "--trust_remote_code",
+        "--output_dir", "o",
+    ])  # fmt: skip
+    today = parse_arguments([
+        "--model", "b16", "--transcript_dataset", "you/corpus", "--dataset-config-name", "en", "--cache-dir",
+        "hub-cache", "--max-train-samples", "5", "--max-eval-samples", "3", "--trust-remote-code", "true",
+        "--output_dir", "o",
+    ])  # fmt: skip
+    assert examples.model == today.model and examples.data == today.data
+    assert (examples.model.model, examples.data.transcript_dataset) == ("b16", "you/corpus")
+    assert (examples.model.cache_dir, examples.model.trust_remote_code) == ("hub-cache", True)
+    assert (examples.data.max_train_samples, examples.data.max_eval_samples) == (5, 3)
+
+
+def test_evaluation_takes_the_examples_flag_names():
+    from modeling_tvtsv2.evaluation.zero_shot import parse_eval_arguments
+
+    common = ["--task", "retrieval", "--output", "o"]
+    examples = parse_eval_arguments([*common, "--model_name_or_path", "m", "--dataset_name", "d",
+                                     "--dataset_config_name", "1k-A", "--cache_dir", "c", "--max_eval_samples", "7",
+                                     "--trust_remote_code", "--dataset_display_name", "MSR-VTT"])  # fmt: skip
+    today = parse_eval_arguments([*common, "--model", "m", "--dataset", "d", "--dataset-config-name", "1k-A",
+                                  "--cache-dir", "c", "--max_samples", "7", "--trust-remote-code", "true",
+                                  "--dataset-display-name", "MSR-VTT"])  # fmt: skip
+    assert vars(examples) == vars(today)
+    assert (today.model, today.dataset, today.max_samples, today.dataset_display_name) == ("m", "d", 7, "MSR-VTT")
+
+
+def test_max_train_samples_keeps_the_first_rows(tmp_path):
+    import datasets
+
+    from modeling_tvtsv2.pretraining.arguments import parse_arguments
+    from modeling_tvtsv2.pretraining.run import load_corpora
+
+    rows = {"video": [f"v{i}.mp4" for i in range(10)], "text": [f"t{i}" for i in range(10)]}
+    corpus = datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows),
+                                   "validation": datasets.Dataset.from_dict(rows)})  # fmt: skip
+    corpus.save_to_disk(str(tmp_path / "corpus"))
+    arguments = parse_arguments(["--dataset_name", str(tmp_path / "corpus"), "--output_dir", str(tmp_path / "o"),
+                                 "--max_train_samples", "4", "--max_eval_samples", "2"])  # fmt: skip
+    train, held_out = load_corpora(arguments.data, arguments.training)
+    assert train["transcript"]["video"] == ["v0.mp4", "v1.mp4", "v2.mp4", "v3.mp4"]
+    assert held_out["video"] == ["v0.mp4", "v1.mp4"]
+
+
+def test_evaluation_reads_a_dataset_load_dataset_understands(tmp_path):
+    from modeling_tvtsv2.evaluation.zero_shot import load_eval_dataset
+
+    folder = tmp_path / "files"
+    folder.mkdir()
+    (folder / "test.jsonl").write_text("".join(json.dumps({"video": f"v{i}.mp4", "caption": "c"}) + "\n"
+                                               for i in range(3)))  # fmt: skip
+    dataset = load_eval_dataset(str(folder), cache_dir=str(tmp_path / "cache"))
+    assert dataset["video"] == ["v0.mp4", "v1.mp4", "v2.mp4"]

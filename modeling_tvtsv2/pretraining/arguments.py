@@ -90,17 +90,27 @@ class PretrainingArgumentError(ValueError):
     """A user mistake in the pre-training arguments (reported as one line, without a traceback)."""
 
 
+# The flags of transformers' examples (run_clip.py) mean the same here: --model_name_or_path (an alias of --model),
+# --dataset_name (of --transcript_dataset), --dataset_config_name, --cache_dir, --max_train_samples,
+# --max_eval_samples, --trust_remote_code.
 @dataclass
 class ModelArguments:
     model: str = field(
         default="tiny",
         metadata={
+            "aliases": ["--model_name_or_path", "--model-name-or-path"],
             "help": f"a preset ({', '.join(available_presets())}: random weights), a TVTSv2 model or a 🤗 "
             "CLIPModel to initialise from as the paper did: a local folder or a Hub id, e.g. "
             "openai/clip-vit-base-patch16"
         },
     )
     model_revision: str | None = field(default=None, metadata={"help": "Hub revision of --model"})
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "where models and corpora downloaded from the Hub are stored"}
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "allow the code of a Hub model (--model) to run on this machine"}
+    )
     attn_implementation: str = field(default="sdpa", metadata={"help": "eager, sdpa, flash_attention_2, ..."})
     lora_target_modules: str | None = field(
         default=None,
@@ -146,7 +156,12 @@ class DataArguments:
             "choices": list(PIXEL_DTYPES),
         },
     )
-    max_eval_samples: int | None = field(default=None)
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "train on the first N rows of each training corpus (debugging, smoke tests)"}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "evaluate on the first N rows of the held-out corpus"}
+    )
     demo_dir: str = field(default=".cache/tvtsv2-demo", metadata={"help": "cache of the embedded demo corpus"})
     demo_num_videos: int = field(default=240, metadata={"help": "clips in the demo corpus"})
     demo_captions: bool = field(default=True, metadata={"help": "mix the demo's caption corpus in (WebVid-style)"})

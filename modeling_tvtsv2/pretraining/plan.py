@@ -113,8 +113,11 @@ def describe_run(arguments: PretrainingArguments, source: ModelSource) -> dict[s
     if arguments.is_demo:
         corpora["demo_dir"] = data_args.demo_dir
         corpora["caption"] = "embedded demo captions" if data_args.demo_captions else None
-    if data_args.dataset_config_name:
-        corpora["dataset_config_name"] = data_args.dataset_config_name
+    for name in ("dataset_config_name", "max_train_samples", "max_eval_samples"):
+        if getattr(data_args, name) is not None:
+            corpora[name] = getattr(data_args, name)
+    if model_args.cache_dir is not None:
+        corpora["cache_dir"] = model_args.cache_dir
 
     return {
         "mode": "demo" if arguments.is_demo else ("recipe" if arguments.recipe_path else "custom"),

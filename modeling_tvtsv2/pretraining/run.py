@@ -37,7 +37,15 @@ from .trainer import TVTSv2Trainer
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["DEMO_OUTPUT_DIR", "DataArguments", "ModelArguments", "main", "parse_arguments", "run_pretraining"]
+__all__ = [
+    "DEMO_OUTPUT_DIR",
+    "DataArguments",
+    "ModelArguments",
+    "load_corpora",
+    "main",
+    "parse_arguments",
+    "run_pretraining",
+]
 
 
 
@@ -127,7 +135,9 @@ def _replace_output_dir(staging: Path, output: Path) -> None:
     shutil.rmtree(retired)
 
 
-def _load_corpora(data_args: DataArguments, training_args):
+def load_corpora(data_args: DataArguments, training_args, cache_dir: str | None = None):
+    """The training corpora by name (`transcript`, `caption`) and the held-out corpus (or `None`), each cut to
+    `--max_train_samples` / `--max_eval_samples` rows; Hub downloads go to `cache_dir`."""
     if data_args.transcript_dataset is None:
         from ..data.demo_corpus import build_demo_corpus
 
@@ -141,19 +151,27 @@ def _load_corpora(data_args: DataArguments, training_args):
     config_name = data_args.dataset_config_name
     train = {
         "transcript": load_corpus_split(
-            data_args.transcript_dataset, ("train",), argument="transcript_dataset", config_name=config_name
+            data_args.transcript_dataset, ("train",), argument="transcript_dataset", config_name=config_name,
+            cache_dir=cache_dir,
         )
-    }
+    }  # fmt: skip
     if data_args.caption_dataset:
-        train["caption"] = load_corpus_split(data_args.caption_dataset, ("train",), argument="caption_dataset")
+        train["caption"] = load_corpus_split(
+            data_args.caption_dataset, ("train",), argument="caption_dataset", cache_dir=cache_dir
+        )
+    if data_args.max_train_samples:  # as in transformers' examples: the first N rows
+        limit = data_args.max_train_samples
+        train = {name: corpus.select(range(min(limit, len(corpus)))) for name, corpus in train.items()}
     held_out = ("validation", "test", "eval")
     if data_args.eval_dataset:
-        eval_dataset = load_corpus_split(data_args.eval_dataset, (*held_out, "train"), argument="eval_dataset")
+        eval_dataset = load_corpus_split(
+            data_args.eval_dataset, (*held_out, "train"), argument="eval_dataset", cache_dir=cache_dir
+        )
     else:
         try:
             eval_dataset = load_corpus_split(
                 data_args.transcript_dataset, held_out, argument="transcript_dataset", config_name=config_name,
-                allow_single=False,
+                allow_single=False, cache_dir=cache_dir,
             )  # fmt: skip
         except PretrainingArgumentError:
             eval_dataset = None
@@ -188,7 +206,9 @@ def run_pretraining(arguments: PretrainingArguments) -> dict:
 
     model_args, data_args, training_args = arguments.model, arguments.data, arguments.training
     _configure_logging(training_args)
-    source = resolve_model_source(model_args.model, model_args.model_revision)
+    source = resolve_model_source(
+        model_args.model, model_args.model_revision, model_args.cache_dir, model_args.trust_remote_code
+    )
     _check_initialisation(arguments, source)
     if arguments.run.dry_run:
         from .plan import describe_run
@@ -203,7 +223,7 @@ def run_pretraining(arguments: PretrainingArguments) -> dict:
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # pushed once, at the end
     set_seed(training_args.seed)
 
-    train_corpora, eval_dataset = _load_corpora(data_args, training_args)
+    train_corpora, eval_dataset = load_corpora(data_args, training_args, model_args.cache_dir)
     model = source.load()
     model.set_attn_implementation(model_args.attn_implementation)
     config = model.config

@@ -36,6 +36,8 @@ class ModelSource:
     origin: str
     config: PretrainedConfig
     revision: str | None = None
+    cache_dir: str | None = None
+    trust_remote_code: bool = False
 
     @property
     def random_init(self) -> bool:
@@ -63,7 +65,9 @@ class ModelSource:
         """The model with its initial weights, in float32 (the trainer handles mixed precision)."""
         if self.kind == "preset":
             return TVTSv2ForPreTraining(self.config)
-        kwargs: dict[str, Any] = {"dtype": torch.float32}
+        kwargs: dict[str, Any] = {
+            "dtype": torch.float32, "cache_dir": self.cache_dir, "trust_remote_code": self.trust_remote_code
+        }
         if self.revision:
             kwargs["revision"] = self.revision
         if self.kind == "clip":
@@ -86,7 +90,9 @@ class ModelSource:
         }
 
 
-def resolve_model_source(spec: str, revision: str | None = None) -> ModelSource:
+def resolve_model_source(
+    spec: str, revision: str | None = None, cache_dir: str | None = None, trust_remote_code: bool = False
+) -> ModelSource:
     """Resolve `--model` (only configs are read here; weights are loaded by `ModelSource.load`)."""
     if spec in available_presets():
         return ModelSource(spec, "preset", "preset", TVTSv2Config.from_preset(spec))
@@ -102,7 +108,8 @@ def resolve_model_source(spec: str, revision: str | None = None) -> ModelSource:
     else:
         origin = "hub"
     try:
-        config = AutoConfig.from_pretrained(spec, revision=revision) if revision else AutoConfig.from_pretrained(spec)
+        hub_kwargs = {"cache_dir": cache_dir, "trust_remote_code": trust_remote_code}
+        config = AutoConfig.from_pretrained(spec, **({"revision": revision} if revision else {}), **hub_kwargs)
     except (OSError, ValueError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise PretrainingArgumentError(
@@ -117,7 +124,7 @@ def resolve_model_source(spec: str, revision: str | None = None) -> ModelSource:
         raise PretrainingArgumentError(
             f"--model {spec}: a {config.model_type!r} model; expected a TVTSv2 model or a CLIPModel"
         )
-    return ModelSource(spec, kind, origin, config, revision)
+    return ModelSource(spec, kind, origin, config, revision, cache_dir, trust_remote_code)
 
 
 def load_corpus_split(
@@ -127,6 +134,7 @@ def load_corpus_split(
     argument: str,
     config_name: str | None = None,
     allow_single: bool = True,
+    cache_dir: str | None = None,
 ):
     """The first split of `preferred_splits` of the corpus `spec` (see the module docstring for its forms).
 
@@ -141,7 +149,7 @@ def load_corpus_split(
         if is_saved_dataset(path):
             loaded = datasets.load_from_disk(str(path))
         else:
-            loaded = datasets.load_dataset(spec, config_name)
+            loaded = datasets.load_dataset(spec, config_name, cache_dir=cache_dir)
     except NoSuchLocalPathError as error:
         raise PretrainingArgumentError(str(error)) from None
     except (FileNotFoundError, ValueError, OSError, datasets.exceptions.DatasetNotFoundError) as error:

@@ -63,8 +63,10 @@ def load_model_and_processor(
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
     trust_remote_code: bool = False,
+    cache_dir: str | None = None,
 ):
-    """Loads a TVTSv2 model (`AutoModel`) and its processor (`AutoProcessor`) for evaluation.
+    """Loads a TVTSv2 model (`AutoModel`) and its processor (`AutoProcessor`) for evaluation (Hub downloads are
+    stored in `cache_dir`, default the Hugging Face cache).
 
     A folder without processor files (e.g. a bare `save_pretrained` of the model) gets the default TVTSv2
     processor for the model's image size and number of frames.
@@ -76,19 +78,23 @@ def load_model_and_processor(
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
     model = AutoModel.from_pretrained(
-        model_name_or_path, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code
+        model_name_or_path, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code, cache_dir=cache_dir
     )
     model.eval().to(device or "cpu")
-    return model, load_processor_or_default(model_name_or_path, model.config, trust_remote_code)
+    return model, load_processor_or_default(model_name_or_path, model.config, trust_remote_code, cache_dir)
 
 
-def load_processor_or_default(model_name_or_path: str, config, trust_remote_code: bool = False):
+def load_processor_or_default(
+    model_name_or_path: str, config, trust_remote_code: bool = False, cache_dir: str | None = None
+):
     """`AutoProcessor.from_pretrained`, or the default TVTSv2 processor for the config's frame size when the folder
     has no (complete) processor files."""
     from transformers import AutoProcessor
 
     try:
-        processor = AutoProcessor.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+        processor = AutoProcessor.from_pretrained(
+            model_name_or_path, trust_remote_code=trust_remote_code, cache_dir=cache_dir
+        )
         if getattr(processor, "video_processor", None) is not None and getattr(processor, "tokenizer", None):
             return processor
         reason = f"found only a {type(processor).__name__}"
