@@ -344,6 +344,10 @@ def test_hub_model_and_dataset_ids_checkpoints_and_hub_ready_outputs(demo_corpus
         assert "video_processor" in processor_config and (output / checkpoint / "tokenizer.json").is_file()
     for name in ("trainer_state.json", "train_results.json", "all_results.json", "pretraining_metrics.json"):
         assert (output / name).is_file(), name
+    # the real batch size (issue 20 item 2), not the one pre-built batch per dataset item
+    assert json.loads((output / "trainer_state.json").read_text())["train_batch_size"] == 4
+    train_results = json.loads((output / "train_results.json").read_text())
+    assert train_results["per_device_train_batch_size"] == 4 and train_results["total_train_batch_size"] == 4
 
     import modeling_tvtsv2  # noqa: F401
     from transformers import AutoModel, AutoProcessor

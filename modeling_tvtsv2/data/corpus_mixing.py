@@ -1,7 +1,8 @@
 """Mixing corpora: one corpus per optimiser step (the original's YT-Temporal / WebVid alternation).
 
 With ``transformers.Trainer``: :class:`MixedCorpusBatchDataset` is a map-style dataset whose *items are whole
-per-device batches* (a "group" of rows from one corpus). Use it with::
+per-device batches* (a "group" of rows from one corpus). `TVTSv2Trainer` loads one item per DataLoader batch, in
+order (`per_device_train_batch_size` keeps its meaning: videos per device); with a plain `Trainer` use::
 
     TrainingArguments(per_device_train_batch_size=1, train_sampling_strategy="sequential",
                       remove_unused_columns=False, ...)

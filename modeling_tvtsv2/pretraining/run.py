@@ -240,9 +240,8 @@ def run_pretraining(arguments: PretrainingArguments) -> dict:
         gradient_accumulation_steps=training_args.gradient_accumulation_steps,
         seed=training_args.seed,
     )
-    # Each dataset item is a whole per-device batch from one corpus.
-    training_args.per_device_train_batch_size = 1
-    training_args.train_sampling_strategy = "sequential"
+    # Each dataset item is a whole per-device batch from one corpus: TVTSv2Trainer loads one item per DataLoader
+    # batch, in order, and per_device_train_batch_size stays the real number of videos per device.
 
     seed = training_args.seed
     train_collator, eval_collator = build_collators(data_args, processor.tokenizer, vision, mask_ratio, seed)
@@ -266,6 +265,9 @@ def run_pretraining(arguments: PretrainingArguments) -> dict:
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     metrics["train"] = dict(train_result.metrics)
     metrics["train"]["skipped_samples"] = trainer._skipped_total
+    # videos per device and per optimiser step (all processes, accumulation included)
+    metrics["train"]["per_device_train_batch_size"] = training_args.per_device_train_batch_size
+    metrics["train"]["total_train_batch_size"] = trainer.get_total_train_batch_size(training_args)
     if eval_dataset is not None:
         metrics["after"] = trainer.evaluate(metric_key_prefix="eval_after")
 

@@ -63,6 +63,11 @@ __all__ = [
 _GROUP_REPLACING_KWARGS = ("params", "model", "optimizer_dict")
 
 
+def _is_pre_batched(dataset: Any) -> bool:
+    """Items that are whole per-device batches of one corpus (`modeling_tvtsv2.data.corpus_mixing`)."""
+    return getattr(dataset, "groups_per_step", None) is not None
+
+
 def _collator_pixel_normalization(collator: Any) -> tuple[float, tuple[float, ...], tuple[float, ...]]:
     """`(rescale_factor, image_mean, image_std)` of a collator (its attributes; a `SkipReasonsCollator` forwards
     them), ImageNet's for a collator without them."""
@@ -323,9 +328,31 @@ class TVTSv2Trainer(PretrainingEvaluationMixin, StaticShapeCompileMixin, Trainer
         self.monitor.fetch_finished()
         return batches
 
+    def get_train_dataloader(self):
+        """One dataset item per DataLoader batch when the items are pre-built per-device batches
+        (`MixedCorpusBatchDataset` / `...Stream`), so that `per_device_train_batch_size` keeps its meaning (videos
+        per device) in `training_args.json`, `trainer_state.json`, the logs and the model card."""
+        if not _is_pre_batched(self.train_dataset):
+            return super().get_train_dataloader()
+        return self._get_dataloader(
+            dataset=self.train_dataset,
+            description="Training",
+            batch_size=1,
+            sampler_fn=self._get_train_sampler,
+            is_training=True,
+        )
+
+    def num_examples(self, dataloader) -> int:
+        if _is_pre_batched(getattr(dataloader, "dataset", None)):
+            try:  # videos, not pre-built batches
+                return len(dataloader.dataset) * self.args.per_device_train_batch_size
+            except TypeError:  # a stream without a length
+                pass
+        return super().num_examples(dataloader)
+
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        if getattr(dataset, "groups_per_step", None) is not None:
+        if _is_pre_batched(dataset):
             # Items are pre-built per-device batches in step order (the corpus alternation lives in the dataset,
             # which reshuffles itself every epoch): keep that order.
             return torch.utils.data.SequentialSampler(dataset)
