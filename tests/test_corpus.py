@@ -235,6 +235,9 @@ def test_cli_prepare_transcript_corpus(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "skipped 1" in result.stdout and "unreadable_video" in result.stdout
     assert load_corpus(tmp_path / "out")["video_id"] == ["obama_speech"]
+    # each report line once (issue 20 item 14: the library's log and the script's print said everything twice)
+    combined = result.stdout + result.stderr
+    assert combined.count("transcript corpus at") == 1 and combined.count("zero.mp4: ") == 1, combined
 
 
 def test_cli_prepare_caption_corpus(tmp_path):

@@ -415,15 +415,15 @@ def test_a_corpus_of_unreadable_videos_stops_with_one_clear_line(tmp_path):
     command = [
         sys.executable, str(ROOT / "training" / "run_pretrain.py"), "--transcript_dataset", str(corpus),
         "--output_dir", str(output), "--max_steps", "4", "--per_device_train_batch_size", "2",
-        "--max_skip_fraction", "0.5", "--disable_tqdm", "true", "--num_frames", "4",
+        "--max_skip_fraction", "0.5", "--num_frames", "4",  # the progress bar on: it must close first
     ]  # fmt: skip
     result = run(command, offline_env(tmp_path / "hf_home"), tmp_path)
     assert result.returncode not in (0, None), result.stdout[-2000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    # DataLoader workers may still log their own skip warnings after the main process printed its error: the error
-    # is the one `error:` line, wherever it lands among them.
+    # The DataLoader workers are stopped and the progress bar closed first: the one `error:` line is the last line.
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "skipped" in errors[0], result.stderr[-3000:]
+    assert result.stderr.rstrip().splitlines()[-1] == errors[0], result.stderr[-3000:]
     assert not (output / "model.safetensors").exists()
 
 

@@ -63,7 +63,8 @@ def test_abbreviations_are_refused_with_a_suggestion(capsys):
     with pytest.raises(SystemExit):
         parse_arguments(["--max_step", "5", "--dry_run"], prog="tvtsv2 train")
     error = _one_error_line(capsys)
-    assert "--max_step" in error and "(did you mean --max_steps?)" in error and error.endswith("(see tvtsv2 train --help)")
+    assert "--max_step" in error and "(did you mean --max_steps?)" in error
+    assert error.endswith("(see tvtsv2 train --help)")
     with pytest.raises(SystemExit):
         parse_eval_arguments(["--task", "retreival", "--output", "o"])
     assert "(did you mean retrieval?)" in _one_error_line(capsys)

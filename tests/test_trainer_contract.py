@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from modeling_tvtsv2 import TVTSv2Config
@@ -55,3 +56,48 @@ def test_the_real_batch_size_is_recorded(tmp_path):
     saved = torch.load(tmp_path / "training_args.bin", weights_only=False)
     assert saved.per_device_train_batch_size == VIDEOS_PER_BATCH
     assert trainer.get_total_train_batch_size(trainer.args) == VIDEOS_PER_BATCH  # one process, no accumulation
+
+
+def test_evaluate_and_predict_keep_the_trainer_contract(tmp_path):
+    from transformers import TrainerCallback
+
+    class Recorder(TrainerCallback):
+        def __init__(self):
+            self.evaluated = []
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            self.evaluated.append(dict(metrics))
+
+    seen = []
+
+    def compute_metrics(prediction):
+        seen.append(prediction)
+        return {"videos_seen": float(len(prediction.predictions[0]))}
+
+    trainer, items = _trainer(tmp_path, per_device_eval_batch_size=VIDEOS_PER_BATCH)
+    recorder = Recorder()
+    trainer.add_callback(recorder)
+    trainer.compute_metrics = compute_metrics
+    metrics = trainer.evaluate(metric_key_prefix="held_out")
+    assert recorder.evaluated == [metrics]  # callbacks see the metrics evaluate() returns
+    assert all(key.startswith("held_out_") for key in metrics if key != "epoch"), sorted(metrics)  # log() adds epoch
+    for key in ("loss", "t2v_R1", "v2t_R1", "sort_accuracy", "num_videos", "videos_seen", "runtime"):
+        assert f"held_out_{key}" in metrics, key
+    assert metrics["held_out_num_videos"] == metrics["held_out_videos_seen"] == 2 * VIDEOS_PER_BATCH
+    # compute_metrics gets Trainer's EvalPrediction: predictions = the model outputs, label_ids = the sort labels
+    video, text, sort_logits = seen[0].predictions
+    expected_labels = torch.cat([item["sort_labels"] for item in items]).numpy()
+    assert video.shape[0] == text.shape[0] == sort_logits.shape[0] == 2 * VIDEOS_PER_BATCH
+    assert (seen[0].label_ids == expected_labels).all()
+
+    # predict(): the same predictions and metrics under its own prefix
+    prediction = trainer.predict(trainer.eval_dataset, metric_key_prefix="test")
+    assert (prediction.label_ids == expected_labels).all()
+    assert prediction.metrics["test_t2v_R1"] == metrics["held_out_t2v_R1"]
+    assert prediction.metrics["test_sort_accuracy"] == metrics["held_out_sort_accuracy"]
+
+    # eval_accumulation_steps moves the gathered outputs to the CPU as it goes: the same numbers
+    trainer.args.eval_accumulation_steps = 1
+    accumulated = trainer.evaluate(metric_key_prefix="held_out")
+    for key in ("held_out_loss", "held_out_t2v_R1", "held_out_sort_accuracy", "held_out_sort_exact_match"):
+        assert accumulated[key] == pytest.approx(metrics[key]), key

@@ -272,6 +272,7 @@ def build_transcript_corpus(
     seed: int = 0,
     overwrite: bool = False,
     progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+    log_report: bool = True,
     use_denoised: bool = True,
 ) -> CorpusBuildReport:
     """Build a transcript corpus from a folder of videos with ``.json`` / ``.vtt`` / ``.srt`` transcripts.
@@ -291,6 +292,8 @@ def build_transcript_corpus(
         seed: seed of the train/validation split.
         overwrite: replace a non-empty ``output_dir``.
         progress: optional wrapper of the video-probing loop for progress display (e.g. ``tqdm.tqdm``).
+        log_report: log the skipped pairs (warnings) and the summary (info); the command-line scripts print the
+            report themselves and pass ``False`` (each line once).
         use_denoised: YT-Temporal JSON with a ``denoised`` text: store its words, aligned to the ASR timings as the
             original did (a few seconds per 10-minute transcript); ``False`` keeps the raw ASR words.
 
@@ -363,7 +366,7 @@ def build_transcript_corpus(
             row["segments"] = segments_to_rows(segments)
         rows.append(row)
 
-    for member in skipped:
+    for member in skipped if log_report else ():
         logger.warning("skipped %s (%s): %s", member.source, member.reason, member.detail)
     if not rows:
         raise ValueError(f"no usable video/transcript pair under {root} ({len(skipped)} skipped)")
@@ -373,7 +376,8 @@ def build_transcript_corpus(
                          validation_size=validation_size, seed=seed)
         report = CorpusBuildReport(str(output_dir), "transcript", timing, num_rows, skipped, embed_videos)
         _write_card(staging, report, str(root))
-    logger.info(report.summary())
+    if log_report:
+        logger.info(report.summary())
     return report
 
 
@@ -465,6 +469,7 @@ def build_caption_corpus(
     seed: int = 0,
     overwrite: bool = False,
     progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+    log_report: bool = True,
 ) -> CorpusBuildReport:
     """Build a caption corpus from a metadata file of video paths and captions.
 
@@ -475,7 +480,8 @@ def build_caption_corpus(
         id_column: column with a video id (default: the video path without its suffix).
         video_root: folder relative video paths start from (default: the metadata file's folder).
         video_suffix: appended to paths that have no suffix (WebVid's metadata lists ids without ``.mp4``).
-        embed_videos, validation_size, num_workers, seed, overwrite, progress: as :func:`build_transcript_corpus`.
+        embed_videos, validation_size, num_workers, seed, overwrite, progress, log_report: as
+            :func:`build_transcript_corpus`.
     """
     metadata = Path(metadata)
     output_dir = Path(output_dir)
@@ -542,7 +548,7 @@ def build_caption_corpus(
                 "duration": probe.duration,
             }
         )
-    for member in skipped:
+    for member in skipped if log_report else ():
         logger.warning("skipped %s (%s): %s", member.source, member.reason, member.detail)
     if not rows:
         raise ValueError(f"no usable row in {metadata} ({len(skipped)} skipped)")
@@ -553,7 +559,8 @@ def build_caption_corpus(
                          validation_size=validation_size, seed=seed)
         report = CorpusBuildReport(str(output_dir), "caption", None, num_rows, skipped, embed_videos)
         _write_card(staging, report, str(metadata))
-    logger.info(report.summary())
+    if log_report:
+        logger.info(report.summary())
     return report
 
 
@@ -705,7 +712,9 @@ def _build_and_report(build: Callable[..., CorpusBuildReport], *args: Any, **kwa
 
     set_package_log_level(std_logging.INFO)  # progress through transformers' handler
     try:
-        report = build(*args, progress=lambda items: tqdm(items, desc="probing videos", unit="video"), **kwargs)
+        report = build(
+            *args, progress=lambda items: tqdm(items, desc="probing videos", unit="video"), log_report=False, **kwargs
+        )  # printed below, once
     except (OSError, ValueError) as error:  # bad --output/--videos/--metadata, or no usable row at all
         print(f"error: {error}", file=sys.stderr)
         return 2

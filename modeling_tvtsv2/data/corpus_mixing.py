@@ -36,7 +36,14 @@ import torch
 
 from .schema import CorpusKind, corpus_kind
 
-__all__ = ["GROUP_FLAG", "MixedCorpusBatchDataset", "MixedCorpusBatchStream", "iter_collated", "unpack_groups"]
+__all__ = [
+    "GROUP_FLAG",
+    "MixedCorpusBatchDataset",
+    "MixedCorpusBatchStream",
+    "is_pre_batched",
+    "iter_collated",
+    "unpack_groups",
+]
 
 #: Marks a dict as a group of rows (not a corpus row).
 GROUP_FLAG = "__tvtsv2_group__"
@@ -318,6 +325,12 @@ class MixedCorpusBatchStream(torch.utils.data.IterableDataset):
                 taken = block[rank * group_size : (rank + 1) * group_size]
                 rows, reserves = taken[: self.batch_size], taken[self.batch_size :]
                 yield _group(name, self.kinds[corpus], step, rows, reserves)
+
+
+def is_pre_batched(dataset: Any) -> bool:
+    """Whether the dataset's items are whole per-device batches (the mixers here mark themselves with
+    `groups_per_step`; a DataLoader over them loads one item per batch)."""
+    return getattr(dataset, "groups_per_step", None) is not None
 
 
 def iter_collated(dataset: Iterable[Any], collator: Callable[[list[Any]], dict[str, Any]]) -> Iterator[dict[str, Any]]:

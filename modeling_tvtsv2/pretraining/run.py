@@ -9,6 +9,7 @@ before and after, and writes a model folder (weights + the full processor) loada
 
 from __future__ import annotations
 
+import gc
 import json
 import logging as std_logging
 import os
@@ -217,6 +218,11 @@ def run_pretraining(arguments: PretrainingArguments) -> dict:
         print(json.dumps(plan, indent=2))
         return plan
 
+    if "dataloader_pin_memory" not in arguments.explicit and (
+        training_args.use_cpu or not torch.accelerator.is_available()
+    ):
+        training_args.dataloader_pin_memory = False  # nothing to pin for; torch would warn in every DataLoader
+
     final_output_dir = Path(training_args.output_dir)
     staging = _staging_output_dir(arguments)
     _set_torch_threads(arguments)
@@ -373,6 +379,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Command-line entry point; returns the exit status (0 ok, 1 unusable data / upload failure, 2 bad
     arguments). User mistakes are reported as one line, without a traceback. `prog` names the command in
     `--help` and errors (`tvtsv2 train`; default: the script's name)."""
+    stopped = None
     try:
         run_pretraining(parse_arguments(argv, prog=prog))
     except PretrainingArgumentError as error:
@@ -384,7 +391,15 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except (RuntimeError, ValueError) as error:
         if not _is_unusable_data_error(error):
             raise
-        print(f"error: {str(error).strip().splitlines()[0]}", file=sys.stderr)
+        stopped = str(error).strip().splitlines()[0]
+    if stopped is not None:
+        # The error's traceback held the training DataLoader (its worker processes, which may still log skipped
+        # samples) and the progress bar; now that it is gone, collect them so that workers stop and the bar closes
+        # before the reason is printed: the error is the last line a user sees.
+        gc.collect()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        print(f"error: {stopped}", file=sys.stderr)
         return 1
     return 0
 

@@ -30,6 +30,7 @@ from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.trainer_optimizer import is_optimizer_factory
 from transformers.utils import logging
 
+from ..data.corpus_mixing import is_pre_batched
 from ..modeling_tvtsv2 import contrastive_loss, transcript_sort_loss
 from ..tools.package_logging import set_package_log_level
 from ..video_transforms_tvtsv2 import normalize_video_pixels
@@ -61,11 +62,6 @@ __all__ = [
 
 # Optimiser kwargs with which transformers' optimiser handlers replace the parameter groups (GaLore, LOMO, ...).
 _GROUP_REPLACING_KWARGS = ("params", "model", "optimizer_dict")
-
-
-def _is_pre_batched(dataset: Any) -> bool:
-    """Items that are whole per-device batches of one corpus (`modeling_tvtsv2.data.corpus_mixing`)."""
-    return getattr(dataset, "groups_per_step", None) is not None
 
 
 def _collator_pixel_normalization(collator: Any) -> tuple[float, tuple[float, ...], tuple[float, ...]]:
@@ -100,7 +96,40 @@ class FreezeScheduleCallback(TrainerCallback):
         self._apply(state.global_step)
 
 
-class TVTSv2Trainer(PretrainingEvaluationMixin, StaticShapeCompileMixin, Trainer):
+class PreBatchedTrainingDataMixin:
+    """Training data whose items are pre-built per-device batches (`MixedCorpusBatchDataset` / `...Stream`): one
+    item per DataLoader batch, in order, while `per_device_train_batch_size` keeps its meaning (videos per device)
+    in `training_args.json`, `trainer_state.json`, the logs and the model card."""
+
+    def get_train_dataloader(self):
+        if not is_pre_batched(self.train_dataset):
+            return super().get_train_dataloader()
+        return self._get_dataloader(
+            dataset=self.train_dataset,
+            description="Training",
+            batch_size=1,
+            sampler_fn=self._get_train_sampler,
+            is_training=True,
+        )
+
+    def num_examples(self, dataloader) -> int:
+        if is_pre_batched(getattr(dataloader, "dataset", None)):
+            try:  # videos, not pre-built batches
+                return len(dataloader.dataset) * self.args.per_device_train_batch_size
+            except TypeError:  # a stream without a length
+                pass
+        return super().num_examples(dataloader)
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if is_pre_batched(dataset):
+            # Items are pre-built per-device batches in step order (the corpus alternation lives in the dataset,
+            # which reshuffles itself every epoch): keep that order.
+            return torch.utils.data.SequentialSampler(dataset)
+        return super()._get_train_sampler(train_dataset)
+
+
+class TVTSv2Trainer(PreBatchedTrainingDataMixin, PretrainingEvaluationMixin, StaticShapeCompileMixin, Trainer):
     """`transformers.Trainer` for TVTSv2 pre-training (see the module docstring).
 
     Takes the usual Trainer arguments; `args` should be a `TVTSv2TrainingArguments` (plain `TrainingArguments` get
@@ -327,33 +356,3 @@ class TVTSv2Trainer(PretrainingEvaluationMixin, StaticShapeCompileMixin, Trainer
         batches = super().get_batch_samples(epoch_iterator, num_batches, device)
         self.monitor.fetch_finished()
         return batches
-
-    def get_train_dataloader(self):
-        """One dataset item per DataLoader batch when the items are pre-built per-device batches
-        (`MixedCorpusBatchDataset` / `...Stream`), so that `per_device_train_batch_size` keeps its meaning (videos
-        per device) in `training_args.json`, `trainer_state.json`, the logs and the model card."""
-        if not _is_pre_batched(self.train_dataset):
-            return super().get_train_dataloader()
-        return self._get_dataloader(
-            dataset=self.train_dataset,
-            description="Training",
-            batch_size=1,
-            sampler_fn=self._get_train_sampler,
-            is_training=True,
-        )
-
-    def num_examples(self, dataloader) -> int:
-        if _is_pre_batched(getattr(dataloader, "dataset", None)):
-            try:  # videos, not pre-built batches
-                return len(dataloader.dataset) * self.args.per_device_train_batch_size
-            except TypeError:  # a stream without a length
-                pass
-        return super().num_examples(dataloader)
-
-    def _get_train_sampler(self, train_dataset=None):
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
-        if _is_pre_batched(dataset):
-            # Items are pre-built per-device batches in step order (the corpus alternation lives in the dataset,
-            # which reshuffles itself every epoch): keep that order.
-            return torch.utils.data.SequentialSampler(dataset)
-        return super()._get_train_sampler(train_dataset)
