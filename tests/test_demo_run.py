@@ -72,6 +72,9 @@ def test_run_pretrain_under_accelerate_launch_with_two_processes(tmp_path):
     # the demo's 40 clips hold out 10 for validation; 2 ranks x 8 per batch would pad them to 16
     assert metrics["before"]["eval_before_num_videos"] == 10
     assert metrics["after"]["eval_after_num_videos"] == 10
+    # what the numbers depend on is recorded with them (issue 20 item 12)
+    environment = metrics["environment"]
+    assert environment["world_size"] == 2 and environment["cpu_capability"] and environment["torch_threads"] >= 1
 
     import modeling_tvtsv2  # noqa: F401
     from transformers import AutoModel

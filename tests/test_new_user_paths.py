@@ -150,3 +150,32 @@ def test_evaluation_reads_a_dataset_load_dataset_understands(tmp_path):
                                                for i in range(3)))  # fmt: skip
     dataset = load_eval_dataset(str(folder), cache_dir=str(tmp_path / "cache"))
     assert dataset["video"] == ["v0.mp4", "v1.mp4", "v2.mp4"]
+
+
+# ---- item 14: small items -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("local_rank, lines", [("0", 1), pytest.param("1", 0, marks=pytest.mark.slow)])
+def test_a_gpu_launch_without_gpus_is_one_line(local_rank, lines, tmp_path):
+    # what `accelerate launch --config_file configuration/launch/ddp.yaml` gives each process, on a CPU-only machine
+    import os
+
+    env = dict(os.environ, WORLD_SIZE="8", RANK=local_rank, LOCAL_RANK=local_rank, LOCAL_WORLD_SIZE="8",
+               MASTER_ADDR="127.0.0.1", MASTER_PORT="29561", CUDA_VISIBLE_DEVICES="")  # fmt: skip
+    command = [sys.executable, str(ROOT / "training" / "run_pretrain.py"), "--max_steps", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS, env=env, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    stderr = result.stderr.strip().splitlines()
+    assert len(stderr) == lines, result.stderr[-2000:]
+    if lines:
+        assert stderr[0].startswith("error: launched as 8 processes for GPUs") and "--use_cpu true" in stderr[0]
+
+
+def test_overwrite_wording_names_the_flag_and_the_argument(tmp_path):
+    from modeling_tvtsv2.tools.output_folders import OutputFolderError, check_output_folder
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.txt").write_text("x")
+    with pytest.raises(OutputFolderError) as refused:
+        check_output_folder(tmp_path / "out", overwrite=False)
+    assert "add --overwrite to the command (overwrite=True in Python)" in str(refused.value)

@@ -255,6 +255,16 @@ def paper_plans(clip_hub_cache, tmp_path_factory) -> dict[str, dict]:
     return plans
 
 
+def test_dry_run_of_a_paper_recipe_works_offline_from_the_preset(paper_plans, tmp_path):
+    # issue 20 item 10: nothing cached, no network: the plan comes from the b16 preset (the same towers)
+    command = [shutil.which("tvtsv2") or "tvtsv2", "train", "--recipe", "paper_b16", "--dry_run"]
+    result = run(command, offline_env(tmp_path / "empty_hf_home"), tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    offline = json.loads(result.stdout)
+    assert "will be downloaded" in offline["model"].pop("described_from")
+    assert offline == paper_plans["b16"]  # the same plan as from the CLIP config
+
+
 @pytest.mark.parametrize("variant", ["b32", "b16", "h14"])
 def test_dry_run_of_the_paper_recipe_prints_the_original_values(paper_plans, variant):
     plan, original, counts = paper_plans[variant], ORIGINAL[variant], PARAMETERS[variant]

@@ -298,6 +298,26 @@ def _implied(explicit: dict[str, Any]) -> dict[str, Any]:
     return implied
 
 
+def _check_launch_devices(values: dict[str, Any]) -> None:
+    """A multi-process launch for GPUs (e.g. `configuration/launch/ddp.yaml`) on a machine without any: one line
+    now, instead of every process failing in the distributed setup that building the arguments starts."""
+    import os
+
+    import torch
+
+    try:
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return
+    on_cpu = values.get("use_cpu") or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    if world_size > 1 and not on_cpu and not torch.accelerator.is_available():
+        raise PretrainingArgumentError(
+            f"launched as {world_size} processes for GPUs (e.g. configuration/launch/ddp.yaml: num_processes), but "
+            "this machine has no GPU; set num_processes to the GPU count, or pass --use_cpu true to train in CPU "
+            "processes"
+        )
+
+
 def parse_arguments(argv: list[str] | None = None, prog: str | None = None) -> PretrainingArguments:
     """Resolve a run's arguments from the command line (see the module docstring for the layers); `prog` names
     the command in `--help` and errors (default: the script's name)."""
@@ -331,6 +351,7 @@ def parse_arguments(argv: list[str] | None = None, prog: str | None = None) -> P
     if not values.get("output_dir"):
         raise PretrainingArgumentError("--output_dir is required when training on your own data")
 
+    _check_launch_devices(values)
     try:
         model_args, data_args, run_args, training_args = HfArgumentParser(ARGUMENT_CLASSES).parse_dict(values)
     except (ValueError, TypeError) as error:

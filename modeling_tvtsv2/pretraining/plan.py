@@ -14,6 +14,39 @@ from .freezing import FreezeSchedule
 from .optimization import parameter_groups_for, parse_milestones
 from .sources import ModelSource
 
+__all__ = ["ReleasedVariantSource", "describe_run", "released_variant_source"]
+
+
+class ReleasedVariantSource(ModelSource):
+    """A released variant's CLIP Hub id whose config cannot be read here (offline, not cached): a dry run describes
+    the run from the variant's preset, which has the same towers and pre-training settings."""
+
+    variant: str = ""
+
+    def tvtsv2_config(self):
+        return self.config
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "described_from": f"the {self.variant} preset: the Hub config of {self.spec} could not be read here; "
+            "its weights (and config) will be downloaded when the run starts",
+        }
+
+
+def released_variant_source(spec: str) -> ReleasedVariantSource | None:
+    """`--model` as a released variant's CLIP Hub id (`openai/clip-vit-base-patch16`, ...), described from the
+    variant's preset without the Hub; `None` for any other id."""
+    from ..configuration_tvtsv2 import TVTSv2Config
+    from ..tools.hub_export import RELEASED_BASE_MODELS
+
+    variant = next((name for name, repo_id in RELEASED_BASE_MODELS.items() if repo_id == spec), None)
+    if variant is None:
+        return None
+    source = ReleasedVariantSource(spec, "clip", "hub", TVTSv2Config.from_preset(variant))
+    source.variant = variant
+    return source
+
 _TEXT_LAYER = re.compile(r"^text_model\.encoder\.layers\.(\d+)\.")
 
 

@@ -207,9 +207,17 @@ def run_pretraining(arguments: PretrainingArguments) -> dict:
 
     model_args, data_args, training_args = arguments.model, arguments.data, arguments.training
     _configure_logging(training_args)
-    source = resolve_model_source(
-        model_args.model, model_args.model_revision, model_args.cache_dir, model_args.trust_remote_code
-    )
+    try:
+        source = resolve_model_source(
+            model_args.model, model_args.model_revision, model_args.cache_dir, model_args.trust_remote_code
+        )
+    except PretrainingArgumentError:
+        from .plan import released_variant_source
+
+        # A dry run describes a paper recipe offline: its CLIP is a released variant's, whose preset has its towers.
+        source = released_variant_source(model_args.model) if arguments.run.dry_run else None
+        if source is None:
+            raise
     _check_initialisation(arguments, source)
     if arguments.run.dry_run:
         from .plan import describe_run
@@ -276,6 +284,17 @@ def run_pretraining(arguments: PretrainingArguments) -> dict:
     metrics["train"]["total_train_batch_size"] = trainer.get_total_train_batch_size(training_args)
     if eval_dataset is not None:
         metrics["after"] = trainer.evaluate(metric_key_prefix="eval_after")
+    # What makes two runs of the same command differ in the last bits (which a long run amplifies): the kernels torch
+    # picks for this CPU (AVX2 vs AVX-512 reduce in another order), the threads, the versions (issue 20 item 12).
+    metrics["environment"] = {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
+        "dataloader_num_workers": training_args.dataloader_num_workers,
+        "world_size": training_args.world_size,
+        "device": str(training_args.device),
+    }
 
     trainer.save_model(training_args.output_dir)
     trainer.log_metrics("train", metrics["train"])
@@ -383,7 +402,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     try:
         run_pretraining(parse_arguments(argv, prog=prog))
     except PretrainingArgumentError as error:
-        print(f"error: {error}", file=sys.stderr)
+        if os.environ.get("LOCAL_RANK", "0") in ("", "0"):  # every process of a launch has the same arguments
+            print(f"error: {error}", file=sys.stderr)
         return 2
     except PretrainingRunError as error:
         print(f"error: {error}", file=sys.stderr)
