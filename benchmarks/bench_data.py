@@ -416,7 +416,7 @@ def prepared_settings(args) -> TranscodeSettings:
 
 def parse_args(argv=None) -> argparse.Namespace:
     defaults = TranscodeSettings()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--core", type=int, default=0, help="CPU core to pin to (default 0)")
     parser.add_argument("--source", choices=["local", "http"], default="local",
                         help="http: the collator on prepared files from disk vs served on loopback HTTP")

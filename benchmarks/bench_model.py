@@ -320,7 +320,7 @@ def default_plan(args):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--tiny", action="store_true", help="the tiny preset (CPU check in about a minute)")
     parser.add_argument("--presets", default=None, help="comma list (b16,h14,...); default: the plan's")

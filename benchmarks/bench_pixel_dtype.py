@@ -52,7 +52,7 @@ def cpu_ms(function, repeats: int) -> tuple[float, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--core", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--samples", type=int, default=20, help="samples per clip, dtype and round")

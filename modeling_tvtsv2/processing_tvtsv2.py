@@ -97,8 +97,10 @@ class TVTSv2Processor(ProcessorMixin):
     * ``pixel_values_videos``: ``[B, T, 3, S, S]`` (see :class:`TVTSv2VideoProcessor`), plus ``video_metadata``
       with ``return_metadata=True``.
 
-    Text is padded to and truncated at the tokenizer's ``model_max_length`` (77 for CLIP; end token kept last) unless
-    the call passes ``max_length=``; ``return_tensors`` defaults to ``"pt"``. ``text`` is the first positional
+    Text is padded to and truncated at the tokenizer's ``model_max_length`` (77 for CLIP; end token kept last);
+    ``return_tensors`` defaults to ``"pt"``. These defaults are the processor's ``text_kwargs`` (what
+    ``processor._merge_kwargs`` returns); in transformers' order a call's kwargs win over the tokenizer's init
+    kwargs (``max_length=``, ``padding=``, ...), which win over these defaults. ``text`` is the first positional
     argument: a video passed there (a video file name or path, bytes, an array) raises a ``ValueError`` instead of
     being tokenized; pass videos as ``videos=``.
     Video options (``num_frames``, ``sampling``, ``start``, ``end``, ``fps``, ``transform``, ``generator``, ...)
@@ -107,9 +109,11 @@ class TVTSv2Processor(ProcessorMixin):
     ``TVTSv2Processor()`` (or :meth:`from_defaults`) builds the default processor offline.
     """
 
-    # No max_length here: it comes from the tokenizer (`model_max_length`, 77 for the CLIP tokenizer), so a
-    # tokenizer with another context length is honoured; a call's `max_length=` still wins.
-    text_kwargs = {"padding": "max_length", "truncation": True, "return_tensors": "pt"}
+    # The defaults live where transformers' `_merge_kwargs` looks for them (processor attributes, its recommended
+    # place), so `processor._merge_kwargs(...)["text_kwargs"]` is what a call uses, and the documented order holds:
+    # call kwargs > tokenizer init kwargs (e.g. `max_length=`) > these. `text_kwargs` is a property because its
+    # `max_length` is the tokenizer's `model_max_length` (77 for CLIP): a tokenizer with another context length
+    # is honoured.
     videos_kwargs = {"return_tensors": "pt"}
     valid_processor_kwargs = TVTSv2ProcessorKwargs
 
@@ -119,6 +123,12 @@ class TVTSv2Processor(ProcessorMixin):
         if tokenizer is None:
             tokenizer = build_clip_tokenizer()
         super().__init__(video_processor, tokenizer, **kwargs)
+
+    @property
+    def text_kwargs(self) -> dict[str, Any]:
+        """Default text kwargs: pad to and truncate at the tokenizer's context length, PyTorch tensors."""
+        max_length = _context_length(self.tokenizer) if hasattr(self, "tokenizer") else CONTEXT_LENGTH
+        return {"padding": "max_length", "max_length": max_length, "truncation": True, "return_tensors": "pt"}
 
     @classmethod
     def from_defaults(cls, image_size: int = 224, num_frames: int = 12, **video_kwargs: Any) -> "TVTSv2Processor":
@@ -144,10 +154,6 @@ class TVTSv2Processor(ProcessorMixin):
             TVTSv2ProcessorKwargs, tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs
         )
         text_kwargs = output_kwargs["text_kwargs"]
-        if "max_length" not in kwargs and "max_length" not in kwargs.get("text_kwargs", {}):
-            # Not `text_kwargs.get`: a fast tokenizer saved after a call with another max_length reloads with it as
-            # an init kwarg (a stale call setting); the tokenizer's own limit is `model_max_length`.
-            text_kwargs["max_length"] = _context_length(self.tokenizer)
         data: dict[str, Any] = {}
         layout = None
         if text is not None:

@@ -27,7 +27,14 @@ except ImportError:  # pragma: no cover - exercised only without ftfy installed
     ftfy = None
 
 
-__all__ = ["BPE_VOCAB_FILE", "CONTEXT_LENGTH", "TVTSv2Tokenizer", "build_clip_tokenizer", "clean_text"]
+__all__ = [
+    "BPE_VOCAB_FILE",
+    "CONTEXT_LENGTH",
+    "TVTSv2Tokenizer",
+    "build_clip_tokenizer",
+    "clean_text",
+    "clip_vocabulary",
+]
 
 BPE_VOCAB_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bpe_simple_vocab_16e6.txt.gz")
 CONTEXT_LENGTH = 77
@@ -90,8 +97,13 @@ class TVTSv2Tokenizer(CLIPTokenizer):
 
     cleans_text = True
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, vocab: Any = None, merges: Any = None, **kwargs: Any) -> None:
+        # Without a vocabulary (and without a tokenizer file to read one from), CLIPTokenizer would build a
+        # two-token vocabulary that maps every word to one id: use the CLIP vocabulary shipped with this file.
+        if vocab is None and merges is None and not kwargs.get("tokenizer_file") and "tokenizer_object" not in kwargs:
+            vocab, merges = clip_vocabulary()
+            kwargs.setdefault("model_max_length", CONTEXT_LENGTH)
+        super().__init__(vocab=vocab, merges=merges, **kwargs)
         self._tokenizer.normalizer = normalizers.Sequence(
             [normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
         )
@@ -100,13 +112,8 @@ class TVTSv2Tokenizer(CLIPTokenizer):
         return super()._encode_plus(_clean_any(text), _clean_any(text_pair), *args, **kwargs)
 
 
-def build_clip_tokenizer(model_max_length: int = CONTEXT_LENGTH) -> TVTSv2Tokenizer:
-    """The CLIP BPE tokenizer (a :class:`TVTSv2Tokenizer`, i.e. a ``CLIPTokenizer`` with the original text
-    cleaning), built offline from the vendored vocabulary.
-
-    ``"a photo of a cat"`` gives ``[49406, 320, 1125, 539, 320, 2368, 49407]``. Call it with
-    ``truncation=True, max_length=77`` to get CLIP's truncation (end token kept last); pad id is 49407.
-    """
+def clip_vocabulary() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """The CLIP BPE vocabulary (token -> id) and merges, read from the vendored ``bpe_simple_vocab_16e6.txt.gz``."""
     with gzip.open(BPE_VOCAB_FILE, "rt", encoding="utf-8") as handle:
         lines = handle.read().split("\n")
     # Line 0 is a version header; the merges follow, most frequent first.
@@ -116,12 +123,16 @@ def build_clip_tokenizer(model_max_length: int = CONTEXT_LENGTH) -> TVTSv2Tokeni
     symbols = _byte_symbols()
     tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
-    return TVTSv2Tokenizer(
-        vocab={token: i for i, token in enumerate(tokens)},
-        merges=merges,
-        model_max_length=model_max_length,
-        bos_token="<|startoftext|>",
-        eos_token="<|endoftext|>",
-        unk_token="<|endoftext|>",
-        pad_token="<|endoftext|>",
-    )
+    return {token: i for i, token in enumerate(tokens)}, merges
+
+
+def build_clip_tokenizer(model_max_length: int = CONTEXT_LENGTH) -> TVTSv2Tokenizer:
+    """The CLIP BPE tokenizer (a :class:`TVTSv2Tokenizer`, i.e. a ``CLIPTokenizer`` with the original text
+    cleaning), built offline from the vendored vocabulary; the same as ``TVTSv2Tokenizer()``.
+
+    ``"a photo of a cat"`` gives ``[49406, 320, 1125, 539, 320, 2368, 49407]``. Call it with
+    ``truncation=True, max_length=77`` to get CLIP's truncation (end token kept last); pad id is 49407.
+    """
+    vocab, merges = clip_vocabulary()
+    # CLIPTokenizer's defaults are CLIP's special tokens (start/end of text; unknown and padding = end of text).
+    return TVTSv2Tokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)

@@ -15,6 +15,10 @@ import torch
 from safetensors.torch import load_file
 
 
+# The one time limit of the suite's subprocesses and `pytest.mark.timeout`s: a guard against a hang, not a speed
+# check. Generous, so that a slow or busy machine (load 10 on 2 cores) never fails a test that would pass.
+HANG_GUARD_SECONDS = 3600
+
 ORIGINAL_FIXTURE_DIR = Path(__file__).parent / "fixtures" / "original_tiny_b16"
 # The tiny fixture is not a released size: the converter needs the layout and the head counts (constructor.json).
 ORIGINAL_TINY_CONVERT_ARGS = [

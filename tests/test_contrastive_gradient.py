@@ -11,6 +11,8 @@ import torch
 
 from modeling_tvtsv2.pretraining.trainer import TVTSv2TrainingArguments
 
+from conftest import HANG_GUARD_SECONDS
+
 SCRIPT = Path(__file__).parent / "scripts" / "contrastive_gradient.py"
 RUNS = ["global:0", "global:2"]  # one process: the contrastive gradient alone, and with the sort term
 DDP_RUNS = ["global:2", "original:0", "original:2"]
@@ -20,7 +22,7 @@ def _run(args: list[str]) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
     env["TOKENIZERS_PARALLELISM"] = "false"
     env["OMP_NUM_THREADS"] = "1"
-    result = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
+    result = subprocess.run(args, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 

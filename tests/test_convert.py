@@ -27,6 +27,8 @@ from modeling_tvtsv2.convert_tvtsv2_original_to_hf import (
     map_original_state_dict,
 )
 
+from conftest import HANG_GUARD_SECONDS
+
 
 TINY_KWARGS = dict(layout="openai-clip", vision_heads=4, text_heads=4, sort_heads=4)
 TINY_ARGS = ["--layout", "openai-clip", "--vision-heads", "4", "--text-heads", "4", "--sort-heads", "4"]
@@ -401,7 +403,7 @@ def test_non_standard_size_requires_layout_and_heads(tmp_path, original_fixture_
 def test_console_script_exit_code_and_message(tmp_path, tvtsv2_script):
     result = subprocess.run(
         [str(tvtsv2_script), "convert", "--checkpoint", str(tmp_path / "nope.pth"), "--output", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=HANG_GUARD_SECONDS,
     )  # fmt: skip
     assert result.returncode == 2
     assert "error: Checkpoint not found" in result.stderr and "Traceback" not in result.stderr

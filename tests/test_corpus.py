@@ -18,6 +18,8 @@ from modeling_tvtsv2.data.corpus_builders import build_caption_corpus, build_tra
 from modeling_tvtsv2.video_decoding_tvtsv2 import VideoProbeError, probe_video
 from modeling_tvtsv2.data.schema import load_corpus
 
+from conftest import HANG_GUARD_SECONDS
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
 OBAMA = DATA / "obama_speech.mp4"
@@ -228,11 +230,16 @@ def test_cli_prepare_transcript_corpus(tmp_path):
     result = subprocess.run(
         [sys.executable, "processing/prepare_transcript_corpus.py", "--videos", str(videos),
          "--output", str(tmp_path / "out"), "--embed_videos"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS,
     )
     assert result.returncode == 0, result.stderr
     assert "skipped 1" in result.stdout and "unreadable_video" in result.stdout
     assert load_corpus(tmp_path / "out")["video_id"] == ["obama_speech"]
+    # each report line once (issue 20 item 14: the library's log and the script's print said everything twice)
+    combined = result.stdout + result.stderr
+    lines = combined.splitlines()
+    assert sum("transcript corpus at" in line for line in lines) == 1, combined
+    assert sum("zero.mp4" in line for line in lines) == 1, combined
 
 
 def test_cli_prepare_caption_corpus(tmp_path):

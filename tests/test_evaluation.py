@@ -234,7 +234,7 @@ def test_tiny_model_runner_and_cli(processor, videos, tmp_path):
     main(
         [
             "--task", "retrieval", "--model", str(model_dir), "--dataset", str(tmp_path / "ret"),
-            "--output", str(output), "--dataset-name", "tiny-ret", "--batch-size", "2", "--no-progress",
+            "--output", str(output), "--dataset-display-name", "tiny-ret", "--batch-size", "2", "--no-progress",
         ]
     )  # fmt: skip
     written = json.loads(output.read_text())

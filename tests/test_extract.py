@@ -33,6 +33,8 @@ from modeling_tvtsv2.processing_tvtsv2 import TVTSv2Processor
 from modeling_tvtsv2.tools.model_loading import load_model_and_processor
 from modeling_tvtsv2.video_reading_tvtsv2 import read_video
 
+from conftest import HANG_GUARD_SECONDS
+
 DATA = Path(__file__).parent / "data"
 NUM_FRAMES = 4
 
@@ -242,7 +244,7 @@ def test_two_processes_give_the_same_output_as_one(clips_folder, tiny_model_dir,
            "--main_process_port", str(29600 + os.getpid() % 1000),
            "-m", "modeling_tvtsv2", *common, "--output", str(tmp_path / "two")]  # fmt: skip
     for command in (one, two):
-        result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS, env=env, cwd=tmp_path)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "wrote" in result.stdout and result.stdout.count("wrote") == 1  # the main process reports once
     a, b = _load(tmp_path / "one"), _load(tmp_path / "two")

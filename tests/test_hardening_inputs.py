@@ -13,6 +13,8 @@ import pytest
 from modeling_tvtsv2.data.transcript_windows import TranscriptSpan, row_word_timings, sample_transcript_span
 from modeling_tvtsv2.data.subtitles import align_denoised_words, clean_cue_text, parse_srt, parse_vtt, parse_yttemporal_json
 
+from conftest import HANG_GUARD_SECONDS
+
 
 # ------------------------------------------------------------------------------------------------------------------
 # YT-Temporal `denoised` text (issue 8 item 6)
@@ -135,7 +137,7 @@ def test_tags_do_not_swallow_text_before_them():
     assert clean_cue_text("<<<i>x</i>>>") == "<<x>>"
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(HANG_GUARD_SECONDS)
 def test_hostile_srt_of_angle_brackets_parses_in_linear_time():
     # 1.5 MB of "<" in one cue line without any ">": the old pattern `<[^>\n]*>` rescanned the rest of the line from
     # every "<" (quadratic: ~30 s for 150 KB, about an hour for 1.5 MB); a linear parse takes well under a second.

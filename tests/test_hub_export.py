@@ -19,6 +19,8 @@ from modeling_tvtsv2.cli import main as cli_main
 from modeling_tvtsv2.tools.hub_export import export_for_hub
 from modeling_tvtsv2.processing_tvtsv2 import TVTSv2Processor
 
+from conftest import HANG_GUARD_SECONDS
+
 
 PARK = Path(__file__).parent / "data" / "park.mp4"
 LABELS = ["walking a dog", "giving a speech", "cooking"]
@@ -137,7 +139,7 @@ def test_remote_code_loads_without_the_package(exported, tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG_GUARD_SECONDS,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     remote = json.loads(completed.stdout.strip().splitlines()[-1])

@@ -110,7 +110,7 @@ def test_linear_probe_on_extracted_demo_features_beats_chance(colour_dataset, ra
     output = tmp_path / "probe.json"
     record = _run_eval(["--task", "linear-probe", "--train-features", str(features["train"]),
                         "--test-features", str(features["test"]), "--output", str(output),
-                        "--dataset-name", "demo colours", *FAST])  # fmt: skip
+                        "--dataset-display-name", "demo colours", *FAST])  # fmt: skip
     assert json.loads(output.read_text()) == record
     chance = 100.0 / 8
     metrics = record["metrics"]

@@ -24,6 +24,8 @@ from modeling_tvtsv2.evaluation.metrics import (
     zero_shot_classification_metrics,
 )
 
+from conftest import HANG_GUARD_SECONDS
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # Retrieval
@@ -314,7 +316,7 @@ def test_evaluate_module_is_self_contained(tmp_path):
     env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"))
     completed = subprocess.run(
         [sys.executable, "-c", _BLOCK_PACKAGE, str(folder), json.dumps(sims.tolist()), json.dumps(references)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-2000:]
     out = json.loads(completed.stdout.strip().splitlines()[-1])

@@ -20,6 +20,8 @@ from modeling_tvtsv2.data.corpus_builders import build_transcript_corpus
 from modeling_tvtsv2.data.prepare_videos import REPORT_NAME, TranscodeSettings, prepare_videos
 from modeling_tvtsv2.video_reading_tvtsv2 import read_video
 
+from conftest import HANG_GUARD_SECONDS
+
 
 DATA = Path(__file__).resolve().parent / "data"
 REPO = DATA.parent.parent
@@ -119,7 +121,7 @@ def test_cli_both_spellings_parallel_workers_and_clear_errors(source, tmp_path, 
     output = tmp_path / "out"
     command = [sys.executable, "-m", "modeling_tvtsv2", "prepare-videos", "--input", str(source), "--output",
                str(output), "--num-workers", "2", "--short_side", "200"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert "3 transcoded, 0 already done, 1 failed" in result.stdout
     assert "skipped " in result.stderr and "broken.mp4" in result.stderr and "Traceback" not in result.stderr

@@ -14,6 +14,8 @@ from modeling_tvtsv2.data.collator import TVTSv2PretrainingCollator
 from modeling_tvtsv2.data.prepare_videos import TranscodeSettings, transcode_video
 from modeling_tvtsv2.video_reading_tvtsv2 import read_video, read_video_pixels
 
+from conftest import HANG_GUARD_SECONDS
+
 
 DATA = Path(__file__).resolve().parent / "data"
 REPO = DATA.parent.parent
@@ -80,7 +82,7 @@ def test_previous_defaults_by_flags_in_both_spellings(tmp_path):
         (tmp_path / "in" / "obama.mp4").write_bytes(OBAMA.read_bytes())
         command = [sys.executable, "-m", "modeling_tvtsv2", "prepare-videos", "--input", str(tmp_path / "in"),
                    "--output", str(output), *spelling]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS, cwd=REPO)
         assert result.returncode == 0, result.stderr
         packets = _packets(output / "obama.mp4")
         assert len(packets) == 105  # every frame kept
@@ -88,7 +90,7 @@ def test_previous_defaults_by_flags_in_both_spellings(tmp_path):
         assert keys[0] == 0 and len(keys) < 105 // 5 and max(b - a for a, b in zip(keys, keys[1:])) <= 12
     command = [sys.executable, "-m", "modeling_tvtsv2", "prepare-videos", "--input", str(tmp_path / "in"),
                "--output", str(tmp_path / "bad"), "--max_fps", "0"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS, cwd=REPO)
     assert result.returncode == 2 and "Traceback" not in result.stderr and "--max_fps" in result.stderr
 
 

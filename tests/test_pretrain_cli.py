@@ -20,6 +20,8 @@ from transformers import CLIPConfig
 from modeling_tvtsv2.pretraining.run import main
 from modeling_tvtsv2.pretraining.arguments import PretrainingArgumentError, parse_arguments
 
+from conftest import HANG_GUARD_SECONDS
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # --------------------------------------------------------------------------------------------------------------
@@ -126,8 +128,8 @@ def offline_env(hf_home: Path) -> dict[str, str]:
     return env
 
 
-def run(command: list[str], env: dict[str, str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
+def run(command: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS, env=env, cwd=cwd)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -247,11 +249,21 @@ def paper_plans(clip_hub_cache, tmp_path_factory, tvtsv2_script) -> dict[str, di
     }  # fmt: skip
     plans = {}
     for variant, command in commands.items():
-        result = run(command, env, cwd, timeout=300)
+        result = run(command, env, cwd)
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
         plans[variant] = json.loads(result.stdout)  # exactly one JSON object
     assert not any(cwd.iterdir())  # a dry run writes nothing
     return plans
+
+
+def test_dry_run_of_a_paper_recipe_works_offline_from_the_preset(paper_plans, tmp_path):
+    # issue 20 item 10: nothing cached, no network: the plan comes from the b16 preset (the same towers)
+    command = [shutil.which("tvtsv2") or "tvtsv2", "train", "--recipe", "paper_b16", "--dry_run"]
+    result = run(command, offline_env(tmp_path / "empty_hf_home"), tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    offline = json.loads(result.stdout)
+    assert "will be downloaded" in offline["model"].pop("described_from")
+    assert offline == paper_plans["b16"]  # the same plan as from the CLIP config
 
 
 @pytest.mark.parametrize("variant", ["b32", "b16", "h14"])
@@ -294,7 +306,7 @@ def test_dry_run_of_the_paper_recipe_prints_the_original_values(paper_plans, var
 def test_unresolvable_hub_model_is_a_one_line_error(clip_hub_cache, tmp_path):
     command = [sys.executable, "-m", "modeling_tvtsv2.pretraining", "--recipe", "paper_b16", "--model",
                "nobody/not-cached", "--dry_run"]  # fmt: skip
-    result = run(command, offline_env(clip_hub_cache), tmp_path, timeout=300)
+    result = run(command, offline_env(clip_hub_cache), tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "--model nobody/not-cached" in result.stderr
 
@@ -344,6 +356,10 @@ def test_hub_model_and_dataset_ids_checkpoints_and_hub_ready_outputs(demo_corpus
         assert "video_processor" in processor_config and (output / checkpoint / "tokenizer.json").is_file()
     for name in ("trainer_state.json", "train_results.json", "all_results.json", "pretraining_metrics.json"):
         assert (output / name).is_file(), name
+    # the real batch size (issue 20 item 2), not the one pre-built batch per dataset item
+    assert json.loads((output / "trainer_state.json").read_text())["train_batch_size"] == 4
+    train_results = json.loads((output / "train_results.json").read_text())
+    assert train_results["per_device_train_batch_size"] == 4 and train_results["total_train_batch_size"] == 4
 
     import modeling_tvtsv2  # noqa: F401
     from transformers import AutoModel, AutoProcessor
@@ -411,15 +427,15 @@ def test_a_corpus_of_unreadable_videos_stops_with_one_clear_line(tmp_path):
     command = [
         sys.executable, str(ROOT / "training" / "run_pretrain.py"), "--transcript_dataset", str(corpus),
         "--output_dir", str(output), "--max_steps", "4", "--per_device_train_batch_size", "2",
-        "--max_skip_fraction", "0.5", "--disable_tqdm", "true", "--num_frames", "4",
+        "--max_skip_fraction", "0.5", "--num_frames", "4",  # the progress bar on: it must close first
     ]  # fmt: skip
     result = run(command, offline_env(tmp_path / "hf_home"), tmp_path)
     assert result.returncode not in (0, None), result.stdout[-2000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    # DataLoader workers may still log their own skip warnings after the main process printed its error: the error
-    # is the one `error:` line, wherever it lands among them.
+    # The DataLoader workers are stopped and the progress bar closed first: the one `error:` line is the last line.
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "skipped" in errors[0], result.stderr[-3000:]
+    assert result.stderr.rstrip().splitlines()[-1] == errors[0], result.stderr[-3000:]
     assert not (output / "model.safetensors").exists()
 
 
@@ -444,7 +460,7 @@ def test_run_eval_without_a_test_split_names_the_available_splits(tmp_path):
     TVTSv2Model(TVTSv2Config.from_preset("tiny")).save_pretrained(tmp_path / "model")
     command = [sys.executable, str(ROOT / "training" / "run_eval.py"), "--task", "retrieval", "--model",
                str(tmp_path / "model"), "--dataset", str(folder), "--output", str(tmp_path / "r.json")]  # fmt: skip
-    result = run(command, offline_env(tmp_path / "hf_home"), tmp_path, timeout=300)
+    result = run(command, offline_env(tmp_path / "hf_home"), tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "['train']" in errors[0] and result.stderr.strip().endswith(errors[0])

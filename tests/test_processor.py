@@ -142,12 +142,15 @@ def test_reload_keeps_context_77_after_a_shorter_call(tmp_path):
     assert reloaded.tokenizer.model_max_length == 77
     ids = reloaded(text="a long sentence " * 40)["input_ids"]
     assert ids.shape == (1, 77) and ids[0, -1].item() == EOT
-    # even a tokenizer saved with the stale state (bypassing the processor) gives 77-token ids in the processor
+    # A tokenizer saved with that state bypassing the processor reloads with max_length=16 as an init kwarg; in
+    # transformers' documented order a tokenizer's init kwargs win over the processor's defaults (issue 20).
     tokenizer = build_clip_tokenizer()
     tokenizer("x", max_length=16, truncation=True, padding="max_length")
     tokenizer.save_pretrained(tmp_path / "stale")
     stale = TVTSv2Processor(tokenizer=AutoTokenizer.from_pretrained(tmp_path / "stale"))
-    assert stale(text="a photo of a cat")["input_ids"].shape == (1, 77)
+    assert stale.tokenizer.init_kwargs["max_length"] == 16
+    assert stale(text="a photo of a cat")["input_ids"].shape == (1, 16)
+    assert stale(text="a photo of a cat", max_length=77)["input_ids"].shape == (1, 77)  # the call wins
 
 
 def test_processor_and_model_end_to_end_on_a_real_clip(tmp_path):

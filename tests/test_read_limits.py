@@ -19,12 +19,14 @@ import torch
 from modeling_tvtsv2.video_reading_tvtsv2 import DEFAULT_MAX_FRAMES, read_video, read_video_pixels
 from modeling_tvtsv2.video_transforms_tvtsv2 import preprocess_frames
 
+from conftest import HANG_GUARD_SECONDS
+
 
 REPO = Path(__file__).resolve().parent.parent
 OBAMA = REPO / "tests" / "data" / "obama_speech.mp4"  # 320x240, 105 frames
 
 
-def run_child(code: str, timeout: float = 60.0, extra_address_space_gib: float = 2.0) -> str:
+def run_child(code: str, extra_address_space_gib: float = 2.0) -> str:
     """Run ``code`` in a fresh Python after the imports it needs, with the address space capped at what the
     imports took plus ``extra_address_space_gib``; returns stdout (the child prints its verdict)."""
     prelude = textwrap.dedent(
@@ -42,7 +44,7 @@ def run_child(code: str, timeout: float = 60.0, extra_address_space_gib: float =
         [sys.executable, "-c", prelude + textwrap.dedent(code)],
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=HANG_GUARD_SECONDS,
         env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
         cwd=REPO,
     )
@@ -62,7 +64,6 @@ def test_oversized_requests_are_refused_before_allocating_or_enumerating():
             except ValueError as error:
                 print("VALUE_ERROR", error)
         """,
-        timeout=90,
     )
     lines = out.strip().splitlines()
     assert len(lines) == 2 and all(line.startswith("VALUE_ERROR") for line in lines), out
@@ -132,7 +133,6 @@ def test_large_two_frame_video_peak_memory_follows_the_output(tmp_path):
         assert batch_pixels.shape == (48, 3, 224, 224)
         print("PEAK_GROWTH_MB", (peak() - before) / 2**20)
         """,
-        timeout=120,
         extra_address_space_gib=3.0,
     )
     growth = float(out.split("PEAK_GROWTH_MB")[1])

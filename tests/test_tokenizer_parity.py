@@ -18,6 +18,8 @@ import modeling_tvtsv2  # noqa: F401 - registers the Auto classes
 from modeling_tvtsv2.processing_tvtsv2 import TVTSv2Processor
 from modeling_tvtsv2.tokenization_tvtsv2 import TVTSv2Tokenizer, build_clip_tokenizer
 
+from conftest import HANG_GUARD_SECONDS
+
 
 VOCAB = Path(modeling_tvtsv2.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
 
@@ -235,7 +237,7 @@ def test_hub_export_tokenizer_cleans_as_remote_code(tmp_path, original):
     env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), TOKENIZERS_PARALLELISM="false")
     completed = subprocess.run(
         [sys.executable, "-c", _REMOTE_TOKENIZER, str(hub), json.dumps(texts)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
     out = json.loads(completed.stdout.strip().splitlines()[-1])

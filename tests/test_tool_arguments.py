@@ -54,9 +54,45 @@ def test_snake_and_kebab_spellings_give_the_same_arguments():
     assert _extract(REQUIRED) == ExtractArguments(model="m", input="i", output="o")  # the dataclass defaults
 
 
-def test_a_prefix_of_both_spellings_of_one_flag_is_not_ambiguous():
-    (args,) = parse_tool_arguments(ConvertArguments, ["--checkpoint", "c", "--output", "o", "--vision", "5"])
-    assert args.vision_heads == 5 and args.text_heads is None
+def test_abbreviations_are_refused_with_a_suggestion(capsys):
+    # issue 20 item 11: `--vision` was silently `--vision_heads`, `--max_step` silently `--max_steps`
+    with pytest.raises(SystemExit) as stopped:
+        parse_tool_arguments(ConvertArguments, ["--checkpoint", "c", "--output", "o", "--vision", "5"])
+    assert stopped.value.code == 2
+    assert "unrecognized arguments: --vision" in _one_error_line(capsys)
+    with pytest.raises(SystemExit):
+        parse_arguments(["--max_step", "5", "--dry_run"], prog="tvtsv2 train")
+    error = _one_error_line(capsys)
+    assert "--max_step" in error and "(did you mean --max_steps?)" in error
+    assert error.endswith("(see tvtsv2 train --help)")
+    with pytest.raises(SystemExit):
+        parse_eval_arguments(["--task", "retreival", "--output", "o"])
+    assert "(did you mean retrieval?)" in _one_error_line(capsys)
+
+
+def test_cli_command_typo_is_one_line(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        cli_main(["trian", "--max_steps", "1"])
+    assert stopped.value.code == 2
+    error = _one_error_line(capsys)
+    assert "invalid choice: 'trian'" in error and "(did you mean train?)" in error
+
+
+def test_negated_switch_help_says_what_it_does(capsys):
+    with pytest.raises(SystemExit):
+        parse_arguments(["--help"], prog="tvtsv2 train")
+    output = capsys.readouterr().out
+    assert output.startswith("usage: tvtsv2 train [RECIPE_FILE]")
+    help_text = " ".join(output.split())
+    assert "--no_demo_captions, --no-demo-captions turn --demo_captions off" in help_text
+    # grouped: the TVTSv2 flags (the recipe's training knobs too) first, then every TrainingArguments flag
+    order = ["TVTSv2 pre-training arguments", "--transcript_dataset", "--clip_learning_rate", "all TrainingArguments",
+             "--per_device_train_batch_size", "--max_steps"]  # fmt: skip
+    positions = [help_text.index(text) for text in order]
+    assert positions == sorted(positions), dict(zip(order, positions))
+    with pytest.raises(SystemExit):
+        parse_tool_arguments(SearchArguments, ["--help"], prog="tvtsv2 search")
+    assert "--top_k TOP_K, --top-k TOP_K hits per query" in " ".join(capsys.readouterr().out.split())
 
 
 def test_repeatable_template_positional_queries_and_switches_next_to_them():

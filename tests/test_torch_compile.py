@@ -20,6 +20,8 @@ from modeling_tvtsv2.pretraining.trainer import TVTSv2Trainer, TVTSv2TrainingArg
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
 from train_synthetic import ListDataset, synthetic_batches  # noqa: E402
 
+from conftest import HANG_GUARD_SECONDS  # noqa: E402
+
 FRAMES = 4
 
 
@@ -190,7 +192,7 @@ def test_compiled_two_process_ddp_equals_one_eager_process(tmp_path):
                 "--torch_compile_backend", BACKEND],
     }  # fmt: skip
     for command in runs.values():
-        result = subprocess.run(command, capture_output=True, text=True, timeout=400, env=env)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS, env=env)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     def logs(name):

@@ -19,6 +19,8 @@ from modeling_tvtsv2.pretraining.trainer import (
     parse_milestones,
 )
 
+from conftest import HANG_GUARD_SECONDS
+
 SCRIPT = Path(__file__).parent / "scripts" / "train_synthetic.py"
 # Adam divides every coordinate by its running RMS: coordinates whose true gradient is exactly 0 (e.g. the time
 # attention's q/k at init) carry ~1e-12 float noise that eps=1e-6 would blow up to ±lr. A larger eps keeps this
@@ -35,8 +37,8 @@ def _env() -> dict:
     return env
 
 
-def _run(args: list[str], timeout: int = 300) -> None:
-    result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=_env())
+def _run(args: list[str]) -> None:
+    result = subprocess.run(args, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS, env=_env())
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 

@@ -129,7 +129,9 @@ def test_evaluate_reports_speed_and_runs_compute_metrics(tmp_path):
         seen["shapes"] = (video.shape, text.shape, sort_logits.shape, prediction.label_ids.shape)
         return {"mean_sort_label": float(prediction.label_ids.mean())}
 
-    trainer = _synthetic_trainer(tmp_path, steps=2, batch=3)
+    # items are pre-built batches of 3 videos: the real eval batch size is 3 (issue 20 item 2)
+    trainer = _synthetic_trainer(tmp_path, steps=2, batch=3, per_device_eval_batch_size=3)
+    trainer.eval_dataset.groups_per_step = 1  # pre-built batches, as MixedCorpusBatchDataset's
     trainer.compute_metrics = compute_metrics
     metrics = trainer.evaluate()
     for key in ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second"):

@@ -276,6 +276,7 @@ def build_transcript_corpus(
     seed: int = 0,
     overwrite: bool = False,
     progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+    log_report: bool = True,
     use_denoised: bool = True,
     output_format: str = "arrow",
     shard_index: int | None = None,
@@ -302,6 +303,7 @@ def build_transcript_corpus(
         seed: seed of the train/validation split.
         overwrite: replace a non-empty ``output_dir``.
         progress: optional wrapper of the video-probing loop for progress display (e.g. ``tqdm.tqdm``).
+        log_report: log the skipped pairs and the summary (the scripts print the report themselves: ``False``).
         use_denoised: YT-Temporal JSON with a ``denoised`` text: store its words, aligned to the ASR timings as the
             original did (a few seconds per 10-minute transcript); ``False`` keeps the raw ASR words.
         output_format: ``"arrow"`` (``save_to_disk``), ``"parquet"`` or ``"webdataset"`` shard files (videos
@@ -372,14 +374,14 @@ def build_transcript_corpus(
 
     features = transcript_features(timing, embed_videos=embed_videos)
     return _run_build(out, rows(), features, len(pairs), skipped, "transcript", timing, embed_videos, str(root),
-                      f"no usable video/transcript pair under {root}")
+                      f"no usable video/transcript pair under {root}", log_report)
 
 
 def _run_build(out: CorpusOutput, rows: Iterator[tuple[int, dict[str, Any]]], features, num_members: int,
                skipped: list[SkippedMember], kind: str, timing: str | None, embed_videos: bool, source: str,
-               nothing_usable: str) -> CorpusBuildReport:
+               nothing_usable: str, log_report: bool = True) -> CorpusBuildReport:
     """Writes this shard's rows (unless an earlier run did), records its report and, when every shard is done,
-    merges them (:class:`~modeling_tvtsv2.data.corpus_output.CorpusOutput`)."""
+    merges them (:class:`~modeling_tvtsv2.data.corpus_output.CorpusOutput`); logs the report if `log_report`."""
     spec = out.spec
     done = out.begin()
     if done is None:
@@ -389,7 +391,7 @@ def _run_build(out: CorpusOutput, rows: Iterator[tuple[int, dict[str, Any]]], fe
             if spec.is_single:
                 out.discard()
             raise
-        for member in skipped:
+        for member in skipped if log_report else ():
             logger.warning("skipped %s (%s): %s", member.source, member.reason, member.detail)
         done = CorpusBuildReport(str(out.output_dir), kind, timing, num_rows, skipped, embed_videos,
                                  out.fmt, spec.to_json(), complete=False).to_json()
@@ -415,7 +417,8 @@ def _run_build(out: CorpusOutput, rows: Iterator[tuple[int, dict[str, Any]]], fe
     if out.merge(reports, write_extras) is None:
         logger.info("%s done; another worker merges the shards", spec.name)
         return shard_report
-    logger.info(merged["report"].summary())
+    if log_report:
+        logger.info(merged["report"].summary())
     return merged["report"]
 
 
@@ -556,6 +559,7 @@ def build_caption_corpus(
     num_shards: int | None = None,
     rows_per_file: int = 1000,
     use_launcher: bool = False,
+    log_report: bool = True,
 ) -> CorpusBuildReport:
     """Build a caption corpus from a metadata file of video paths and captions.
 
@@ -567,7 +571,7 @@ def build_caption_corpus(
         video_root: folder relative video paths start from (default: the metadata file's folder).
         video_suffix: appended to paths that have no suffix (WebVid's metadata lists ids without ``.mp4``).
         embed_videos, validation_size, num_workers, seed, overwrite, progress, output_format, shard_index,
-            num_shards, rows_per_file, use_launcher: as :func:`build_transcript_corpus` (shards split the records).
+            num_shards, rows_per_file, use_launcher, log_report: as :func:`build_transcript_corpus`.
     """
     metadata = Path(metadata)
     output_dir = Path(output_dir)
@@ -613,7 +617,7 @@ def build_caption_corpus(
 
     features = caption_features(embed_videos=embed_videos)
     return _run_build(out, rows(), features, num_records, skipped, "caption", None, embed_videos, str(metadata),
-                      f"no usable row in {metadata}")
+                      f"no usable row in {metadata}", log_report)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -784,7 +788,8 @@ def _build_and_report(build: Callable[..., CorpusBuildReport], *args: Any, **kwa
 
     set_package_log_level(std_logging.INFO)  # progress through transformers' handler
     try:
-        report = build(*args, progress=lambda items: tqdm(items, desc="probing videos", unit="video"), **kwargs)
+        progress = lambda items: tqdm(items, desc="probing videos", unit="video")  # noqa: E731
+        report = build(*args, progress=progress, log_report=False, **kwargs)  # printed below, once
     except (OSError, ValueError) as error:  # bad --output/--videos/--metadata, or no usable row at all
         print(f"error: {error}", file=sys.stderr)
         return 2

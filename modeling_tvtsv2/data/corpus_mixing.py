@@ -1,7 +1,8 @@
 """Mixing corpora: one corpus per optimiser step (the original's YT-Temporal / WebVid alternation).
 
 With ``transformers.Trainer``: :class:`MixedCorpusBatchDataset` is a map-style dataset whose *items are whole
-per-device batches* (a "group" of rows from one corpus). Use it with::
+per-device batches* (a "group" of rows from one corpus). `TVTSv2Trainer` loads one item per DataLoader batch, in
+order (`per_device_train_batch_size` keeps its meaning: videos per device); with a plain `Trainer` use::
 
     TrainingArguments(per_device_train_batch_size=1, train_sampling_strategy="sequential",
                       remove_unused_columns=False, ...)
@@ -41,6 +42,7 @@ __all__ = [
     "STREAM_STATE_KEY",
     "MixedCorpusBatchDataset",
     "MixedCorpusBatchStream",
+    "is_pre_batched",
     "iter_collated",
     "unpack_groups",
 ]
@@ -391,6 +393,12 @@ class MixedCorpusBatchStream(torch.utils.data.IterableDataset):
             group = _group(name, self.kinds[corpus], step, entries[: self.batch_size], entries[self.batch_size :])
             group[STREAM_STATE_KEY] = {"index": index, "role": role, "corpora": dict(latest)}
             yield group
+
+
+def is_pre_batched(dataset: Any) -> bool:
+    """Whether the dataset's items are whole per-device batches (the mixers here mark themselves with
+    `groups_per_step`; a DataLoader over them loads one item per batch)."""
+    return getattr(dataset, "groups_per_step", None) is not None
 
 
 def iter_collated(dataset: Iterable[Any], collator: Callable[[list[Any]], dict[str, Any]]) -> Iterator[dict[str, Any]]:

@@ -53,7 +53,7 @@ from transformers.utils import logging
 
 from ..data.schema import VIDEO_EXTENSIONS, corpus_root, is_saved_dataset, load_corpus, undecoded_videos
 from ..data.sharding import claim, resolve_shard, write_json_atomic
-from ..tools.model_loading import load_model_and_processor
+from ..tools.model_loading import NoSuchLocalPathError, check_local_path, load_model_and_processor
 from ..video_decoding_tvtsv2 import VideoProbeError, probe_video
 from .embedding import DatasetVideos, EmbeddedClips, VideoList, embed_texts, embed_videos, model_device_dtype
 
@@ -329,6 +329,8 @@ def load_model_for_command(
     that cannot be loaded is the one-line user error `--model X: cannot load (...)` (an `ExtractionError`)."""
     try:
         return load_model_and_processor(model_name_or_path, device, dtype, trust_remote_code)
+    except NoSuchLocalPathError as error:
+        raise ExtractionError(str(error)) from None
     except (OSError, ValueError) as error:
         raise ExtractionError(f"--model {model_name_or_path}: cannot load ({str(error).splitlines()[0]})") from error
 
@@ -745,6 +747,9 @@ def run_extract(args: ExtractArguments) -> int:
 
     datasets.disable_progress_bars()  # one bar (ours) per process
     try:
+        # a mistyped local path fails at once, before anything is tried as a Hub id
+        check_local_path(args.model, "--model")
+        check_local_path(args.input, "--input")
         windows = parse_windows(args.windows)
         try:
             resolve_shard(args.shard_index, args.num_shards, use_launcher=False)  # bad flags: before any work
@@ -774,7 +779,7 @@ def run_extract(args: ExtractArguments) -> int:
             num_workers=args.num_workers, overwrite=args.overwrite, show_progress=not args.no_progress,
             shard_index=args.shard_index, num_shards=args.num_shards,
         )  # fmt: skip
-    except ExtractionError as error:
+    except (ExtractionError, NoSuchLocalPathError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return print_report(report)

@@ -378,7 +378,7 @@ def _run_linear_probe_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "task": "linear-probe",
         "model": model_name,
         "dataset": {
-            "name": args.dataset_name or os.path.basename(os.path.normpath(dataset_path)),
+            "name": args.dataset_display_name or os.path.basename(os.path.normpath(dataset_path)),
             "type": args.dataset_id,
             "path": dataset_path,
             "split": "test",

@@ -2,8 +2,9 @@
 
 Plain numpy functions with no model dependency, shared by the zero-shot runners (`modeling_tvtsv2.evaluation`)
 and the pre-training evaluation of the trainer. The `evaluate` module shipped in
-`modeling_tvtsv2/evaluate_metrics/retrieval_recall/` (see `retrieval_recall_metric_path()`) carries its own copy of
-the retrieval computation so that it can be pushed to the Hub alone; `tests/test_metrics.py` checks they agree.
+`modeling_tvtsv2/evaluation/evaluate_metrics/retrieval_recall/` (see `retrieval_recall_metric_path()`) carries its
+own copy of the retrieval computation so that it can be pushed to the Hub alone; `tests/test_metrics.py` checks
+they agree.
 
 Retrieval follows the original research code (`v2/model/metric.py` of TencentARC/TVTS) exactly, including its
 tie handling, so that numbers are comparable with the paper:

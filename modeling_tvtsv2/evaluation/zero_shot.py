@@ -38,7 +38,7 @@ from transformers.utils.logging import tqdm
 
 from ..data.schema import corpus_root, undecoded_videos
 from ..modeling_tvtsv2 import autocast_context
-from ..tools.model_loading import load_model_and_processor
+from ..tools.model_loading import NoSuchLocalPathError, check_local_path, load_model_and_processor
 from ..tools.package_logging import set_package_log_level
 from .embedding import (
     ON_ERROR_CHOICES,
@@ -79,16 +79,28 @@ class EvalDatasetError(ValueError):
     """The evaluation dataset lacks what was asked for (e.g. the split)."""
 
 
-def load_eval_dataset(path: str, split: str | None = None, video_column: str | None = None):
-    """Loads a dataset saved with `save_to_disk` (a `Dataset` or a `DatasetDict`, then `split`, default "test";
-    a missing split raises `EvalDatasetError` naming the available ones).
+def load_eval_dataset(
+    path: str,
+    split: str | None = None,
+    video_column: str | None = None,
+    config_name: str | None = None,
+    cache_dir: str | None = None,
+):
+    """Loads a dataset saved with `save_to_disk`, or anything else `datasets.load_dataset(path, config_name)`
+    accepts (a Hub id, a folder of files) (a `Dataset` or a `DatasetDict`, then `split`, default "test"; a missing
+    split raises `EvalDatasetError` naming the available ones).
 
     A `datasets.Video` column is cast to `Video(decode=False)` so that rows give `{"bytes", "path"}` instead of
     requiring torchcodec.
     """
     import datasets
 
-    dataset = datasets.load_from_disk(path)
+    from ..data.schema import is_saved_dataset
+
+    if is_saved_dataset(path):
+        dataset = datasets.load_from_disk(path)
+    else:
+        dataset = datasets.load_dataset(path, config_name, cache_dir=cache_dir)
     if isinstance(dataset, datasets.DatasetDict):
         wanted = "test" if split is None else split
         if wanted not in dataset:
@@ -539,10 +551,27 @@ class EvalArguments:
 
     task: str = field(metadata={"help": "what to evaluate", "choices": [*TASKS, "linear-probe"]})
     output: str = field(metadata={"help": "results JSON file"})
-    model: str | None = field(default=None, metadata={"help": "model folder or Hub id"})
-    dataset: str | None = field(default=None, metadata={"help": "a 🤗 dataset saved with save_to_disk"})
+    # The names of transformers' examples (run_clip.py) are aliases with the same meaning: --model_name_or_path,
+    # --dataset_name, --dataset_config_name, --cache_dir, --max_eval_samples, --trust_remote_code.
+    model: str | None = field(
+        default=None,
+        metadata={"help": "model folder or Hub id", "aliases": ["--model_name_or_path", "--model-name-or-path"]},
+    )
+    dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": "a 🤗 dataset saved with save_to_disk, or a dataset load_dataset reads (Hub id, folder of files)",
+            "aliases": ["--dataset_name", "--dataset-name"],
+        },
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "load_dataset config of --dataset"})
     split: str | None = field(default=None, metadata={"help": "split of a DatasetDict (default: test)"})
-    dataset_name: str | None = field(default=None, metadata={"help": "display name for the results / model card"})
+    dataset_display_name: str | None = field(
+        default=None, metadata={"help": "display name for the results / model card (default: --dataset's name)"}
+    )
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "where models and datasets downloaded from the Hub are stored"}
+    )
     dataset_id: str | None = field(
         default=None, metadata={"help": "Hub id of the benchmark (model card model-index)"}
     )
@@ -578,7 +607,11 @@ class EvalArguments:
     text_batch_size: int = field(default=256, metadata={"help": "texts per forward pass"})
     num_workers: int = field(default=0, metadata={"help": "DataLoader workers decoding videos"})
     max_samples: int | None = field(
-        default=None, metadata={"help": "evaluate only the first N rows (smoke tests)"}
+        default=None,
+        metadata={
+            "help": "evaluate only the first N rows (smoke tests)",
+            "aliases": ["--max_eval_samples", "--max-eval-samples"],
+        },
     )
     device: str | None = field(
         default=None, metadata={"help": "e.g. cuda, cuda:1, cpu (default: cuda if available)"}
@@ -632,12 +665,19 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
         return run_linear_probe_from_args(args)
     if args.model is None or args.dataset is None:
         raise SystemExit(f"error: --task {args.task} needs --model and --dataset")
+    check_local_path(args.model, "--model")  # a mistyped local path fails at once, not as a Hub id
+    check_local_path(args.dataset, "--dataset")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     autocast = getattr(args, "autocast", None)
     if autocast and args.dtype not in (None, "float32"):
         raise ValueError(f"--autocast {autocast} runs a float32 model in mixed precision; drop --dtype {args.dtype}")
-    model, processor = load_model_and_processor(args.model, device, args.dtype, args.trust_remote_code)
-    dataset = load_eval_dataset(args.dataset, split=args.split, video_column=args.video_column)
+    model, processor = load_model_and_processor(
+        args.model, device, args.dtype, args.trust_remote_code, cache_dir=args.cache_dir
+    )
+    dataset = load_eval_dataset(
+        args.dataset, split=args.split, video_column=args.video_column, config_name=args.dataset_config_name,
+        cache_dir=args.cache_dir,
+    )  # fmt: skip
     if args.max_samples is not None:
         dataset = dataset.select(range(min(args.max_samples, len(dataset))))
     video_kwargs = json.loads(args.video_kwargs) if args.video_kwargs else {}
@@ -670,7 +710,7 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
             model,
             processor,
             dataset,
-            dataset_name=args.dataset_name or os.path.basename(os.path.normpath(args.dataset)),
+            dataset_name=args.dataset_display_name or os.path.basename(os.path.normpath(args.dataset)),
             split=args.split,
             model_name=args.model,
             dataset_id=args.dataset_id,
@@ -697,7 +737,7 @@ def eval_command(argv: Sequence[str] | None = None, prog: str | None = None) -> 
     except VideoRowError as error:
         print(f"error: {_row_error_line(error)}", file=sys.stderr)
         return 2
-    except EvalDatasetError as error:
+    except (EvalDatasetError, NoSuchLocalPathError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(json.dumps(record["metrics"], indent=2))
@@ -713,6 +753,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         record = run_from_args(args)
     except VideoRowError as error:
         print(f"error: {_row_error_line(error)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except (EvalDatasetError, NoSuchLocalPathError) as error:
+        print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     print(json.dumps(record["metrics"], indent=2))
     print(f"Results written to {args.output}")

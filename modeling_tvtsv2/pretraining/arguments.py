@@ -8,8 +8,8 @@ Settings come in layers, later ones winning:
 3. the recipe (`--recipe NAME_OR_FILE`, or a `.json` file as first argument): a shipped recipe name such as
    `paper_b16` or any JSON (or `.yaml`/`.yml` YAML) file of argument values, read by the tools' shared
    `load_argument_file`;
-4. the flags typed on the command line, in any spelling `HfArgumentParser` accepts (`--a_b`, `--a-b`, `--a_b=x`,
-   unambiguous prefixes). Which flags were typed is read from the *parsed* arguments (the tools' shared
+4. the flags typed on the command line, in any spelling `HfArgumentParser` accepts (`--a_b`, `--a-b`, `--a_b=x`;
+   no abbreviations). Which flags were typed is read from the *parsed* arguments (the tools' shared
    `typed_flags_parser`, whose defaults are all suppressed), never from the raw text.
 
 The spelling, switch and error rules are those of every tool: `modeling_tvtsv2.tools.arguments`.
@@ -22,6 +22,7 @@ versa.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,17 +90,27 @@ class PretrainingArgumentError(ValueError):
     """A user mistake in the pre-training arguments (reported as one line, without a traceback)."""
 
 
+# The flags of transformers' examples (run_clip.py) mean the same here: --model_name_or_path (an alias of --model),
+# --dataset_name (of --transcript_dataset), --dataset_config_name, --cache_dir, --max_train_samples,
+# --max_eval_samples, --trust_remote_code.
 @dataclass
 class ModelArguments:
     model: str = field(
         default="tiny",
         metadata={
+            "aliases": ["--model_name_or_path", "--model-name-or-path"],
             "help": f"a preset ({', '.join(available_presets())}: random weights), a TVTSv2 model or a 🤗 "
             "CLIPModel to initialise from as the paper did: a local folder or a Hub id, e.g. "
             "openai/clip-vit-base-patch16"
         },
     )
     model_revision: str | None = field(default=None, metadata={"help": "Hub revision of --model"})
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "where models and corpora downloaded from the Hub are stored"}
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "allow the code of a Hub model (--model) to run on this machine"}
+    )
     attn_implementation: str = field(default="sdpa", metadata={"help": "eager, sdpa, flash_attention_2, ..."})
     lora_target_modules: str | None = field(
         default=None,
@@ -145,7 +156,12 @@ class DataArguments:
             "choices": list(PIXEL_DTYPES),
         },
     )
-    max_eval_samples: int | None = field(default=None)
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "train on the first N rows of each training corpus (debugging, smoke tests)"}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "evaluate on the first N rows of the held-out corpus"}
+    )
     streaming: bool = field(
         default=False,
         metadata={
@@ -248,13 +264,35 @@ def load_recipe(path: Path) -> dict[str, Any]:
         raise PretrainingArgumentError(str(error)) from None
 
 
+USAGE = "%(prog)s [RECIPE_FILE] [--recipe NAME] [--dry_run] [--FLAG VALUE ...]"
+
+
 def _explicit_parser(prog: str | None = None) -> HfArgumentParser:
-    """The command-line parser with every default suppressed: parsing gives exactly the arguments typed."""
-    parser = typed_flags_parser(ARGUMENT_CLASSES, prog=prog)
+    """The command-line parser with every default suppressed: parsing gives exactly the arguments typed. Its help
+    lists the TVTSv2 flags first, then every `TrainingArguments` flag."""
+    parser = typed_flags_parser(ARGUMENT_CLASSES, prog=prog, usage=USAGE)
     parser.add_argument(
         "recipe_file", nargs="?", default=argparse.SUPPRESS, help="a recipe JSON (or YAML) file (same as --recipe FILE)"
     )
+    _group_help(parser)
     return parser
+
+
+def _group_help(parser: argparse.ArgumentParser) -> None:
+    """Two help sections: the TVTSv2 flags (model, data, run and the recipe's training knobs), then the ~120
+    inherited `TrainingArguments` flags."""
+    from transformers import TrainingArguments
+
+    sections = {
+        False: parser.add_argument_group("TVTSv2 pre-training arguments (model, data, run, recipe knobs)"),
+        True: parser.add_argument_group("all TrainingArguments (transformers; documented with TrainingArguments)"),
+    }
+    inherited = {f.name for f in dataclasses.fields(TrainingArguments)}
+    for action in list(parser._optionals._group_actions):
+        if action.dest == "help":
+            continue
+        parser._optionals._group_actions.remove(action)
+        sections[action.dest in inherited]._group_actions.append(action)
 
 
 def _field_names() -> set[str]:
@@ -273,6 +311,26 @@ def _implied(explicit: dict[str, Any]) -> dict[str, Any]:
     if explicit.get("fp16") and "bf16" not in explicit:
         implied["bf16"] = False
     return implied
+
+
+def _check_launch_devices(values: dict[str, Any]) -> None:
+    """A multi-process launch for GPUs (e.g. `configuration/launch/ddp.yaml`) on a machine without any: one line
+    now, instead of every process failing in the distributed setup that building the arguments starts."""
+    import os
+
+    import torch
+
+    try:
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return
+    on_cpu = values.get("use_cpu") or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    if world_size > 1 and not on_cpu and not torch.accelerator.is_available():
+        raise PretrainingArgumentError(
+            f"launched as {world_size} processes for GPUs (e.g. configuration/launch/ddp.yaml: num_processes), but "
+            "this machine has no GPU; set num_processes to the GPU count, or pass --use_cpu true to train in CPU "
+            "processes"
+        )
 
 
 def parse_arguments(argv: list[str] | None = None, prog: str | None = None) -> PretrainingArguments:
@@ -308,6 +366,7 @@ def parse_arguments(argv: list[str] | None = None, prog: str | None = None) -> P
     if not values.get("output_dir"):
         raise PretrainingArgumentError("--output_dir is required when training on your own data")
 
+    _check_launch_devices(values)
     try:
         model_args, data_args, run_args, training_args = HfArgumentParser(ARGUMENT_CLASSES).parse_dict(values)
     except (ValueError, TypeError) as error:

@@ -14,6 +14,39 @@ from .freezing import FreezeSchedule
 from .optimization import ORIGINAL_ADAMW, parameter_groups_for, parse_milestones
 from .sources import ModelSource
 
+__all__ = ["ReleasedVariantSource", "describe_run", "released_variant_source"]
+
+
+class ReleasedVariantSource(ModelSource):
+    """A released variant's CLIP Hub id whose config cannot be read here (offline, not cached): a dry run describes
+    the run from the variant's preset, which has the same towers and pre-training settings."""
+
+    variant: str = ""
+
+    def tvtsv2_config(self):
+        return self.config
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "described_from": f"the {self.variant} preset: the Hub config of {self.spec} could not be read here; "
+            "its weights (and config) will be downloaded when the run starts",
+        }
+
+
+def released_variant_source(spec: str) -> ReleasedVariantSource | None:
+    """`--model` as a released variant's CLIP Hub id (`openai/clip-vit-base-patch16`, ...), described from the
+    variant's preset without the Hub; `None` for any other id."""
+    from ..configuration_tvtsv2 import TVTSv2Config
+    from ..tools.hub_export import RELEASED_BASE_MODELS
+
+    variant = next((name for name, repo_id in RELEASED_BASE_MODELS.items() if repo_id == spec), None)
+    if variant is None:
+        return None
+    source = ReleasedVariantSource(spec, "clip", "hub", TVTSv2Config.from_preset(variant))
+    source.variant = variant
+    return source
+
 _TEXT_LAYER = re.compile(r"^text_model\.encoder\.layers\.(\d+)\.")
 
 
@@ -130,8 +163,11 @@ def describe_run(arguments: PretrainingArguments, source: ModelSource) -> dict[s
     if arguments.is_demo:
         corpora["demo_dir"] = data_args.demo_dir
         corpora["caption"] = "embedded demo captions" if data_args.demo_captions else None
-    if data_args.dataset_config_name:
-        corpora["dataset_config_name"] = data_args.dataset_config_name
+    for name in ("dataset_config_name", "max_train_samples", "max_eval_samples"):
+        if getattr(data_args, name) is not None:
+            corpora[name] = getattr(data_args, name)
+    if model_args.cache_dir is not None:
+        corpora["cache_dir"] = model_args.cache_dir
 
     return {
         "mode": "demo" if arguments.is_demo else ("recipe" if arguments.recipe_path else "custom"),

@@ -9,6 +9,7 @@ before and after, and writes a model folder (weights + the full processor) loada
 
 from __future__ import annotations
 
+import gc
 import json
 import logging as std_logging
 import os
@@ -43,6 +44,7 @@ __all__ = [
     "FINISHED_RUN_FILE",
     "DataArguments",
     "ModelArguments",
+    "load_corpora",
     "main",
     "newest_checkpoint",
     "parse_arguments",
@@ -189,7 +191,9 @@ def _replace_output_dir(staging: Path, output: Path) -> None:
     shutil.rmtree(retired)
 
 
-def _load_corpora(data_args: DataArguments, training_args):
+def load_corpora(data_args: DataArguments, training_args, cache_dir: str | None = None):
+    """The training corpora by name (`transcript`, `caption`) and the held-out corpus (or `None`), each cut to
+    `--max_train_samples` / `--max_eval_samples` rows; Hub downloads go to `cache_dir`."""
     if data_args.transcript_dataset is None:
         from ..data.demo_corpus import build_demo_corpus
 
@@ -204,23 +208,30 @@ def _load_corpora(data_args: DataArguments, training_args):
     train = {
         "transcript": load_corpus_split(
             data_args.transcript_dataset, ("train",), argument="transcript_dataset", config_name=config_name,
-            streaming=streaming,
+            cache_dir=cache_dir, streaming=streaming,
         )
     }  # fmt: skip
     if data_args.caption_dataset:
         train["caption"] = load_corpus_split(
-            data_args.caption_dataset, ("train",), argument="caption_dataset", streaming=streaming
+            data_args.caption_dataset, ("train",), argument="caption_dataset", cache_dir=cache_dir, streaming=streaming
         )
+    if data_args.max_train_samples:  # as in transformers' examples: the first N rows
+        limit = data_args.max_train_samples
+        train = {
+            name: corpus.take(limit) if not hasattr(corpus, "__len__") else corpus.select(range(min(limit, len(corpus))))
+            for name, corpus in train.items()
+        }
     held_out = ("validation", "test", "eval")
     if data_args.eval_dataset:
         eval_dataset = load_corpus_split(
-            data_args.eval_dataset, (*held_out, "train"), argument="eval_dataset", streaming=streaming
+            data_args.eval_dataset, (*held_out, "train"), argument="eval_dataset", cache_dir=cache_dir,
+            streaming=streaming,
         )
     else:
         try:
             eval_dataset = load_corpus_split(
                 data_args.transcript_dataset, held_out, argument="transcript_dataset", config_name=config_name,
-                allow_single=False, streaming=streaming,
+                allow_single=False, cache_dir=cache_dir, streaming=streaming,
             )  # fmt: skip
         except PretrainingArgumentError:
             eval_dataset = None
@@ -296,7 +307,17 @@ def run_pretraining(arguments: PretrainingArguments) -> dict:
 
     model_args, data_args, training_args = arguments.model, arguments.data, arguments.training
     _configure_logging(training_args)
-    source = resolve_model_source(model_args.model, model_args.model_revision)
+    try:
+        source = resolve_model_source(
+            model_args.model, model_args.model_revision, model_args.cache_dir, model_args.trust_remote_code
+        )
+    except PretrainingArgumentError:
+        from .plan import released_variant_source
+
+        # A dry run describes a paper recipe offline: its CLIP is a released variant's, whose preset has its towers.
+        source = released_variant_source(model_args.model) if arguments.run.dry_run else None
+        if source is None:
+            raise
     _check_initialisation(arguments, source)
     if arguments.run.dry_run:
         from .plan import describe_run
@@ -309,13 +330,18 @@ def run_pretraining(arguments: PretrainingArguments) -> dict:
         raise PretrainingArgumentError("--streaming needs --max_steps: a stream has no length to count epochs in")
     if data_args.streaming and training_args.dataloader_num_workers == -1:  # the parts depend on the worker count
         training_args.dataloader_num_workers = default_dataloader_num_workers(True)
+    if "dataloader_pin_memory" not in arguments.explicit and (
+        training_args.use_cpu or not torch.accelerator.is_available()
+    ):
+        training_args.dataloader_pin_memory = False  # nothing to pin for; torch would warn in every DataLoader
+
     final_output_dir = Path(training_args.output_dir)
     staging = _staging_output_dir(arguments)
     _set_torch_threads(arguments)
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # pushed once, at the end
     set_seed(training_args.seed)
 
-    train_corpora, eval_dataset = _load_corpora(data_args, training_args)
+    train_corpora, eval_dataset = load_corpora(data_args, training_args, model_args.cache_dir)
     model = source.load()
     model.set_attn_implementation(model_args.attn_implementation)
     config = model.config
@@ -335,9 +361,8 @@ def run_pretraining(arguments: PretrainingArguments) -> dict:
             gradient_accumulation_steps=training_args.gradient_accumulation_steps,
             seed=training_args.seed,
         )
-    # Each dataset item is a whole per-device batch from one corpus.
-    training_args.per_device_train_batch_size = 1
-    training_args.train_sampling_strategy = "sequential"
+    # Each dataset item is a whole per-device batch from one corpus: TVTSv2Trainer loads one item per DataLoader
+    # batch, in order, and per_device_train_batch_size stays the real number of videos per device.
 
     seed = training_args.seed
     train_collator, eval_collator = build_collators(data_args, processor.tokenizer, vision, mask_ratio, seed)
@@ -361,8 +386,22 @@ def run_pretraining(arguments: PretrainingArguments) -> dict:
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     metrics["train"] = dict(train_result.metrics)
     metrics["train"]["skipped_samples"] = trainer._skipped_total
+    # videos per device and per optimiser step (all processes, accumulation included)
+    metrics["train"]["per_device_train_batch_size"] = training_args.per_device_train_batch_size
+    metrics["train"]["total_train_batch_size"] = trainer.get_total_train_batch_size(training_args)
     if eval_dataset is not None:
         metrics["after"] = trainer.evaluate(metric_key_prefix="eval_after")
+    # What makes two runs of the same command differ in the last bits (which a long run amplifies): the kernels torch
+    # picks for this CPU (AVX2 vs AVX-512 reduce in another order), the threads, the versions (issue 20 item 12).
+    metrics["environment"] = {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
+        "dataloader_num_workers": training_args.dataloader_num_workers,
+        "world_size": training_args.world_size,
+        "device": str(training_args.device),
+    }
 
     trainer.save_model(training_args.output_dir)
     trainer.log_metrics("train", metrics["train"])
@@ -466,10 +505,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Command-line entry point; returns the exit status (0 ok, 1 unusable data / upload failure, 2 bad
     arguments). User mistakes are reported as one line, without a traceback. `prog` names the command in
     `--help` and errors (`tvtsv2 train`; default: the script's name)."""
+    stopped = None
     try:
         run_pretraining(parse_arguments(argv, prog=prog))
     except PretrainingArgumentError as error:
-        print(f"error: {error}", file=sys.stderr)
+        if os.environ.get("LOCAL_RANK", "0") in ("", "0"):  # every process of a launch has the same arguments
+            print(f"error: {error}", file=sys.stderr)
         return 2
     except PretrainingRunError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -477,7 +518,15 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except (RuntimeError, ValueError) as error:
         if not _is_unusable_data_error(error):
             raise
-        print(f"error: {str(error).strip().splitlines()[0]}", file=sys.stderr)
+        stopped = str(error).strip().splitlines()[0]
+    if stopped is not None:
+        # The error's traceback held the training DataLoader (its worker processes, which may still log skipped
+        # samples) and the progress bar; now that it is gone, collect them so that workers stop and the bar closes
+        # before the reason is printed: the error is the last line a user sees.
+        gc.collect()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        print(f"error: {stopped}", file=sys.stderr)
         return 1
     return 0
 

@@ -20,6 +20,7 @@ from ..configuration_tvtsv2 import TVTSv2Config, available_presets
 from ..data.schema import as_corpus, is_saved_dataset
 from ..from_clip import config_from_clip, released_variant
 from ..modeling_tvtsv2 import TVTSv2ForPreTraining
+from ..tools.model_loading import NoSuchLocalPathError, check_local_path
 from .arguments import PretrainingArgumentError
 
 logger = logging.get_logger(__name__)
@@ -35,6 +36,8 @@ class ModelSource:
     origin: str
     config: PretrainedConfig
     revision: str | None = None
+    cache_dir: str | None = None
+    trust_remote_code: bool = False
 
     @property
     def random_init(self) -> bool:
@@ -62,7 +65,9 @@ class ModelSource:
         """The model with its initial weights, in float32 (the trainer handles mixed precision)."""
         if self.kind == "preset":
             return TVTSv2ForPreTraining(self.config)
-        kwargs: dict[str, Any] = {"dtype": torch.float32}
+        kwargs: dict[str, Any] = {
+            "dtype": torch.float32, "cache_dir": self.cache_dir, "trust_remote_code": self.trust_remote_code
+        }
         if self.revision:
             kwargs["revision"] = self.revision
         if self.kind == "clip":
@@ -85,10 +90,16 @@ class ModelSource:
         }
 
 
-def resolve_model_source(spec: str, revision: str | None = None) -> ModelSource:
+def resolve_model_source(
+    spec: str, revision: str | None = None, cache_dir: str | None = None, trust_remote_code: bool = False
+) -> ModelSource:
     """Resolve `--model` (only configs are read here; weights are loaded by `ModelSource.load`)."""
     if spec in available_presets():
         return ModelSource(spec, "preset", "preset", TVTSv2Config.from_preset(spec))
+    try:
+        check_local_path(spec, "--model")  # a mistyped folder fails at once, not as a Hub id
+    except NoSuchLocalPathError as error:
+        raise PretrainingArgumentError(str(error)) from None
     path = Path(spec)
     if path.exists():
         if not (path / "config.json").is_file():
@@ -97,7 +108,8 @@ def resolve_model_source(spec: str, revision: str | None = None) -> ModelSource:
     else:
         origin = "hub"
     try:
-        config = AutoConfig.from_pretrained(spec, revision=revision) if revision else AutoConfig.from_pretrained(spec)
+        hub_kwargs = {"cache_dir": cache_dir, "trust_remote_code": trust_remote_code}
+        config = AutoConfig.from_pretrained(spec, **({"revision": revision} if revision else {}), **hub_kwargs)
     except (OSError, ValueError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise PretrainingArgumentError(
@@ -112,7 +124,7 @@ def resolve_model_source(spec: str, revision: str | None = None) -> ModelSource:
         raise PretrainingArgumentError(
             f"--model {spec}: a {config.model_type!r} model; expected a TVTSv2 model or a CLIPModel"
         )
-    return ModelSource(spec, kind, origin, config, revision)
+    return ModelSource(spec, kind, origin, config, revision, cache_dir, trust_remote_code)
 
 
 def load_corpus_split(
@@ -122,6 +134,7 @@ def load_corpus_split(
     argument: str,
     config_name: str | None = None,
     allow_single: bool = True,
+    cache_dir: str | None = None,
     streaming: bool = False,
 ):
     """The first split of `preferred_splits` of the corpus `spec` (see the module docstring for its forms).
@@ -135,10 +148,13 @@ def load_corpus_split(
 
     path = Path(spec)
     try:
+        check_local_path(spec, f"--{argument}")
         if is_saved_dataset(path):
             loaded = datasets.load_from_disk(str(path))
         else:
-            loaded = datasets.load_dataset(spec, config_name, streaming=streaming)
+            loaded = datasets.load_dataset(spec, config_name, cache_dir=cache_dir, streaming=streaming)
+    except NoSuchLocalPathError as error:
+        raise PretrainingArgumentError(str(error)) from None
     except (FileNotFoundError, ValueError, OSError, datasets.exceptions.DatasetNotFoundError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise PretrainingArgumentError(f"--{argument} {spec}: cannot be loaded ({reason})") from None

@@ -35,6 +35,7 @@ from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.trainer_optimizer import is_optimizer_factory
 from transformers.utils import logging
 
+from ..data.corpus_mixing import is_pre_batched
 from ..modeling_tvtsv2 import contrastive_loss, transcript_sort_loss
 from ..tools.package_logging import set_package_log_level
 from ..video_transforms_tvtsv2 import normalize_video_pixels
@@ -135,7 +136,42 @@ class ZeroFilledGradientsCallback(TrainerCallback):
         self._kept = []
 
 
-class TVTSv2Trainer(PretrainingEvaluationMixin, StaticShapeCompileMixin, StreamingDataMixin, Trainer):
+class PreBatchedTrainingDataMixin:
+    """Training data whose items are pre-built per-device batches (`MixedCorpusBatchDataset` / `...Stream`): one
+    item per DataLoader batch, in order, while `per_device_train_batch_size` keeps its meaning (videos per device)
+    in `training_args.json`, `trainer_state.json`, the logs and the model card."""
+
+    def get_train_dataloader(self):
+        if not is_pre_batched(self.train_dataset):
+            return super().get_train_dataloader()
+        return self._get_dataloader(
+            dataset=self.train_dataset,
+            description="Training",
+            batch_size=1,
+            sampler_fn=self._get_train_sampler,
+            is_training=True,
+        )
+
+    def num_examples(self, dataloader) -> int:
+        if is_pre_batched(getattr(dataloader, "dataset", None)):
+            try:  # videos, not pre-built batches
+                return len(dataloader.dataset) * self.args.per_device_train_batch_size
+            except TypeError:  # a stream without a length
+                pass
+        return super().num_examples(dataloader)
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if is_pre_batched(dataset):
+            # Items are pre-built per-device batches in step order (the corpus alternation lives in the dataset,
+            # which reshuffles itself every epoch): keep that order.
+            return torch.utils.data.SequentialSampler(dataset)
+        return super()._get_train_sampler(train_dataset)
+
+
+class TVTSv2Trainer(
+    StreamingDataMixin, PreBatchedTrainingDataMixin, PretrainingEvaluationMixin, StaticShapeCompileMixin, Trainer
+):
     """`transformers.Trainer` for TVTSv2 pre-training (see the module docstring).
 
     Takes the usual Trainer arguments; `args` should be a `TVTSv2TrainingArguments` (plain `TrainingArguments` get
@@ -376,11 +412,3 @@ class TVTSv2Trainer(PretrainingEvaluationMixin, StaticShapeCompileMixin, Streami
         self.monitor.fetch_finished()
         self.record_stream_positions(batches[0])  # streamed batches: where the stream stood (for checkpoints)
         return batches
-
-    def _get_train_sampler(self, train_dataset=None):
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
-        if getattr(dataset, "groups_per_step", None) is not None:
-            # Items are pre-built per-device batches in step order (the corpus alternation lives in the dataset,
-            # which reshuffles itself every epoch): keep that order.
-            return torch.utils.data.SequentialSampler(dataset)
-        return super()._get_train_sampler(train_dataset)

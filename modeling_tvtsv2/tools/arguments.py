@@ -9,12 +9,14 @@ but reads the typed flags with the same `typed_flags_parser` and its recipe file
 
 Rules (tested in `tests/test_tool_arguments.py`):
 
-1. **Spelling.** A field `a_b` is the flag `--a_b` and `--a-b`; `--a_b=x` works, and so does any unambiguous
-   prefix (`--a` when nothing else starts with it; the two spellings of one flag never make a prefix ambiguous).
-   Extra spellings come from `metadata={"aliases": [...]}` (e.g. `--template` for `templates`).
+1. **Spelling.** A field `a_b` is the flag `--a_b` and `--a-b`; `--a_b=x` works. Abbreviations are off
+   (`--max_step` is not `--max_steps`: argparse's prefix matching would silently accept a typo, and adding a flag
+   could change what an old command line means). Extra spellings come from `metadata={"aliases": [...]}` (e.g.
+   `--template` for `templates`).
 2. **Switches.** A `bool` field defaulting to `False` is a switch: `--flag` alone means true, `--flag true|false`
    (yes/no, 1/0) also works. In a tool that takes positional arguments (`tvtsv2 search QUERY...`) a switch takes no
-   value, so that it never swallows a positional. A `bool` field defaulting to `True` also gets `--no_flag`.
+   value, so that it never swallows a positional. A `bool` field defaulting to `True` also gets `--no_flag`
+   (help: "turn --flag off").
 3. **Lists.** A `list[...]` field takes one or more values after its flag (`--extensions .mp4 .webm`); with
    `metadata={"repeatable": True}` it is given once per value instead (`--template "a {}" --template "the {}"`).
    `metadata={"positional": True}` makes a field positional; `metadata={"type": function}` converts the typed text
@@ -30,7 +32,8 @@ Rules (tested in `tests/test_tool_arguments.py`):
    arguments of a parser whose defaults are all suppressed (`typed_flags_parser`), never from the raw text.
 6. **Errors.** A user mistake (unknown flag, bad value, missing required argument, unreadable or unknown key in
    an argument file, a dataclass `__post_init__` refusing a value with `ValueError`) is one line on stderr,
-   `error: ... (see PROG --help)`, and exit code 2, never a traceback.
+   `error: ... (see PROG --help)`, and exit code 2, never a traceback. An unknown flag or choice close to a known
+   one adds `(did you mean --max_steps?)`.
 7. **Help.** `--help` lists every field with its `help` text, its default and `(required)` where it has none.
 """
 
@@ -39,7 +42,9 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import difflib
 import json
+import re
 import sys
 import types
 import typing
@@ -74,11 +79,12 @@ class ArgumentFileError(ValueError):
 
 
 class ToolArgumentParser(HfArgumentParser):
-    """`HfArgumentParser` with the extensions of rules 1-3 and 6 (module docstring): positional, repeatable and
-    custom-typed fields, switches that take no value next to positionals, prefixes that are ambiguous only between
-    different flags, one-line errors."""
+    """`HfArgumentParser` with the extensions of rules 1-3 and 6 (module docstring): no abbreviations, positional,
+    repeatable and custom-typed fields, switches that take no value next to positionals, one-line errors with a
+    "did you mean" suggestion."""
 
     def __init__(self, dataclass_types: Any = None, **kwargs: Any):
+        kwargs.setdefault("allow_abbrev", False)
         dataclass_types = _as_tuple(dataclass_types)
         # Read by `_parse_dataclass_field`, which `HfArgumentParser.__init__` calls.
         self.positional_fields = tuple(
@@ -104,6 +110,9 @@ class ToolArgumentParser(HfArgumentParser):
             field.metadata = types.MappingProxyType(metadata)
         HfArgumentParser._parse_dataclass_field(parser, field)
         action = self._option_string_actions[f"--{field.name}"]
+        negation = self._option_string_actions.get(f"--no_{field.name}")
+        if negation is not None and field.type in (bool, bool | None) and field.default is True:
+            negation.help = f"turn --{field.name} off"  # HfArgumentParser repeats the field's help here
         if repeatable:
             action.nargs = None  # one value per occurrence, appended
         if convert is not None:
@@ -130,18 +139,24 @@ class ToolArgumentParser(HfArgumentParser):
         options += [aliases] if isinstance(aliases, str) else list(aliases)
         parser.add_argument(*options, action="store_const", const=True, default=False, dest=field.name, **metadata)
 
-    def _get_option_tuples(self, option_string: str) -> list[tuple]:
-        # `--vision` is a prefix of `--vision-heads` and `--vision_heads`: one flag, so not ambiguous.
-        matches, seen = [], set()
-        for match in super()._get_option_tuples(option_string):
-            if id(match[0]) not in seen:
-                seen.add(id(match[0]))
-                matches.append(match)
-        return matches
-
     def error(self, message: str) -> typing.NoReturn:
-        line = " ".join(str(message).split())
+        line = " ".join(str(message).split()) + self._suggestion(str(message))
         self.exit(2, f"error: {line} (see {self.prog} --help)\n")
+
+    def _suggestion(self, message: str) -> str:
+        """` (did you mean --max_steps?)` for an unknown flag or choice close to a known one, else ``."""
+        if message.startswith("unrecognized arguments:"):
+            known = [option for option in self._option_string_actions if option.startswith("--")]
+            typed = [word.split("=", 1)[0] for word in message.split(":", 1)[1].split() if word.startswith("--")]
+        else:
+            choice = re.match(r"argument (\S+): invalid choice: '([^']*)' \(choose from (.*)\)$", message.strip())
+            if choice is None:
+                return ""
+            known, typed = re.findall(r"'([^']*)'", choice.group(3)), [choice.group(2)]
+        suggestions = [
+            match[0] for word in typed if (match := difflib.get_close_matches(word, known, n=1, cutoff=0.6))
+        ]
+        return f" (did you mean {', '.join(dict.fromkeys(suggestions))}?)" if suggestions else ""
 
 
 def _as_tuple(dataclass_types: Any) -> tuple[type, ...]:
@@ -192,7 +207,7 @@ def typed_flags_parser(dataclass_types: Any, **parser_kwargs: Any) -> ToolArgume
         if action.help is not None:  # argparse formats help with %: a literal one is doubled
             if action.dest in required:
                 action.help = f"{action.help} (required)"
-            elif action.default is not None:
+            elif action.default is not None and not isinstance(action, argparse._StoreFalseAction):  # not --no_x
                 action.help = f"{action.help} (default: {action.default})"
             action.help = action.help.replace("%", "%%")
         action.default = argparse.SUPPRESS

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..pipeline_tvtsv2 import custom_pipelines_config
+from .model_loading import check_local_path
 from .output_folders import OutputFolderError, check_output_folder, staged_output_folder
 
 
@@ -566,6 +567,7 @@ def export_for_hub(
     from .model_loading import load_processor_or_default
     from ..modeling_tvtsv2 import TVTSv2ForPreTraining, TVTSv2Model
 
+    check_local_path(os.fspath(model_dir), "--model")  # a NoSuchLocalPathError (FileNotFoundError), at once
     check_output_folder(output_dir, overwrite=overwrite, inputs=[model_dir], allow_same_as=model_dir)
     if Path(model_dir).exists() and not (Path(model_dir) / "config.json").is_file():
         raise FileNotFoundError(f"--model {model_dir} is not a model folder (no config.json)")

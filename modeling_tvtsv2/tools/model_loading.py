@@ -6,6 +6,11 @@ processor for the model's frame size and number of frames.
 
 from __future__ import annotations
 
+import difflib
+import os
+import re
+from pathlib import Path
+
 import torch
 from transformers.utils import logging
 
@@ -13,7 +18,44 @@ from ..processing_tvtsv2 import TVTSv2Processor
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["load_model_and_processor", "load_processor_or_default"]
+__all__ = [
+    "NoSuchLocalPathError",
+    "check_local_path",
+    "load_model_and_processor",
+    "load_processor_or_default",
+    "looks_local",
+]
+
+# What a Hub repo id can be: `name` or `namespace/name` of letters, digits, `-`, `_`, `.`.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+class NoSuchLocalPathError(FileNotFoundError):
+    """A path that is meant to be local (see `looks_local`) but does not exist."""
+
+
+def looks_local(spec: str) -> bool:
+    """Whether `spec` names a local path rather than a Hub id: it starts with `.`, `/` or `~`, contains the
+    platform's separator where that is not `/`, cannot be a Hub id (two slashes, spaces, ...), or its parent
+    folder exists here (`outputs/tvtsv2-dmeo` when `outputs/` exists)."""
+    text = os.fspath(spec)
+    if text.startswith((".", "/", "~")) or (os.sep != "/" and os.sep in text) or not _HUB_ID.match(text):
+        return True
+    parent = Path(text).parent
+    return str(parent) != "." and parent.is_dir()
+
+
+def check_local_path(spec: str, flag: str, what: str = "folder") -> None:
+    """Raise `NoSuchLocalPathError` (`"{flag} {spec}: no such {what}"`, one line) when `spec` looks local but does
+    not exist, so that a typo fails at once instead of being tried as a Hub id (network retries, tracebacks)."""
+    if looks_local(spec) and not Path(os.path.expanduser(os.fspath(spec))).exists():
+        parent = Path(os.path.expanduser(os.fspath(spec))).parent
+        hint = ""
+        if parent.is_dir():
+            names = sorted(p.name for p in parent.iterdir() if not p.name.startswith("."))
+            close = difflib.get_close_matches(Path(spec).name, names, n=1)
+            hint = f" (did you mean {parent / close[0]}?)" if close else ""
+        raise NoSuchLocalPathError(f"{flag} {spec}: no such {what}{hint}")
 
 
 def load_model_and_processor(
@@ -21,8 +63,10 @@ def load_model_and_processor(
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
     trust_remote_code: bool = False,
+    cache_dir: str | None = None,
 ):
-    """Loads a TVTSv2 model (`AutoModel`) and its processor (`AutoProcessor`) for evaluation.
+    """Loads a TVTSv2 model (`AutoModel`) and its processor (`AutoProcessor`) for evaluation (Hub downloads are
+    stored in `cache_dir`, default the Hugging Face cache).
 
     A folder without processor files (e.g. a bare `save_pretrained` of the model) gets the default TVTSv2
     processor for the model's image size and number of frames.
@@ -30,22 +74,27 @@ def load_model_and_processor(
     # This module lives in the `modeling_tvtsv2` package, whose import registered the Auto classes.
     from transformers import AutoModel
 
+    check_local_path(model_name_or_path, "--model")
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
     model = AutoModel.from_pretrained(
-        model_name_or_path, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code
+        model_name_or_path, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code, cache_dir=cache_dir
     )
     model.eval().to(device or "cpu")
-    return model, load_processor_or_default(model_name_or_path, model.config, trust_remote_code)
+    return model, load_processor_or_default(model_name_or_path, model.config, trust_remote_code, cache_dir)
 
 
-def load_processor_or_default(model_name_or_path: str, config, trust_remote_code: bool = False):
+def load_processor_or_default(
+    model_name_or_path: str, config, trust_remote_code: bool = False, cache_dir: str | None = None
+):
     """`AutoProcessor.from_pretrained`, or the default TVTSv2 processor for the config's frame size when the folder
     has no (complete) processor files."""
     from transformers import AutoProcessor
 
     try:
-        processor = AutoProcessor.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+        processor = AutoProcessor.from_pretrained(
+            model_name_or_path, trust_remote_code=trust_remote_code, cache_dir=cache_dir
+        )
         if getattr(processor, "video_processor", None) is not None and getattr(processor, "tokenizer", None):
             return processor
         reason = f"found only a {type(processor).__name__}"

@@ -87,8 +87,8 @@ def check_output_folder(
         raise OutputFolderError(f"{flag} {output} exists and is not a folder")
     if target.is_dir() and any(target.iterdir()) and not overwrite:
         raise OutputExistsError(
-            f"{flag} {output} exists and is not empty; pass --overwrite (overwrite=True) to replace it as a whole "
-            "once the new result is complete"
+            f"{flag} {output} exists and is not empty; to replace it as a whole once the new result is complete, "
+            "add --overwrite to the command (overwrite=True in Python)"
         )
     existing = _nearest_existing(target.parent)
     if not existing.is_dir():

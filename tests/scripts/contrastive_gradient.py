@@ -63,7 +63,7 @@ def one_step(out: str, world_size: int, mode: str, sort_weight: float) -> dict[s
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(allow_abbrev=False)
     parser.add_argument("--out", required=True)
     parser.add_argument("--world_size", type=int, default=1)
     parser.add_argument("--runs", nargs="+", default=["global:2"])

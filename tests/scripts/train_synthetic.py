@@ -64,7 +64,7 @@ class ListDataset(torch.utils.data.Dataset):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(allow_abbrev=False)
     parser.add_argument("--out", required=True)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--global_batch", type=int, default=4)
