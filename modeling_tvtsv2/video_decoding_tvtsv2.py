@@ -29,8 +29,8 @@ Errors
     subclass); all are ``ValueError`` and name the file and the reason.
 
 Timestamps
-    Seconds on the player's timeline: 0 is the container's start time (a video stream that starts 0.5 s after its
-    audio has its first frame at 0.5 s), from the frames' own timestamps (variable frame rates get true times).
+    Seconds on the player's timeline (:func:`timeline_origin`: a video stream that starts 0.5 s after its audio has
+    its first frame at 0.5 s), from the frames' own timestamps (variable frame rates get true times).
     Where the packets' times cannot name the decoded frames (AVI / MPEG program streams whose muxer repeats a time,
     packets without times, decoded frames the packets do not list: :class:`FrameIndexMismatch`), the reader decodes
     the stream in order instead: a frame's index is then its place in the decoder's output, as in a plain decode.
@@ -321,12 +321,17 @@ def probe_header_duration(video: str | os.PathLike[str] | bytes) -> float | None
 
 
 def timeline_origin(container: Any, stream: Any) -> float:
-    """Seconds of the container's start: 0 of the reader's timeline (and of every duration measured for it)."""
-    if container.start_time is not None:  # AV_TIME_BASE units (microseconds)
-        return container.start_time / 1_000_000
-    if stream.start_time is not None and stream.time_base is not None:
-        return float(stream.start_time * stream.time_base)
-    return 0.0
+    """The time that is 0 on the reader's timeline (and for every duration measured for it), in stream seconds.
+
+    MP4/MOV and Matroska/WebM count from their own 0 (a video stream alone from 1.5 s, as prepare-videos writes one
+    whose audio started at 0, reads from 1.5 s); others (MPEG-TS/PS clocks) and negative starts from the start."""
+    start = container.start_time / 1_000_000 if container.start_time is not None else None  # from microseconds
+    if start is None and stream.start_time is not None and stream.time_base is not None:
+        start = float(stream.start_time * stream.time_base)
+    if start is None:
+        return 0.0
+    own_zero = container.format.name.startswith("mov") or "matroska" in container.format.name
+    return min(start, 0.0) if own_zero else start
 
 
 def robust_timestamp_span(
@@ -367,9 +372,7 @@ def robust_timestamp_span(
 
 
 @dataclass
-class _Frame:
-    """One entry of the frame list built from the demuxed packets, in presentation order."""
-
+class _Frame:  # one entry of the frame list built from the demuxed packets, in presentation order
     pts: int
     keyframe: bool
 

@@ -33,8 +33,11 @@ keeps an existing copy unless ``--overwrite``). ``OUT/prepare_videos_report.json
 Failure behaviour: an input that cannot be read or transcoded is skipped with one line naming it and the reason
 and listed in the report; finished outputs are never re-done or overwritten (a rerun resumes) unless
 ``overwrite=True``, and then only once the new file is complete: every output is written to a temporary name in
-its folder and renamed into place on success. An output folder that equals or lies inside the input (or the other
-way round) is refused.
+its folder and renamed into place on success. An output folder that equals, contains or lies inside the input is
+refused (:func:`~modeling_tvtsv2.tools.output_folders.check_not_an_input`). Outputs derived from data stay inside
+the output: a corpus row whose ``video_id`` names a path outside ``OUT/videos`` (``../../x``, an absolute path) is
+skipped and reported, as are inputs that would share one output (``clip.avi`` and ``clip.mp4`` side by side: both
+would become ``clip.mp4`` and ``clip.srt`` could not say which video it describes; rename one).
 """
 
 from __future__ import annotations
@@ -53,12 +56,14 @@ from typing import Any
 
 from transformers.utils import logging
 
+from ..tools.output_folders import OutputFolderError, check_not_an_input, path_inside
 from ..video_decoding_tvtsv2 import (
     MAX_CONSECUTIVE_DECODE_ERRORS,
     VIDEO_EXTENSIONS,
     demux_until_error,
     is_attached_picture,
     open_av_container,
+    timeline_origin,
 )
 from .schema import is_saved_dataset
 
@@ -177,10 +182,9 @@ def _transcode(av, source: Path, target: Path, settings: TranscodeSettings) -> d
         time_base = stream.time_base
         if time_base is None:
             raise ValueError(f"cannot read video {source}: the video stream has no time base")
-        # Times are counted from the container's start (what read_video calls 0), so that they survive the loss
-        # of the audio stream, which may have started earlier than the video.
-        origin = container.start_time if container.start_time is not None else 0  # microseconds
-        origin_pts = int(round(origin / 1_000_000 / time_base))
+        # Times are counted from read_video's 0 (timeline_origin) and written to an MP4, which keeps them: a video
+        # that starts 1.5 s after its audio reads from 1.5 s before and after (transcripts stay aligned).
+        origin_pts = int(round(timeline_origin(container, stream) / time_base))
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else 25.0
         slots_per_tick = None  # max_fps: time-base ticks -> 1/max_fps slots; one frame kept per slot
@@ -279,12 +283,16 @@ def _glob_escape(text: str) -> str:
 
 
 def _check_folders(source: Path, output: Path) -> None:
-    source, output = source.resolve(), output.resolve()
-    if output == source or source in output.parents or output in source.parents:
-        raise PrepareVideosError(
-            f"output folder {output} must not equal, contain or lie inside the input {source} (outputs would be "
-            "read as inputs, or inputs overwritten)"
-        )
+    try:
+        check_not_an_input(output, [source])
+    except OutputFolderError as error:
+        raise PrepareVideosError(str(error)) from None
+
+
+def _refused(source: str, destination: str | None, reason: str) -> dict[str, Any]:
+    """A report entry (``failed``) for an input refused before any work."""
+    logger.warning("skipped %s: %s", source, reason)
+    return {"input": source, "output": destination, "reason": reason}
 
 
 def _job(args: tuple[str, str, TranscodeSettings, bool]) -> dict[str, Any]:
@@ -360,6 +368,8 @@ def prepare_videos(
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         settings = TranscodeSettings(**{**asdict(settings), "threads": max(1, cpus // num_workers)})
     report = PrepareVideosReport(str(output), asdict(settings))
+    if not overwrite:
+        _check_earlier_settings(output, report.settings)
     output.mkdir(parents=True, exist_ok=True)
     if is_saved_dataset(source) or (source / "train").is_dir() and is_saved_dataset(source / "train"):
         _prepare_corpus(source, output, settings, num_workers, overwrite, report, progress)
@@ -370,9 +380,17 @@ def prepare_videos(
         if not videos:
             raise PrepareVideosError(f"no videos ({', '.join(sorted(suffixes))}) found in {source}")
         jobs = []
+        claimed: dict[Path, list[Path]] = {}
         for video in videos:
-            destination = output / video.relative_to(source).with_suffix(".mp4")
-            jobs.append((str(video), str(destination), settings, overwrite))
+            claimed.setdefault(output / video.relative_to(source).with_suffix(".mp4"), []).append(video)
+        for destination, sharing in claimed.items():
+            if len(sharing) > 1:  # clip.avi + clip.mp4: one output name, and clip.srt would follow either
+                names = ", ".join(str(v.relative_to(source)) for v in sharing)
+                for video in sharing:
+                    reason = f"{names} would all become {destination.name}; rename all but one"
+                    report.failed.append(_refused(str(video), str(destination), reason))
+            else:
+                jobs.append((str(sharing[0]), str(destination), settings, overwrite))
         _run_jobs(jobs, num_workers, report, progress)
         done = {r["input"] for r in report.transcoded + report.already_done}
         for video in videos:
@@ -385,6 +403,29 @@ def prepare_videos(
     _save_report(output, report)
     logger.info(report.summary())
     return report
+
+
+def _check_earlier_settings(output: Path, settings: dict[str, Any]) -> None:
+    """Refuses to resume into ``output`` when its report says its files were made with other settings (they would
+    count as done and the new report would describe files it did not make). Threads change no output."""
+    try:
+        earlier = json.loads((output / REPORT_NAME).read_text(encoding="utf-8")).get("settings")
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError, AttributeError) as error:
+        raise PrepareVideosError(f"{output / REPORT_NAME} cannot be read ({error}); pass --overwrite to redo") from None
+    if not isinstance(earlier, dict):
+        raise PrepareVideosError(f"{output / REPORT_NAME} has no settings; pass --overwrite to redo the videos")
+    differences = [
+        f"{name}: {earlier.get(name)!r} there, {value!r} now"
+        for name, value in settings.items()
+        if name != "threads" and earlier.get(name) != value
+    ]
+    if differences:
+        raise PrepareVideosError(
+            f"--output {output} holds videos prepared with other settings ({'; '.join(differences)}); rerun with "
+            "the same settings to resume, pass --overwrite to redo every video, or choose another folder"
+        )
 
 
 def _save_report(output: Path, report: PrepareVideosReport) -> None:
@@ -403,13 +444,21 @@ def _prepare_corpus(source: Path, output: Path, settings: TranscodeSettings, num
     splits = corpus if isinstance(corpus, datasets.DatasetDict) else {"train": corpus}
     embedded = output / "videos" / ".embedded"
     jobs: dict[str, tuple[str, str, TranscodeSettings, bool]] = {}
+    refused: set[str] = set()
     for split in splits.values():
         if "video" not in split.column_names:
             raise PrepareVideosError(f"corpus {source} has no 'video' column")
         columns = [c for c in ("video", "video_id") if c in split.column_names]
         for index, row in enumerate(split.select_columns(columns)):
             video_id = str(row.get("video_id") or index)
-            destination = output / "videos" / f"{video_id}.mp4"
+            try:
+                destination = _corpus_destination(output, video_id)
+            except ValueError:
+                if video_id not in refused:
+                    refused.add(video_id)
+                    reason = f"video_id {video_id!r} names a path outside {output / 'videos'}"
+                    report.failed.append(_refused(str(row["video"])[:200], None, reason))
+                continue
             if str(destination) in jobs:
                 continue
             if destination.exists() and not overwrite:  # done by an earlier run: no need to extract its bytes
@@ -425,7 +474,10 @@ def _prepare_corpus(source: Path, output: Path, settings: TranscodeSettings, num
     prepared = {}
     for name, split in splits.items():
         ids = split["video_id"] if "video_id" in split.column_names else [None] * len(split)
-        paths = [output / "videos" / f"{video_id or index}.mp4" for index, video_id in enumerate(ids)]
+        paths = [
+            None if str(video_id or index) in refused else _corpus_destination(output, str(video_id or index))
+            for index, video_id in enumerate(ids)
+        ]
         keep = [index for index, path in enumerate(paths) if str(path) in ready]  # rows whose video transcoded
         # A plain path column (embedded bytes in the input become paths to the prepared files).
         split = split.select(keep).remove_columns(["video"])
@@ -441,6 +493,11 @@ def _prepare_corpus(source: Path, output: Path, settings: TranscodeSettings, num
     if target.exists():
         shutil.rmtree(target)
     os.replace(temporary, target)
+
+
+def _corpus_destination(output: Path, video_id: str) -> Path:
+    """``OUT/videos/<video_id>.mp4``; a ValueError when the id leads outside ``OUT/videos``."""
+    return path_inside(output / "videos", f"{video_id}.mp4")
 
 
 def _corpus_video_path(value: Any, embedded: Path, video_id: str) -> str | None:

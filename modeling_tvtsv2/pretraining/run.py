@@ -22,6 +22,7 @@ import transformers
 from transformers import set_seed
 from transformers.utils import logging
 
+from ..tools.output_folders import OutputFolderError, check_not_an_input
 from ..tools.package_logging import package_logger, set_package_log_level
 from .arguments import (
     DEMO_OUTPUT_DIR,
@@ -100,6 +101,12 @@ def _staging_output_dir(arguments: PretrainingArguments) -> Path | None:
     that replaces it at the end. Resuming writes into the folder it resumes from."""
     training_args = arguments.training
     output = Path(training_args.output_dir)
+    data = arguments.data
+    inputs = [arguments.model.model, data.transcript_dataset, data.caption_dataset, data.eval_dataset]
+    try:  # whatever --overwrite_output_dir says: replacing output_dir must not delete the model or a corpus
+        check_not_an_input(output, inputs, flag="--output_dir")
+    except OutputFolderError as error:
+        raise PretrainingArgumentError(str(error)) from None
     if training_args.resume_from_checkpoint or not output.is_dir():
         return None
     entries = sorted(p.name for p in output.iterdir())
