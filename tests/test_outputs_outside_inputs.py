@@ -153,3 +153,12 @@ def test_prepare_videos_does_not_let_two_inputs_share_one_output(tmp_path):
     assert all("rename" in r["reason"] for r in report.failed)
     assert [os.path.basename(r["output"]) for r in report.transcoded] == ["other.mp4"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["other.mp4", "prepare_videos_report.json"]
+
+
+def test_a_misspelt_freeze_schedule_is_one_line_naming_the_flag_and_the_valid_names(tmp_path, capsys):
+    # (item 12) checked before the demo corpus is built or a model is loaded
+    status = train_main(["--freeze-schedule", "papr", "--output_dir", str(tmp_path / "run"),
+                         "--demo_dir", str(tmp_path / "demo")])  # fmt: skip
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and lines[-1].startswith("error: --freeze_schedule 'papr'") and "paper" in lines[-1]
+    assert not (tmp_path / "demo").exists()

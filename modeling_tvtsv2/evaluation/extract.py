@@ -53,6 +53,7 @@ from transformers.utils import logging
 
 from ..data.schema import VIDEO_EXTENSIONS, is_saved_dataset, undecoded_videos
 from ..tools.model_loading import load_model_and_processor
+from ..tools.output_folders import OutputFolderError, check_not_an_input
 from ..video_decoding_tvtsv2 import VideoProbeError, probe_video
 from .embedding import DatasetVideos, EmbeddedClips, VideoList, embed_texts, embed_videos, model_device_dtype
 
@@ -302,6 +303,18 @@ def embed_table(
         progress=None if progress is None else progress.update,
     )  # fmt: skip
     skipped.extend({"video_id": table.video_ids[entry["row"]], **entry} for entry in clips.skipped)
+    finite = torch.isfinite(clips.embeddings).all(dim=1).tolist()
+    if not all(finite):  # a NaN row would be every query's best hit (score nan): rejected here, listed as skipped
+        for (index, start, end), ok in zip(clips.items, finite):
+            if not ok:
+                window = {"start": start, "end": end} if windows is not None else {}
+                reason = "the embedding is not finite (NaN or inf)"
+                skipped.append({"video_id": table.video_ids[index], "row": index, **window, "reason": reason})
+        keep = [k for k, ok in enumerate(finite) if ok]
+        times = None if clips.frame_times is None else [clips.frame_times[k] for k in keep]
+        clips = dataclasses.replace(
+            clips, items=[clips.items[k] for k in keep], embeddings=clips.embeddings[keep], frame_times=times
+        )
     return dataclasses.replace(clips, skipped=skipped)
 
 
@@ -324,13 +337,25 @@ def load_model_for_command(
         raise ExtractionError(f"--model {model_name_or_path}: cannot load ({str(error).splitlines()[0]})") from error
 
 
-def model_fingerprint(model) -> str:
-    """A cheap fingerprint of the weights and config (detects a different model behind the same path)."""
-    digest = hashlib.sha1(model.config.to_json_string(use_diff=False).encode())
+def model_fingerprint(model, dtype: str | torch.dtype | None = None) -> str:
+    """SHA-1 of the config and of every weight's bytes (detects a different model behind the same path).
+
+    Depends on the weights and the config only: not on the process or thread count (a float sum would: its order
+    follows the threads), nor on the path or the dtype the config records. `dtype`: round the weights to it first,
+    so that a float32 copy of a model matches the fingerprint of its bfloat16 copy (`model_dtype` in the manifest).
+    """
+    config = model.config.to_dict()
+    for key in ("_name_or_path", "torch_dtype", "dtype", "transformers_version"):
+        config.pop(key, None)
+    digest = hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode())
+    rounding = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     with torch.no_grad():
-        for name, parameter in model.state_dict().items():
-            digest.update(name.encode())
-            digest.update(np.float64(parameter.double().sum().item()).tobytes())
+        for name, tensor in model.state_dict().items():
+            values = tensor.detach().to("cpu")
+            if rounding is not None and values.is_floating_point():
+                values = values.to(rounding)
+            digest.update(f"{name}{tuple(values.shape)}".encode())
+            digest.update(values.to(torch.float32).contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
@@ -444,8 +469,15 @@ def _shard_done(work: Path, shard: int, settings_digest: str) -> dict[str, Any] 
     return None
 
 
-def check_output(output: str | os.PathLike[str], overwrite: bool = False) -> None:
-    """Refuses an existing `output` that is not an extraction output, unless `overwrite`."""
+def check_output(
+    output: str | os.PathLike[str], overwrite: bool = False, inputs: Sequence[str | os.PathLike[str] | None] = ()
+) -> None:
+    """Refuses an `output` that is, contains or lies inside one of `inputs` (whatever `overwrite` says), and an
+    existing `output` that is not an extraction output, unless `overwrite`."""
+    try:
+        check_not_an_input(output, inputs)
+    except OutputFolderError as error:
+        raise ExtractionError(str(error)) from None
     output = Path(os.fspath(output))
     if output.exists() and not overwrite and _read_json(output / MANIFEST_NAME) is None:
         raise ExtractionError(
@@ -454,10 +486,10 @@ def check_output(output: str | os.PathLike[str], overwrite: bool = False) -> Non
         )
 
 
-def _prepare(output: Path, settings: dict[str, Any], overwrite: bool, is_main: bool) -> str:
+def _prepare(output: Path, settings: dict[str, Any], overwrite: bool, is_main: bool, inputs: Sequence[str]) -> str:
     """Checks `output` / its work folder against `settings`; returns "complete", "resume" or "start"."""
     work = _work_dir(output)
-    check_output(output, overwrite)
+    check_output(output, overwrite, inputs)
     if output.exists():
         manifest = _read_json(output / MANIFEST_NAME)
         if manifest is not None and not overwrite:
@@ -564,7 +596,7 @@ def extract_features(
     }  # fmt: skip
     digest = _settings_digest(settings)
     num_shards = math.ceil(len(table) / shard_size)
-    mode = _prepare(output, settings, overwrite, state.is_main_process)
+    mode = _prepare(output, settings, overwrite, state.is_main_process, [table.source, model_name])
     if mode == "complete":
         manifest = _read_json(output / MANIFEST_NAME) or {}
         return ExtractionReport(
@@ -613,7 +645,11 @@ def extract_features(
     missing = [s for s, marker in enumerate(markers) if marker is None]
     if missing:
         raise RuntimeError(f"shards {missing} of {work} were not written; rerun to resume")
-    parts = [datasets.load_from_disk(str(work / "shards" / f"shard-{s:05d}")) for s in range(num_shards)]
+    # A shard of only unreadable videos is saved without any table (datasets cannot load it back): left out.
+    parts = [datasets.load_from_disk(str(work / "shards" / f"shard-{s:05d}")) for s in range(num_shards)
+             if markers[s]["num_rows"]]  # fmt: skip
+    if not parts:
+        raise ExtractionError(f"no video of {table.source} could be read: nothing to write (see the skipped list)")
     merged = datasets.concatenate_datasets(parts)
     merged.info.description = f"TVTSv2 embeddings (tvtsv2 extract): {json.dumps(settings)}"
     skipped = [entry for marker in markers for entry in marker["skipped"]]
@@ -711,7 +747,7 @@ def run_extract(args: ExtractArguments) -> int:
     datasets.disable_progress_bars()  # one bar (ours) per process
     try:
         windows = parse_windows(args.windows)
-        check_output(args.output, args.overwrite)
+        check_output(args.output, args.overwrite, inputs=[args.input, args.model, args.video_root])
         keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()]
         table = open_video_table(
             args.input, split=args.split, video_column=args.video_column, text_column=args.text_column,

@@ -33,6 +33,7 @@ from .arguments import (
     PretrainingArguments,
     parse_arguments,
 )
+from .freezing import FreezeSchedule
 from .sources import ModelSource, load_corpus_split, resolve_model_source
 from .trainer import TVTSv2Trainer
 
@@ -195,6 +196,10 @@ def run_pretraining(arguments: PretrainingArguments) -> dict:
 
     model_args, data_args, training_args = arguments.model, arguments.data, arguments.training
     _configure_logging(training_args)
+    try:  # checked now, not after the corpora are built: a typo is one line naming the flag and the valid names
+        FreezeSchedule.parse(training_args.freeze_schedule)
+    except (ValueError, TypeError, KeyError, OSError) as error:
+        raise PretrainingArgumentError(f"--freeze_schedule {training_args.freeze_schedule!r}: {error}") from None
     source = resolve_model_source(model_args.model, model_args.model_revision)
     _check_initialisation(arguments, source)
     if arguments.run.dry_run:
