@@ -4,6 +4,7 @@ one is one `error:` line (issue 21, items 6-9 and 11)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -145,3 +146,21 @@ def test_a_damaged_index_is_one_error_line(made, tmp_path, capsys, damage):
     assert cli_main(["search", "--index", str(index), "a park"]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith(f"error: --index {index}") and "damaged" in error[0]
+
+
+def test_a_file_name_that_is_not_utf8_is_extracted_and_prepared(made, tmp_path):
+    # (item 10) b"caf\xe9.mp4" (Latin-1) beside a good file
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    shutil.copy(DATA / "park.mp4", videos / "good.mp4")
+    shutil.copy(DATA / "park.mp4", os.path.join(os.fsencode(videos), b"caf\xe9.mp4"))
+    assert _extract(made["model"], videos, tmp_path / "index") == 0
+    assert datasets.load_from_disk(str(tmp_path / "index"))["video_id"] == ["caf\\xe9.mp4", "good.mp4"]
+    from modeling_tvtsv2.data.prepare_videos import prepare_videos
+
+    report = prepare_videos(videos, tmp_path / "prepared", progress=False)
+    assert len(report.transcoded) == 2 and not report.failed
+    saved = json.loads((tmp_path / "prepared" / "prepare_videos_report.json").read_text(encoding="utf-8"))
+    assert sorted(os.fsencode(entry["input"]).rsplit(b"/", 1)[1] for entry in saved["transcoded"]) == [
+        b"caf\xe9.mp4", b"good.mp4"
+    ]

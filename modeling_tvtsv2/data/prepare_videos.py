@@ -431,7 +431,11 @@ def _check_earlier_settings(output: Path, settings: dict[str, Any]) -> None:
 def _save_report(output: Path, report: PrepareVideosReport) -> None:
     path = output / REPORT_NAME
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(report.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
+    try:
+        text = json.dumps(report.to_json(), indent=2, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a file name that is not UTF-8: \udcXX escapes (json.load gives the name back)
+        text = json.dumps(report.to_json(), indent=2).encode("ascii")
+    temporary.write_bytes(text)
     os.replace(temporary, path)
 
 

@@ -150,7 +150,10 @@ def open_video_table(
         if not files:
             raise ExtractionError(f"{folder}: no video files ({', '.join(VIDEO_EXTENSIONS)})")
         root = folder.resolve()
-        return VideoTable(files, VideoList(os.path.join(root, name) for name in files), str(root))
+        # A file name that is not UTF-8 (b"caf\xe9.mp4") is read by its real name; its id, which the dataset stores
+        # as UTF-8, spells the stray bytes as \xe9.
+        ids = [name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for name in files]
+        return VideoTable(ids, VideoList(os.path.join(root, name) for name in files), str(root))
     if folder.is_dir():
         dataset = datasets.load_from_disk(str(folder))
         description = str(folder.resolve())
