@@ -642,16 +642,15 @@ class PyAVVideo(_IndexedVideo):
     ):
         """Decode from the keyframe at or before ``seek_pts`` (from the current position if None).
 
-        With ``wanted_pts``, packets of other frames are decoded only if other frames refer to them: the decoder
-        skips non-reference frames there (``skip_frame="NONREF"``, codecs in ``_SKIP_NONREF_CODECS``), which
-        changes no decoded picture (nothing refers to a skipped frame) but saves most B-frames on the way to a
-        target. Their pts are recorded in ``self.skipped_pts`` (they come out of no run, but are not damaged).
+        With ``wanted_pts``, the decoder skips non-reference frames that are not wanted (``skip_frame="NONREF"``,
+        codecs in ``_SKIP_NONREF_CODECS``): no decoded picture changes, most B-frames on the way to a target are
+        saved. Their pts are recorded in ``self.skipped_pts`` (they come out of no run, but are not damaged).
 
         Yields ``(frame, clean)``. A frame is *clean* when it can be trusted as the picture its pts names: it
         comes after a keyframe of this run (``require_key``), no packet failed to decode since the last keyframe
         (frames referencing lost data are concealment garbage), FFmpeg did not flag it corrupt, and its pts moves
         forward (``strict_order``; a decode from the first byte passes False: the decoder's order is then the
-        presentation order whatever the timestamps say). Undecodable packets are skipped; a long run of them ends the stream, which bounds the cost.
+        presentation order). Undecodable packets are skipped; a long run of them ends the stream (bounded cost).
         ``stats["eof"]`` is set when the stream is exhausted rather than abandoned by the caller.
         """
         stats["eof"] = False
