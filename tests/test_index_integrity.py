@@ -164,3 +164,32 @@ def test_a_file_name_that_is_not_utf8_is_extracted_and_prepared(made, tmp_path):
     assert sorted(os.fsencode(entry["input"]).rsplit(b"/", 1)[1] for entry in saved["transcoded"]) == [
         b"caf\xe9.mp4", b"good.mp4"
     ]
+
+
+class _ThreadWitness(torch.Tensor):
+    """Features that note torch's thread count whenever an operation uses them (PyTorch's subclass protocol)."""
+
+    seen: set[int] = set()
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        cls.seen.add(torch.get_num_threads())
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+def test_the_probe_fit_runs_on_one_thread_and_restores_the_callers_count():
+    # (item 14) a small full-batch L-BFGS problem on every core of a busy machine ran ~10x slower per step
+    from modeling_tvtsv2.evaluation.linear_probe import fit_logistic_regression
+
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(40, 4, generator=generator, dtype=torch.float64)
+    labels = (features[:, 0] > 0).long()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        _ThreadWitness.seen.clear()
+        probe = fit_logistic_regression(features.as_subclass(_ThreadWitness), labels, 2, 1e-2, max_iter=20)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    assert probe.iterations > 0 and _ThreadWitness.seen == {1}

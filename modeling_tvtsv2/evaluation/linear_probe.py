@@ -84,6 +84,17 @@ def fit_logistic_regression(
 ) -> LinearProbe:
     """Full-batch L-BFGS fit of `mean CE + (weight_decay / 2) ||W||²`, from zero, in float64 on one thread
     (deterministic, and the fastest on a busy machine)."""
+    # One thread: a small full-batch problem gains nothing from more, and on a busy machine torch's default (one
+    # thread per core) made each L-BFGS step ~10x slower (1.2 s vs 13.6 s per 100 steps, issue 21).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _fit_lbfgs(features, labels, num_classes, weight_decay, max_iter, tolerance)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_lbfgs(features, labels, num_classes: int, weight_decay: float, max_iter: int, tolerance: float):
     features = features.double()
     labels = labels.long()
     weight = torch.zeros(num_classes, features.shape[1], dtype=torch.float64, requires_grad=True)
@@ -99,15 +110,8 @@ def fit_logistic_regression(
         loss.backward()
         return loss
 
-    # One thread: a small full-batch problem gains nothing from more, and on a busy machine torch's default (one
-    # thread per core) made each L-BFGS step ~10x slower (1.2 s vs 13.6 s per 100 steps, issue 21).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.enable_grad():
-            optimizer.step(closure)
-    finally:
-        torch.set_num_threads(threads)
+    with torch.enable_grad():
+        optimizer.step(closure)
     iterations = optimizer.state[optimizer._params[0]].get("n_iter", 0)
     return LinearProbe(weight.detach(), bias.detach(), float(weight_decay), int(iterations))
 
