@@ -292,10 +292,9 @@ def probe_video(video: str | os.PathLike[str] | bytes, *, max_first_frame_packet
             logger.debug("%s: demuxing stopped early", name)
         duration = None
         if starts and stream.time_base:
-            time_base = float(stream.time_base)
-            duration = robust_timestamp_span(
-                [t * time_base for t in starts], [t * time_base for t in ends], origin=timeline_origin(container, stream)
-            )
+            seconds = float(stream.time_base)
+            origin = timeline_origin(container, stream)
+            duration = robust_timestamp_span([t * seconds for t in starts], [t * seconds for t in ends], origin=origin)
         if not duration or duration <= 0 or not math.isfinite(duration):
             duration = header_duration
         if not duration or duration <= 0 or not math.isfinite(duration):

@@ -162,3 +162,15 @@ def test_a_misspelt_freeze_schedule_is_one_line_naming_the_flag_and_the_valid_na
     lines = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and lines[-1].startswith("error: --freeze_schedule 'papr'") and "paper" in lines[-1]
     assert not (tmp_path / "demo").exists()
+
+
+def test_prepare_videos_refuses_an_input_link_into_its_output(tmp_path):
+    source = tmp_path / "in"
+    _tiny_video(source / "b.mp4")
+    first = prepare_videos(source, tmp_path / "out", progress=False)
+    assert len(first.transcoded) == 1
+    (source / "c.mp4").symlink_to(tmp_path / "out" / "b.mp4")  # a prepared file fed back as an input
+    again = prepare_videos(source, tmp_path / "out", overwrite=True, progress=False)
+    assert [os.path.basename(r["input"]) for r in again.failed] == ["c.mp4"]
+    assert "inside the output folder" in again.failed[0]["reason"] and not (tmp_path / "out" / "c.mp4").exists()
+    assert [os.path.basename(r["input"]) for r in again.transcoded] == ["b.mp4"]

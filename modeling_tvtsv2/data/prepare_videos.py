@@ -289,6 +289,14 @@ def _check_folders(source: Path, output: Path) -> None:
         raise PrepareVideosError(str(error)) from None
 
 
+def _lies_in(path: Path, folder: Path) -> bool:
+    """Whether ``path`` (links resolved) is inside ``folder``."""
+    try:
+        return folder.resolve() in path.resolve().parents
+    except (OSError, ValueError):
+        return False
+
+
 def _refused(source: str, destination: str | None, reason: str) -> dict[str, Any]:
     """A report entry (``failed``) for an input refused before any work."""
     logger.warning("skipped %s: %s", source, reason)
@@ -384,7 +392,10 @@ def prepare_videos(
         for video in videos:
             claimed.setdefault(output / video.relative_to(source).with_suffix(".mp4"), []).append(video)
         for destination, sharing in claimed.items():
-            if len(sharing) > 1:  # clip.avi + clip.mp4: one output name, and clip.srt would follow either
+            if len(sharing) == 1 and _lies_in(sharing[0], output):  # a link into the output: replacing would edit it
+                reason = f"it is a link to {sharing[0].resolve()}, inside the output folder"
+                report.failed.append(_refused(str(sharing[0]), str(destination), reason))
+            elif len(sharing) > 1:  # clip.avi + clip.mp4: one output name, and clip.srt would follow either
                 names = ", ".join(str(v.relative_to(source)) for v in sharing)
                 for video in sharing:
                     reason = f"{names} would all become {destination.name}; rename all but one"
@@ -469,7 +480,10 @@ def _prepare_corpus(source: Path, output: Path, settings: TranscodeSettings, num
                 jobs[str(destination)] = (str(destination), str(destination), settings, overwrite)
                 continue
             path = _corpus_video_path(row["video"], embedded, video_id)
-            if path is not None:
+            if path is not None and _lies_in(Path(path), output) and not path.startswith(str(embedded)):
+                reason = f"the video {path} lies inside the output folder (a prepared file as an input?)"
+                report.failed.append(_refused(path, str(destination), reason))
+            elif path is not None:
                 jobs[str(destination)] = (path, str(destination), settings, overwrite)
     _run_jobs(list(jobs.values()), num_workers, report, progress)
     shutil.rmtree(embedded, ignore_errors=True)
