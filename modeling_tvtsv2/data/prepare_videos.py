@@ -604,6 +604,10 @@ def run_from_args(args) -> int:
     except PrepareVideosError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # the output itself cannot be written (full disk, read-only mount): one line, status 1
+        print(f"error: --output {args.output}: {error.strerror or error} ({error.filename or args.output})",
+              file=sys.stderr)  # fmt: skip
+        return 1
     print(report.summary())
     print(f"report: {Path(args.output) / REPORT_NAME}")
     return 1 if report.failed and not (report.transcoded or report.already_done) else 0
