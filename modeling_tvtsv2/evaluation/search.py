@@ -15,6 +15,7 @@ import dataclasses
 import json
 import os
 import sys
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 import numpy as np
@@ -83,6 +84,7 @@ class VideoIndex:
         import datasets
 
         self.path = Path(os.fspath(path))
+        self.checked_models: weakref.WeakSet = weakref.WeakSet()  # models whose fingerprint matched
         manifest_path = self.path / MANIFEST_NAME
         if not manifest_path.is_file():
             raise ExtractionError(f"--index {self.path}: not an output of `tvtsv2 extract` (no {MANIFEST_NAME})")
@@ -152,7 +154,7 @@ def check_index_model(index: VideoIndex, model, where: str = "the given model") 
     """Refuses a model that is not the one that made `index` (its `model_fingerprint` differs): its text
     embeddings would not live in the index's space, and every hit would be noise."""
     recorded = index.settings.get("model_fingerprint")
-    if recorded is None:
+    if recorded is None or model in index.checked_models:  # hashing a B/16 takes ~2 s: once per index and model
         return
     found = model_fingerprint(model, index.settings.get("model_dtype"))
     if found != recorded:
@@ -160,6 +162,7 @@ def check_index_model(index: VideoIndex, model, where: str = "the given model") 
             f"{where} is not the model that made --index {index.path} (model fingerprint {found}, the index "
             f"records {recorded}); search with the model that made the index"
         )
+    index.checked_models.add(model)
 
 
 def search(
