@@ -35,6 +35,7 @@ setup(
         "transformers>=5.24,<6",
         "accelerate>=1.10,<2",
         "datasets>=4.0,<6",
+        "fsspec[http]",  # remote videos (http(s)://, hf://, ...): range reads; [http] brings aiohttp
         "evaluate>=0.4.6,<0.5",
         "av>=14,<20",
         "peft>=0.17,<1",

@@ -1,6 +1,11 @@
 """Data-path speed per CPU core: samples/s for the YT-Temporal training sample, raw vs prepared files, vs decord.
 
     python benchmarks/bench_data.py [--core 0] [--rounds 3] [--seconds 3] [--keep DIR] [--clips 720p bbb720 ...]
+    python benchmarks/bench_data.py --source http [--clips 720p obama park] ...
+
+``--source http`` measures the training path (the collator, as below) on *prepared* files read from local disk
+and the same files served by an HTTP server on loopback (``tests/loopback_http.py``, range requests, its own
+process), read through fsspec as a training run reads ``https://`` rows; interleaved, with the ratio http/local.
 
 The process pins itself to one core (``os.sched_setaffinity``, like ``taskset -c CORE``) and runs torch with one
 thread, as a DataLoader worker does; decoders get one thread (FFmpeg's automatic count is 1 on one core; decord
@@ -66,6 +71,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -412,6 +418,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     defaults = TranscodeSettings()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--core", type=int, default=0, help="CPU core to pin to (default 0)")
+    parser.add_argument("--source", choices=["local", "http"], default="local",
+                        help="http: the collator on prepared files from disk vs served on loopback HTTP")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds per reader, clip and round")
     parser.add_argument("--duration", type=int, default=45, help="length of the generated 720p file (s)")
@@ -446,8 +454,64 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def run_http(args) -> None:
+    """``--source http``: the collator on prepared files read from disk and the same files served by an HTTP server
+    on loopback (in its own process, not pinned: what the pinned core pays is the client side, fsspec range
+    requests), interleaved round by round."""
+    settings_prepared = prepared_settings(args)
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="bench_data_"))
+    folder.mkdir(parents=True, exist_ok=True)
+    setup: dict[str, float] = {}
+    clips = raw_clips(dict.fromkeys(args.clips), args, folder, setup)
+    if not clips:
+        raise SystemExit("--clips: none of the clips is available (see above)")
+    tag = f"k{settings_prepared.keyframe_seconds:g}_f{settings_prepared.max_fps or 0:g}"
+    prepared = {}
+    for name, path in clips.items():
+        prepared[name] = prepared_path(folder, path, tag, settings_prepared)
+        if not prepared[name].exists():
+            transcode_video(path, prepared[name], settings_prepared)
+    server = subprocess.Popen([sys.executable, str(REPO / "tests" / "loopback_http.py"), str(folder)],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        url = server.stdout.readline().strip()
+        os.sched_setaffinity(0, {args.core})
+        torch.set_num_threads(1)
+        load_before = os.getloadavg()
+        reader = CollatorSample(args.pixel_dtype)
+        for local in prepared.values():  # warm-up: the HTTP session and connection are made once per process
+            reader(f"{url}/{local.name}", None, None, torch.Generator().manual_seed(0))
+        rates: dict[tuple[str, str], list[float]] = {}
+        for round_index in range(args.rounds):
+            for clip, local in prepared.items():
+                sources = {"local": str(local), "http": f"{url}/{local.name}"}
+                _DURATIONS[sources["http"]] = probe_duration(sources["local"])  # the rows carry the duration
+                windowed = clip in WINDOWED_CLIPS and probe_duration(str(clips[clip])) > SPAN + 1
+                duration = probe_duration(str(local)) if windowed else None
+                order = ["local", "http"] if round_index % 2 == 0 else ["http", "local"]
+                for source in order:
+                    rate, wall_rate, count = measure(reader, sources[source], duration, args.seconds, round_index)
+                    rates.setdefault((clip, source), []).append(rate)
+                    print(f"round {round_index} {clip:6s} {source:6s} {rate:7.2f} samples/CPU-s "
+                          f"{wall_rate:7.2f} samples/s wall ({count} samples)", flush=True)
+        load_after = os.getloadavg()
+    finally:
+        server.terminate()
+        server.wait()
+    summary = {f"{clip}/{source}": round(statistics.median(values), 2) for (clip, source), values in rates.items()}
+    ratios = {f"{clip}: http/local": round(summary[f"{clip}/http"] / summary[f"{clip}/local"], 2) for clip in prepared}
+    for key, value in ratios.items():
+        print(f"{key}: {value}x")
+    print(json.dumps({"samples_per_cpu_s": summary, "ratios": ratios, "prepared_with": dataclasses.asdict(
+        settings_prepared), "versions": versions(), "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(), "load_before": load_before, "load_after": load_after}, indent=1))
+
+
 def main() -> None:
     args = parse_args()
+    if args.source == "http":
+        run_http(args)
+        return
     if args.variants:
         if args.previous_defaults or args.max_fps is not _UNSET or args.keyframe_seconds is not _UNSET:
             raise SystemExit("--variants: --max-fps, --keyframe-seconds and --previous-defaults set the reader "

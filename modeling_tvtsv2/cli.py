@@ -39,8 +39,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "zero-shot retrieval / classification / multiple-choice evaluation, results as JSON",
     ),
     "extract": (
-        "modeling_tvtsv2.evaluation.extract",
-        "main",
+        "modeling_tvtsv2.evaluation.extract_streaming",  # --streaming, else extract.run_extract
+        "extract_command",
         "embed every video (or window) of a corpus into a 🤗 Dataset folder (resumable, multi-process)",
     ),
     "search": (

@@ -276,6 +276,21 @@ _REQUIRED_NDIM = {
 }  # fmt: skip
 
 
+# The B/16 and B/32 training scripts tune the text blocks whose names contain `resblocks.9.`, `.10.` or `.11.`
+# (train_dist_TVTSv2_ViT_B_*.py, `text_tune_layers`) and freeze every other text block.
+ORIGINAL_TUNED_TEXT_BLOCKS = range(9, 12)
+
+
+def original_frozen_text_layers(text_layers: int) -> int:
+    """`num_frozen_text_layers` of a converted tower that is not a released size, by the original's name-based rule
+    (the released sizes take their preset's: 9 of 12 for B, 18 of 24 for H/14, whose script tunes 18-23).
+
+    Blocks 0-8 are frozen, and every block when the tower has at most 9 (a 4-block tower: all 4, not 3). Between 13
+    and 24 blocks the B rule would also freeze blocks 12 and up, which a count of leading frozen blocks cannot say;
+    such towers keep blocks 9 and up trainable (no released model has that depth)."""
+    return min(text_layers, ORIGINAL_TUNED_TEXT_BLOCKS.start)
+
+
 def infer_config(
     original: Mapping[str, torch.Tensor],
     variant: str | None = None,
@@ -354,7 +369,7 @@ def infer_config(
             pretraining_mask_ratio=preset.pretraining_mask_ratio, num_frozen_text_layers=preset.num_frozen_text_layers
         )
     else:
-        preset_extras = dict(num_frozen_text_layers=max(text_layers * 3 // 4, 0))
+        preset_extras = dict(num_frozen_text_layers=original_frozen_text_layers(text_layers))
     try:
         return _build_config(
             original, width, patch, grid, vision_layers, vision_heads, text_layers, text_heads, vocab, text_width,

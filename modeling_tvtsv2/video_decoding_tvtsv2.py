@@ -4,8 +4,11 @@ A flat Hub file: it imports no project module (``av`` inside ``try``, for transf
 What to do with the decoded frames (sampling, limits, conversion) is :mod:`video_reading_tvtsv2`'s business.
 
 Opening
-    :func:`open_av_container` (tags that are not UTF-8 ignored; MP4/MOV with a sample table: no decoding probe) and
-    :func:`select_video_stream` (cover art, a one-picture "video" stream, is not a video), for every reader.
+    Every reader of this project opens a video with :func:`open_av_container` (tags that are not UTF-8 ignored;
+    MP4/MOV files whose header holds the sample table opened without FFmpeg's decoding stream probe) and takes its
+    video stream with :func:`select_video_stream` (cover art, a one-picture "video" stream, is not a video).
+    What a source may be (a path, bytes, a file object, a URL read through fsspec) and how it is opened:
+    :mod:`video_sources_tvtsv2`, which also defines the errors below.
 
 Probing (:func:`probe_video`, :func:`probe_header_duration`)
     :func:`probe_video` checks that a video is usable before it enters a corpus (it opens, has a video stream, a
@@ -43,18 +46,24 @@ import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Union
+from typing import Any
 
 import numpy as np
 import torch
 from transformers.utils import logging
 
+from .video_sources_tvtsv2 import (
+    VideoDecodeError,
+    VideoFileNotFoundError,
+    VideoSource,
+    is_video_url,
+    open_video_source,
+)
 
 try:  # optional at import time (transformers' check_imports ignores imports inside try blocks)
     import av
 except ImportError:  # pragma: no cover - exercised only without PyAV installed
     av = None
-
 
 logger = logging.get_logger(__name__)
 
@@ -93,23 +102,12 @@ MAX_CONSECUTIVE_DECODE_ERRORS = 64
 # Decoders whose skip_frame="NONREF" skips exactly the frames no other frame refers to (H.264/HEVC: nal_ref_idc
 # 0; MPEG-1/2/4 part 2: B-frames). Others decode every frame on the way to a target.
 _SKIP_NONREF_CODECS = frozenset({"h264", "hevc", "mpeg1video", "mpeg2video", "mpeg4"})
-_NETWORK_TIMEOUT_S = 60.0
 # FFmpeg's stream probing (avformat_find_stream_info) decodes frames to learn what the sample table of an MP4/MOV
 # file already holds (pixel format, reorder delay): ~4 ms per prepared 476x268 file, ~25 ms per 720p one, paid at
 # every open. MP4/MOV files with a sample table in their header are opened with probing cut to one packet and no
 # decoding (`open_av_container`); the result is checked, anything else gets the full probe.
 _QUICK_PROBE_OPTIONS = {"skip_frame": "all", "probesize": "32"}
 _ISO_BMFF_FIRST_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
-
-VideoSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
-
-
-class VideoDecodeError(ValueError):
-    """A video cannot be read (cannot be opened, no video stream, no frame decodes); the message names file and why."""
-
-
-class VideoFileNotFoundError(VideoDecodeError, FileNotFoundError):
-    """The video path does not exist (both a :class:`VideoDecodeError` and a ``FileNotFoundError``)."""
 
 
 # -- Opening a container ---------------------------------------------------------------------------------------
@@ -135,11 +133,10 @@ def open_av_container(source: Any, position: int = 0) -> "av.container.InputCont
 
     The quick open is kept only where the full probe could not have told more: an MP4/MOV demuxer and a video
     stream whose frame count comes from the header (a fragmented MP4 keeps its samples, and its reorder delay,
-    in later fragments). On every other file the full probe runs. Network sources get a timeout (seconds, for
-    opening and for each read) so that a stalled server cannot hang.
+    in later fragments). On every other file the full probe runs. Sources (paths, bytes, URLs) come from
+    :func:`open_video_source`.
     """
-    network = isinstance(source, str) and "://" in source
-    if not network and _starts_like_iso_bmff(source, position):
+    if _starts_like_iso_bmff(source, position):
         try:
             container = av.open(source, mode="r", metadata_errors="ignore", options=dict(_QUICK_PROBE_OPTIONS))
         except av.FFmpegError:
@@ -151,7 +148,7 @@ def open_av_container(source: Any, position: int = 0) -> "av.container.InputCont
             container.close()
         if hasattr(source, "seek"):
             source.seek(position)
-    return av.open(source, mode="r", metadata_errors="ignore", timeout=_NETWORK_TIMEOUT_S if network else None)
+    return av.open(source, mode="r", metadata_errors="ignore")
 
 
 def is_attached_picture(stream: Any) -> bool:
@@ -222,7 +219,10 @@ class VideoProbe:
 
 
 def _probe_source(video: str | os.PathLike[str] | bytes) -> Any:
-    return io.BytesIO(video) if isinstance(video, bytes) else os.fspath(video)
+    if isinstance(video, bytes):
+        return io.BytesIO(video)
+    path = os.fspath(video)
+    return open_video_source(path, path) if is_video_url(path) and not os.path.exists(path) else path
 
 
 def _stream_header_duration(container: Any, stream: Any | None) -> float | None:
@@ -387,25 +387,7 @@ class _PyAVContainer:
         if av is None:
             raise ImportError("reading video files needs PyAV: pip install av")
         self.name = name
-        if isinstance(video, (bytes, bytearray, memoryview)):
-            if len(video) == 0:
-                raise VideoDecodeError(f"cannot read video {name}: the data is empty (0 bytes)")
-            source: Any = io.BytesIO(bytes(video))
-        elif isinstance(video, (str, os.PathLike)):
-            path = os.fspath(video)
-            if "://" in path and not os.path.exists(path):
-                source = path  # a URL: FFmpeg's protocols (http, https, rtmp, ...) open it
-            elif not os.path.exists(path):
-                raise VideoFileNotFoundError(f"cannot read video {name}: no such file")
-            elif os.path.isdir(path):
-                raise VideoDecodeError(f"cannot read video {name}: it is a directory")
-            elif os.path.getsize(path) == 0:
-                raise VideoDecodeError(f"cannot read video {name}: the file is empty (0 bytes)")
-            else:
-                source = path
-        else:  # a binary file object; PyAV needs read() and seek(), so buffer non-seekable streams
-            seekable = getattr(video, "seekable", None)
-            source = video if seekable is not None and seekable() else io.BytesIO(video.read())
+        source = open_video_source(video, name)
         self._source = source
         self._source_pos = source.tell() if hasattr(source, "tell") else 0
         self._open()

@@ -1,9 +1,13 @@
 """Shared test fixtures: the original-implementation fixture (`tests/fixtures/original_tiny_b16/`) and its conversion,
-a saved tiny model (`model_dir`) for the pipeline and autocast tests, and its two pipelines.
+a saved tiny model (`model_dir`) for the pipeline and autocast tests, its two pipelines, and the `tvtsv2` console
+script of the interpreter running the tests (`tvtsv2_script`: found without the shell's PATH).
 
 Keep this file small and generic; test-specific helpers live in the test modules.
 """
 
+import os
+import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -80,6 +84,23 @@ def converted_original(tmp_path_factory) -> dict[str, Path]:
         argv += ["--output", str(folders[name]), *ORIGINAL_TINY_CONVERT_ARGS]
         assert main(argv) == 0, f"tvtsv2 convert failed for the {name} checkpoint"
     return folders
+
+
+@pytest.fixture(scope="session")
+def tvtsv2_script() -> Path:
+    """The `tvtsv2` console script installed with this interpreter's package (its environment's bin folder), so that
+    the tests do not depend on the shell's PATH. Tests that do not test the console script itself run
+    `sys.executable -m modeling_tvtsv2` instead. Missing: a setup error saying why (not a failure, not a skip)."""
+    folders = [sysconfig.get_path("scripts"), sysconfig.get_path("scripts", f"{os.name}_user")]
+    for folder in folders:
+        script = Path(folder) / "tvtsv2"
+        if script.is_file() and os.access(script, os.X_OK):
+            return script
+    pytest.fail(
+        f"no tvtsv2 console script in {' or '.join(folders)} (the scripts folders of {sys.executable}): install the "
+        "package into the environment that runs the tests (pip install -e .)",
+        pytrace=False,
+    )
 
 
 def pytest_configure(config):

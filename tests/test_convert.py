@@ -11,7 +11,6 @@ import re
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
 import torch
@@ -399,11 +398,9 @@ def test_non_standard_size_requires_layout_and_heads(tmp_path, original_fixture_
     assert not (tmp_path / "out").exists()
 
 
-def test_console_script_exit_code_and_message(tmp_path):
-    script = Path(sys.executable).with_name("tvtsv2")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "modeling_tvtsv2"]
+def test_console_script_exit_code_and_message(tmp_path, tvtsv2_script):
     result = subprocess.run(
-        [*command, "convert", "--checkpoint", str(tmp_path / "nope.pth"), "--output", str(tmp_path / "out")],
+        [str(tvtsv2_script), "convert", "--checkpoint", str(tmp_path / "nope.pth"), "--output", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 2
@@ -496,3 +493,18 @@ def test_pickled_objects_are_not_imported_or_executed(
         sys.modules.pop(name, None)
         if module_importable:
             sys.path.remove(str(modules))
+
+
+def test_frozen_text_layers_of_other_depths_follow_the_original_names():
+    # The original freezes text blocks by name (resblocks.9.-.11. trained): a 4-block tower is frozen whole.
+    fixtures = Path(__file__).parent / "fixtures"
+    four = load_original_checkpoint(fixtures / "original_tiny_b16" / "checkpoint_trainer_format.pth")
+    assert infer_config(four, **TINY_KWARGS).num_frozen_text_layers == 4
+    # 12 blocks: the set the original trainer itself froze (tests/fixtures/original_train_step_b16/runs.json)
+    step_fixture = fixtures / "original_train_step_b16"
+    frozen = json.loads((step_fixture / "runs.json").read_text())["w1_pair"]["frozen"]
+    frozen_blocks = {int(re.match(r"text_model\.resblocks\.(\d+)\.", name).group(1)) for name in frozen}
+    twelve = load_original_checkpoint(step_fixture / "checkpoint_trainer_format.pth")
+    config = infer_config(twelve, layout="openai-clip", vision_heads=2, text_heads=4, sort_heads=2)
+    assert config.text_config.num_hidden_layers == 12
+    assert frozen_blocks == set(range(config.num_frozen_text_layers))

@@ -5,6 +5,8 @@ Expected texts, windows and layouts are worked out by hand in the comments, not 
 
 from __future__ import annotations
 
+import itertools
+import json
 import shutil
 from fractions import Fraction
 from pathlib import Path
@@ -402,39 +404,58 @@ def test_streaming_rows_and_stream_mixing(tokenizer, ramp_bytes):
 
     yt, wv = tiny_corpora(n_yt=16, n_wv=6)
     streams = {"yt": yt.to_iterable_dataset(num_shards=2), "webvid": wv.to_iterable_dataset()}
-    mixed = MixedCorpusBatchStream(streams, batch_size=2, world_size=1, num_reserve=0)
-    groups = list(mixed)
+    mixed = MixedCorpusBatchStream(streams, batch_size=2, rank=0, world_size=1, num_reserve=0)
+    groups = list(itertools.islice(mixed, 16))  # the stream is endless: 16 groups = one pass over yt
     assert [g["corpus"] for g in groups] == ["yt", "webvid"] * 8
     assert sorted(r["video_id"] for g in groups if g["corpus"] == "yt" for r in g["rows"]) == sorted(
         f"yt{i}" for i in range(16)
     )
 
 
+def _streamed_groups(corpora, rank: int, world: int, workers: int, count: int, state=None, **kwargs) -> list:
+    stream = MixedCorpusBatchStream(corpora, batch_size=2, rank=rank, world_size=world, num_reserve=0, **kwargs)
+    if state is not None:
+        stream.load_state_dict(state)
+    loader = torch.utils.data.DataLoader(stream, batch_size=1, num_workers=workers, collate_fn=lambda g: g[0])
+    return list(itertools.islice(loader, count))
+
+
 def test_stream_layout_with_workers_and_ranks():
-    """2 ranks (accelerate's IterableDatasetShard) x 2 DataLoader workers: at every micro-step both ranks get the
-    same corpus and different rows, the corpora alternate, and every primary row is used exactly once (the
-    streams have fewer shards than workers on purpose: rows must not be lost to the datasets' worker sharding)."""
-    from accelerate.data_loader import IterableDatasetShard
-
+    """2 ranks x 2 DataLoader workers (4 parts, split_dataset_by_node): at every micro-step both ranks get the same
+    corpus and different rows, the corpora alternate, and in one pass every primary row is read exactly once across
+    ranks and workers (8 shards: whole shards per part; 6 webvid rows in 1 shard: every 4th row per part)."""
     yt, wv = tiny_corpora(n_yt=32, n_wv=6)
-    per_rank = []
-    for rank in range(2):
-        dataset = MixedCorpusBatchStream(
-            {"yt": yt.to_iterable_dataset(num_shards=1), "webvid": wv.to_iterable_dataset(num_shards=1)},
-            batch_size=2, world_size=2, num_reserve=0,
-        )
-        shard = IterableDatasetShard(dataset, batch_size=1, num_processes=2, process_index=rank, drop_last=True)
-        loader = torch.utils.data.DataLoader(shard, batch_size=1, num_workers=2, collate_fn=lambda g: g[0])
-        per_rank.append([(g["step"], g["corpus"], [r["video_id"] for r in g["rows"]]) for g in loader])
+    corpora = {"yt": yt.to_iterable_dataset(num_shards=8), "webvid": wv.to_iterable_dataset(num_shards=1)}
+    # 32 yt rows / (2 ranks x 2 rows) = 8 yt micro-steps per pass, alternating with webvid: 16 groups per rank
+    per_rank = [_streamed_groups(corpora, rank, 2, 2, 16) for rank in range(2)]
     rank0, rank1 = per_rank
-    # 32 yt rows / (2 ranks x 2 rows) = 8 yt micro-steps, alternating with webvid
-    assert [(step, corpus) for step, corpus, _ in rank0] == [(n, ("yt", "webvid")[n % 2]) for n in range(16)]
-    assert [(step, corpus) for step, corpus, _ in rank1] == [(step, corpus) for step, corpus, _ in rank0]
-    for (_, corpus, rows0), (_, _, rows1) in zip(rank0, rank1):
-        assert not set(rows0) & set(rows1) or corpus == "webvid"
-    yt_rows = [v for rank in per_rank for _, corpus, rows in rank if corpus == "yt" for v in rows]
-    assert sorted(yt_rows) == sorted(f"yt{i}" for i in range(32))
+    assert [(g["step"], g["corpus"]) for g in rank0] == [(n, ("yt", "webvid")[n % 2]) for n in range(16)]
+    assert [(g["step"], g["corpus"]) for g in rank1] == [(g["step"], g["corpus"]) for g in rank0]
+    yt_rows = [r["video_id"] for groups in per_rank for g in groups if g["corpus"] == "yt" for r in g["rows"]]
+    assert sorted(yt_rows) == sorted(f"yt{i}" for i in range(32))  # each once: no row read twice, none lost
+    for g0, g1 in zip(rank0, rank1):
+        assert not {r["video_id"] for r in g0["rows"]} & {r["video_id"] for r in g1["rows"]}
 
+
+def test_a_resumed_stream_continues_with_the_next_groups():
+    """The position the trainer saves (the last group consumed from each worker) resumes each worker where it
+    stopped: the groups after it are those of the uninterrupted stream, also with another role per worker."""
+    from modeling_tvtsv2.data.corpus_mixing import STREAM_STATE_KEY
+
+    yt, wv = tiny_corpora(n_yt=24, n_wv=6)
+    corpora = {"yt": yt.to_iterable_dataset(num_shards=4), "webvid": wv.to_iterable_dataset(num_shards=2)}
+    ids = lambda groups: [(g["corpus"], [r["video_id"] for r in g["rows"]]) for g in groups]  # noqa: E731
+    whole = _streamed_groups(corpora, 1, 2, 2, 20)  # rank 1 of 2, 2 workers: past one pass of yt (6 yt groups)
+    consumed = 7  # odd: the resumed loader's worker 0 takes over the role of the old worker 1
+    last = {}
+    for group in whole[:consumed]:
+        last[group[STREAM_STATE_KEY]["role"]] = group[STREAM_STATE_KEY]
+    stream = MixedCorpusBatchStream(corpora, batch_size=2, rank=1, world_size=2, num_reserve=0)
+    state = json.loads(json.dumps(stream.checkpoint_state(last, num_workers=2)))  # as written to the checkpoint
+    resumed = _streamed_groups(corpora, 1, 2, 2, 20 - consumed, state=state)
+    assert ids(resumed) == ids(whole[consumed:])
+    assert [g["step"] for g in resumed] == [g["step"] for g in whole[consumed:]]
+    assert [g["keys"] for g in resumed] == [g["keys"] for g in whole[consumed:]]  # the collator's random draws
 
 
 def test_features_constants():

@@ -104,7 +104,7 @@ def test_folder_layout(exported):
         "config.json", "model.safetensors", "processor_config.json", "tokenizer.json", "tokenizer_config.json",
         "configuration_tvtsv2.py", "modeling_tvtsv2.py", "processing_tvtsv2.py", "video_processing_tvtsv2.py",
         "video_decoding_tvtsv2.py", "video_reading_tvtsv2.py", "video_transforms_tvtsv2.py",
-        "pipeline_tvtsv2.py", "README.md", "eval_results.json",
+        "video_sources_tvtsv2.py", "pipeline_tvtsv2.py", "README.md", "eval_results.json",
     ):  # fmt: skip
         assert name in files, name
     assert "__init__.py" not in files

@@ -10,6 +10,9 @@ them.
 | `corpus_mixing` | one corpus per optimiser step: `MixedCorpusBatchDataset`, `MixedCorpusBatchStream` |
 | `subtitles` | `.srt` / `.vtt` / YT-Temporal JSON transcripts -> timed words and segments |
 | `corpus_builders` | folders of videos + transcripts or caption metadata -> saved corpora with a build report |
+| `corpus_output` | where a build writes, shard by shard: rows as they are made, per-shard reports, the merge |
+| `corpus_shards` | Parquet / WebDataset shard writers; WebDataset tars made elsewhere read as corpus rows |
+| `sharding` | a corpus tool's part of the work: `--shard_index/--num_shards`, launcher ranks, reports, merge claim |
 | `demo_corpus` | the embedded demo corpus (generated clips of coloured shapes with timed transcripts) |
 | `prepare_videos` | `tvtsv2 prepare-videos`: transcode videos once into training-ready files |
 

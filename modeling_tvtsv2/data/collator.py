@@ -30,7 +30,7 @@ from transformers.utils import logging
 
 from ..video_decoding_tvtsv2 import probe_header_duration
 from ..video_reading_tvtsv2 import read_video_pixels
-from .corpus_mixing import unpack_groups
+from .corpus_mixing import STREAM_STATE_KEY, unpack_groups
 from .schema import corpus_kind, video_source
 from .skipping import SampleSkipped, SkipCounter
 from .transcript_windows import row_word_timings, sample_transcript_span
@@ -89,6 +89,7 @@ class TVTSv2PretrainingCollator:
     ``sort_labels``           ``int64 [B, K]``            transcript batches only: ``arange(K)``
     ``return_loss``           ``True``
     ``num_skipped``           ``int64 [1]``               samples skipped while building this batch
+    ``STREAM_STATE_KEY``      ``dict``                    streamed groups only: the stream position (resume)
     ========================  ==========================  =============================================
 
     ``n_keep = int(P * (1 - mask_ratio))`` with ``P = (image_size // patch_size) ** 2``; one random subset of patch
@@ -311,7 +312,11 @@ class TVTSv2PretrainingCollator:
                     queue.append(reserves.pop(0))
         if not samples:
             logger.warning("all %d samples of a %s batch were skipped; returning an empty batch", skipped, kind)
-        return _stack_batch(self, kind, samples, skipped)
+        batch = _stack_batch(self, kind, samples, skipped)
+        stream_state = features[-1].get(STREAM_STATE_KEY) if isinstance(features[-1], Mapping) else None
+        if stream_state is not None:  # a streamed group's position travels with its batch (for checkpoints)
+            batch[STREAM_STATE_KEY] = stream_state
+        return batch
 
 
 def _stack_batch(

@@ -11,42 +11,46 @@ Every video is probed with PyAV before it enters the corpus
 (:func:`~modeling_tvtsv2.video_decoding_tvtsv2.probe_video`: the file opens, has a video stream, a frame decodes,
 and the duration is measured from the demuxed packets rather than trusted from the header). Members that fail
 (unreadable video, unparsable subtitle, transcript without words, empty caption, missing file) are reported and
-skipped, never fatal. The output folder holds a ``DatasetDict`` (``train`` and,
+skipped, never fatal. The output folder holds (format ``arrow``) a ``DatasetDict`` (``train`` and,
 with ``validation_size``, ``validation``) with the schemas of :mod:`modeling_tvtsv2.data`, a short dataset card
 ``README.md`` and ``build_report.json`` (every skipped member and why). Load it with
 :func:`modeling_tvtsv2.data.schema.load_corpus`.
 
 Videos are either embedded in the dataset (``embed_videos=True``: a ``Video(decode=False)`` column, portable,
-larger) or referenced by absolute path (a ``string`` column; the files must stay where they are).
+larger) or referenced by a path relative to the corpus folder (a ``string`` column; the corpus folder and the videos
+may move together). ``output_format`` ``"parquet"`` / ``"webdataset"`` writes shard files with embedded videos that
+stream back (:mod:`modeling_tvtsv2.data.corpus_shards`); rows are written as they are made, never all held in
+memory; ``shard_index`` / ``num_shards`` (or the launcher's ranks) split a build across machines
+(:mod:`modeling_tvtsv2.data.corpus_output`).
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from transformers.utils import logging
 
-from ..tools.output_folders import check_output_folder, staged_output_folder
+from ..tools.output_folders import check_output_folder
 from ..tools.package_logging import set_package_log_level
-from ..video_decoding_tvtsv2 import VideoProbe, VideoProbeError, probe_video
-from .schema import VIDEO_EXTENSIONS, caption_features, transcript_features
+from .corpus_output import CorpusOutput, probed_in_order
+from .corpus_shards import SHARD_FORMATS
+from .schema import VIDEO_EXTENSIONS, caption_features, relative_video_path, transcript_features
+from .sharding import resolve_shard
 from .subtitles import (
     SUBTITLE_SUFFIXES,
     Segment,
     SubtitleParseError,
     Transcript,
-    decode_subtitle_bytes,
     load_transcript,
+    open_text_file,
     segments_to_rows,
     words_to_rows,
 )
@@ -87,6 +91,9 @@ class CorpusBuildReport:
     num_rows: dict[str, int]
     skipped: list[SkippedMember] = field(default_factory=list)
     embed_videos: bool = False
+    format: str = "arrow"
+    shard: dict[str, int] | None = None  # {"index", "count"}: a shard's report, or the merged one of `count` shards
+    complete: bool = True  # False: the report of one shard, before the merge
 
     @property
     def skipped_counts(self) -> dict[str, int]:
@@ -95,6 +102,9 @@ class CorpusBuildReport:
     def summary(self) -> str:
         rows = ", ".join(f"{split}: {n}" for split, n in self.num_rows.items())
         skipped = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.skipped_counts.items())) or "none"
+        if not self.complete:
+            return (f"shard {self.shard['index']} of {self.shard['count']} of {self.output_dir} done ({rows} rows; "
+                    f"skipped {len(self.skipped)}: {skipped}); the shards are merged when all are done")
         return f"{self.kind} corpus at {self.output_dir} ({rows} rows); skipped {len(self.skipped)} ({skipped})"
 
     def to_json(self) -> dict[str, Any]:
@@ -108,55 +118,20 @@ class CorpusBuildReport:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _probe_one(path: str) -> tuple[str, VideoProbe | None, str]:
-    try:
-        return path, probe_video(path), ""
-    except VideoProbeError as error:
-        return path, None, str(error)
-    except Exception as error:  # noqa: BLE001 - one bad file must not stop a build
-        return path, None, f"{type(error).__name__}: {error}"
-
-
-def _probe_all(
-    paths: Sequence[str], num_workers: int, progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None
-) -> dict[str, tuple[VideoProbe | None, str]]:
-    wrap = progress if progress is not None else (lambda iterable: iterable)
-    if num_workers > 1 and len(paths) > 1:
-        with ProcessPoolExecutor(max_workers=num_workers) as pool:
-            results = list(wrap(pool.map(_probe_one, paths, chunksize=8)))
-    else:
-        results = [_probe_one(path) for path in wrap(paths)]
-    return {path: (probe, error) for path, probe, error in results}
-
-
-def _video_value(path: Path, embed_videos: bool) -> Any:
-    # With a Video column, save_to_disk reads the file and embeds its bytes (the path becomes the file name).
-    return {"bytes": None, "path": str(path)} if embed_videos else str(path)
-
-
-def _save(
-    rows: list[dict[str, Any]],
-    features,
-    output_dir: Path,
-    *,
-    validation_size: float | int,
-    seed: int,
-) -> dict[str, int]:
-    from datasets import Dataset, DatasetDict
-
-    dataset = Dataset.from_list(rows, features=features)
-    if validation_size and len(dataset) > 1:
-        split = dataset.train_test_split(test_size=validation_size, seed=seed, shuffle=True)
-        splits = DatasetDict({"train": split["train"], "validation": split["test"]})
-    else:
-        splits = DatasetDict({"train": dataset})
-    splits.save_to_disk(str(output_dir))
-    return {name: len(split) for name, split in splits.items()}
+LOADING = {
+    "arrow": 'Load with `modeling_tvtsv2.data.schema.load_corpus(path, split="train")` (or '
+             "`datasets.load_from_disk(path)`).",
+    "parquet": "Parquet shards with embedded videos: `modeling_tvtsv2.data.schema.load_corpus(path)` or "
+               "`datasets.load_dataset(path, streaming=True)`.",
+    "webdataset": "WebDataset tars (`KEY.mp4` + `KEY.json`): `modeling_tvtsv2.data.schema.load_corpus(path)` or "
+                  "`datasets.load_dataset(path, streaming=True)` (then `schema.as_corpus`).",
+}
 
 
 def _write_card(output_dir: Path, report: CorpusBuildReport, source: str) -> None:
     """A short dataset card (``README.md``) and the full report (``build_report.json``)."""
-    video = "`Video(decode=False)` (embedded bytes)" if report.embed_videos else "`string` (absolute path)"
+    video = ("`Video(decode=False)` (embedded bytes)" if report.embed_videos
+             else "`string` (path relative to this folder)")
     columns = [("video", video), ("video_id", "`string`"), ("duration", "`float32` seconds, measured by demuxing")]
     if report.kind == "caption":
         columns.append(("caption", "`string`"))
@@ -186,7 +161,7 @@ tags:
 # TVTSv2 {report.kind} corpus
 
 Built by `modeling_tvtsv2.data.corpus_builders` from `{source}`.
-Load with `modeling_tvtsv2.data.schema.load_corpus(path, split="train")` (or `datasets.load_from_disk(path)`).
+{LOADING[report.format]}
 
 ## Splits
 
@@ -258,6 +233,35 @@ def _words_as_segments(transcript: Transcript) -> list[Segment]:
     return [Segment(w.time, w.time, w.word) for w in transcript.to_words()]
 
 
+def _select_transcript(video: Path, min_words: int, use_denoised: bool
+                       ) -> tuple[Transcript | None, SkippedMember | None]:
+    """The first usable transcript next to ``video``, else the first failure (e.g. a youtube-dl
+    ``<stem>.info.json`` is not a transcript, ``<stem>.en.vtt`` is)."""
+    failure = None
+    for candidate in _transcript_candidates(video):
+        try:
+            parsed = load_transcript(candidate, use_denoised=use_denoised)
+            _check_storable(parsed)
+        except (SubtitleParseError, OSError, UnicodeError) as error:
+            failure = failure or SkippedMember(str(candidate), "unparsable_transcript", str(error))
+            continue
+        except Exception as error:  # noqa: BLE001 - one hostile file must not stop a build
+            detail = f"{type(error).__name__}: {str(error)[:200]}"
+            failure = failure or SkippedMember(str(candidate), "unparsable_transcript", detail)
+            continue
+        if len(parsed) < min_words:
+            failure = failure or SkippedMember(str(candidate), "no_words", f"{len(parsed)} words")
+            continue
+        return parsed, None
+    return None, failure or SkippedMember(str(video), "no_transcript", "no .json/.vtt/.srt with the same stem")
+
+
+def _video_value(path: Path, embed_videos: bool, output_dir: Path) -> Any:
+    # Embedded: the writer reads the file's bytes (the path becomes the file name). Else a path relative to the
+    # corpus folder, so that the folder and its videos can move together.
+    return {"bytes": None, "path": str(path)} if embed_videos else relative_video_path(path, output_dir)
+
+
 def build_transcript_corpus(
     videos_dir: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
@@ -273,17 +277,24 @@ def build_transcript_corpus(
     overwrite: bool = False,
     progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
     use_denoised: bool = True,
+    output_format: str = "arrow",
+    shard_index: int | None = None,
+    num_shards: int | None = None,
+    rows_per_file: int = 1000,
+    use_launcher: bool = False,
 ) -> CorpusBuildReport:
     """Build a transcript corpus from a folder of videos with ``.json`` / ``.vtt`` / ``.srt`` transcripts.
 
     Args:
         videos_dir: folder to scan (recursively by default).
-        output_dir: where the ``DatasetDict`` and its card go.
-        embed_videos: embed the video bytes (``Video(decode=False)``) instead of keeping absolute paths.
+        output_dir: where the corpus and its card go.
+        embed_videos: embed the video bytes (``Video(decode=False)``) instead of keeping paths (relative to
+            ``output_dir``: the corpus folder and the videos may move together).
         timing: ``"words"`` (word-level column), ``"segments"`` (cue-level column) or ``"auto"``: words when any
             transcript has word timings (YT-Temporal JSON, YouTube auto-captions), else segments. Cue-only
             transcripts in a words corpus are spread over their cues; word-only ones in a segments corpus become
-            one-word segments.
+            one-word segments. ``"auto"`` reads transcripts until it finds word timings (every one, for a
+            cue-only corpus): pass the timing to skip that pass.
         validation_size: fraction (< 1) or number of rows for a ``validation`` split (0: ``train`` only).
         min_words: transcripts with fewer words are skipped.
         video_extensions, recursive: which files are videos.
@@ -293,88 +304,125 @@ def build_transcript_corpus(
         progress: optional wrapper of the video-probing loop for progress display (e.g. ``tqdm.tqdm``).
         use_denoised: YT-Temporal JSON with a ``denoised`` text: store its words, aligned to the ASR timings as the
             original did (a few seconds per 10-minute transcript); ``False`` keeps the raw ASR words.
+        output_format: ``"arrow"`` (``save_to_disk``), ``"parquet"`` or ``"webdataset"`` shard files (videos
+            embedded; :mod:`modeling_tvtsv2.data.corpus_shards`).
+        shard_index, num_shards: build only this shard of the members; the last shard to finish merges.
+        use_launcher: also split by the launcher's ``RANK`` / ``WORLD_SIZE`` (the scripts do; off for the API: a
+            build inside a multi-process run, e.g. the demo corpus, stays whole).
+        rows_per_file: rows per Parquet / WebDataset file.
 
     Returns:
-        A :class:`CorpusBuildReport`; skipped members are also logged.
+        A :class:`CorpusBuildReport` (of the whole corpus once merged, else of this shard: ``complete`` is False);
+        skipped members are also logged.
     """
     output_dir = Path(output_dir)
     root = Path(videos_dir)
+    spec = resolve_shard(shard_index, num_shards, use_launcher=use_launcher)
+    embed_videos = embed_videos or output_format != "arrow"
     check_output_folder(output_dir, overwrite=overwrite, inputs=[root])
-    skipped: list[SkippedMember] = []
-    parsed: list[tuple[Path, str, Transcript]] = []
-
-    for video, first_candidate in find_transcript_pairs(root, video_extensions=video_extensions, recursive=recursive):
-        if first_candidate is None:
-            skipped.append(SkippedMember(str(video), "no_transcript", "no .json/.vtt/.srt with the same stem"))
-            continue
-        # Try the candidates in order: e.g. a youtube-dl "<stem>.info.json" is not a transcript, "<stem>.en.vtt" is.
-        transcript, failure = None, None
-        for candidate in _transcript_candidates(video):
-            try:
-                parsed_candidate = load_transcript(candidate, use_denoised=use_denoised)
-                _check_storable(parsed_candidate)
-            except (SubtitleParseError, OSError, UnicodeError) as error:
-                failure = failure or SkippedMember(str(candidate), "unparsable_transcript", str(error))
-                continue
-            except Exception as error:  # noqa: BLE001 - one hostile file must not stop a build
-                detail = f"{type(error).__name__}: {str(error)[:200]}"
-                failure = failure or SkippedMember(str(candidate), "unparsable_transcript", detail)
-                continue
-            if len(parsed_candidate) < min_words:
-                failure = failure or SkippedMember(str(candidate), "no_words", f"{len(parsed_candidate)} words")
-                continue
-            transcript = parsed_candidate
-            break
-        if transcript is None:
-            assert failure is not None
-            skipped.append(failure)
-            continue
-        video_id = video.relative_to(root).with_suffix("").as_posix()
-        parsed.append((video, video_id, transcript))
-
-    probes = _probe_all([str(video) for video, _, _ in parsed], num_workers, progress)
-    if timing == "auto":
-        timing = "words" if any(t.has_word_timings for _, _, t in parsed) else "segments"
+    pairs = find_transcript_pairs(root, video_extensions=video_extensions, recursive=recursive)
+    if timing == "auto":  # over every member (not only this shard's): all shards must agree
+        timing = "words" if any(
+            transcript is not None and transcript.has_word_timings
+            for transcript, _ in (_select_transcript(video, min_words, use_denoised) for video, _ in pairs)
+        ) else "segments"
     if timing not in ("segments", "words"):
         raise ValueError(f"timing must be 'auto', 'segments' or 'words', got {timing!r}")
+    settings = {"kind": "transcript", "source": str(root.resolve()), "timing": timing, "embed_videos": embed_videos,
+                "min_words": min_words, "use_denoised": use_denoised, "num_members": len(pairs)}
+    out = CorpusOutput(output_dir, fmt=output_format, spec=spec, settings=settings, overwrite=overwrite,
+                       inputs=[root], validation_size=validation_size, seed=seed, rows_per_file=rows_per_file)
+    skipped: list[SkippedMember] = []
+    start, stop = spec.bounds(len(pairs))
 
-    rows: list[dict[str, Any]] = []
-    for video, video_id, transcript in parsed:
-        probe, error = probes[str(video)]
-        if probe is None:
-            skipped.append(SkippedMember(str(video), "unreadable_video", error))
-            continue
-        words = transcript.to_words()
-        if transcript.words is not None or timing == "words":
-            beyond = sum(1 for w in words if w.time > probe.duration)
-        else:
-            beyond = sum(1 for s in transcript.segments if s.start > probe.duration)
-        if beyond:
-            logger.info("%s: %d transcript entries start after the video ends (%.2f s)", video, beyond, probe.duration)
-        row: dict[str, Any] = {
-            "video": _video_value(video.resolve(), embed_videos),
-            "video_id": video_id,
-            "duration": probe.duration,
-        }
-        if timing == "words":
-            row["words"] = words_to_rows(words)
-        else:
-            segments = transcript.segments if transcript.words is None else _words_as_segments(transcript)
-            row["segments"] = segments_to_rows(segments)
-        rows.append(row)
+    def members() -> Iterator[tuple[int, Path, Transcript]]:
+        for index in range(start, stop):
+            video = pairs[index][0]
+            transcript, failure = _select_transcript(video, min_words, use_denoised)
+            if transcript is None:
+                skipped.append(failure)
+            else:
+                yield index, video, transcript
 
-    for member in skipped:
-        logger.warning("skipped %s (%s): %s", member.source, member.reason, member.detail)
-    if not rows:
-        raise ValueError(f"no usable video/transcript pair under {root} ({len(skipped)} skipped)")
-    # Built beside the output and moved into place when complete: a failed build leaves an old corpus as it was.
-    with staged_output_folder(output_dir, overwrite=overwrite, inputs=[root]) as staging:
-        num_rows = _save(rows, transcript_features(timing, embed_videos=embed_videos), staging,
-                         validation_size=validation_size, seed=seed)
-        report = CorpusBuildReport(str(output_dir), "transcript", timing, num_rows, skipped, embed_videos)
-        _write_card(staging, report, str(root))
-    logger.info(report.summary())
-    return report
+    def rows() -> Iterator[tuple[int, dict[str, Any]]]:
+        probed = probed_in_order(members(), lambda member: str(member[1]), num_workers)
+        for (index, video, transcript), probe, error in (progress or iter)(probed):
+            if probe is None:
+                skipped.append(SkippedMember(str(video), "unreadable_video", error))
+                continue
+            words = transcript.to_words()
+            if transcript.words is not None or timing == "words":
+                beyond = sum(1 for w in words if w.time > probe.duration)
+            else:
+                beyond = sum(1 for s in transcript.segments if s.start > probe.duration)
+            if beyond:
+                logger.info("%s: %d transcript entries start after the video ends (%.2f s)", video, beyond,
+                            probe.duration)
+            row: dict[str, Any] = {
+                "video": _video_value(video.resolve(), embed_videos, output_dir),
+                "video_id": video.relative_to(root).with_suffix("").as_posix(),
+                "duration": probe.duration,
+            }
+            if timing == "words":
+                row["words"] = words_to_rows(words)
+            else:
+                segments = transcript.segments if transcript.words is None else _words_as_segments(transcript)
+                row["segments"] = segments_to_rows(segments)
+            yield index, row
+
+    features = transcript_features(timing, embed_videos=embed_videos)
+    return _run_build(out, rows(), features, len(pairs), skipped, "transcript", timing, embed_videos, str(root),
+                      f"no usable video/transcript pair under {root}")
+
+
+def _run_build(out: CorpusOutput, rows: Iterator[tuple[int, dict[str, Any]]], features, num_members: int,
+               skipped: list[SkippedMember], kind: str, timing: str | None, embed_videos: bool, source: str,
+               nothing_usable: str) -> CorpusBuildReport:
+    """Writes this shard's rows (unless an earlier run did), records its report and, when every shard is done,
+    merges them (:class:`~modeling_tvtsv2.data.corpus_output.CorpusOutput`)."""
+    spec = out.spec
+    done = out.begin()
+    if done is None:
+        try:
+            num_rows = out.write_rows(rows, features, num_members)
+        except BaseException:
+            if spec.is_single:
+                out.discard()
+            raise
+        for member in skipped:
+            logger.warning("skipped %s (%s): %s", member.source, member.reason, member.detail)
+        done = CorpusBuildReport(str(out.output_dir), kind, timing, num_rows, skipped, embed_videos,
+                                 out.fmt, spec.to_json(), complete=False).to_json()
+        out.finish_shard(done)
+    elif not spec.is_single:
+        logger.warning("%s of %s: already done by an earlier run", spec.name, out.output_dir)
+    shard_report = _report_from_json(done)
+    reports = out.shard_reports()
+    if reports is None:
+        logger.info("%s done; the corpus is merged when every shard is done", spec.name)
+        return shard_report
+    all_skipped = [SkippedMember(**member) for report in reports for member in report["skipped"]]
+    if not sum(n for report in reports for n in report["num_rows"].values()):
+        out.discard()
+        raise ValueError(f"{nothing_usable} ({len(all_skipped)} skipped)")
+    merged: dict[str, CorpusBuildReport] = {}
+
+    def write_extras(folder: Path, num_rows: dict[str, int]) -> None:
+        merged["report"] = CorpusBuildReport(str(out.output_dir), kind, timing, num_rows, all_skipped, embed_videos,
+                                             out.fmt, {"index": 0, "count": spec.count})
+        _write_card(folder, merged["report"], source)
+
+    if out.merge(reports, write_extras) is None:
+        logger.info("%s done; another worker merges the shards", spec.name)
+        return shard_report
+    logger.info(merged["report"].summary())
+    return merged["report"]
+
+
+def _report_from_json(data: dict[str, Any]) -> CorpusBuildReport:
+    fields = {key: data[key] for key in ("output_dir", "kind", "timing", "num_rows", "embed_videos", "format",
+                                         "shard", "complete")}
+    return CorpusBuildReport(skipped=[SkippedMember(**member) for member in data["skipped"]], **fields)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -382,47 +430,48 @@ def build_transcript_corpus(
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _caption_records(path: Path) -> list[tuple[str, dict[str, Any] | None, str]]:
-    """``(where, record or None, problem)`` per row of a metadata file; ``where`` is ``file:line`` (or
-    ``file:item N`` for a JSON list). Bad rows come back with a problem instead of stopping the read."""
-    text = decode_subtitle_bytes(path.read_bytes())  # BOMs, UTF-8, else cp1252 (never fails)
+def _caption_records(path: Path) -> Iterator[tuple[str, dict[str, Any] | None, str]]:
+    """``(where, record or None, problem)`` per row of a metadata file, read line by line (never whole, except a
+    JSON list); ``where`` is ``file:line`` (or ``file:item N`` for a JSON list). Bad rows come back with a problem
+    instead of stopping the read."""
     suffix = path.suffix.lower()
-    records: list[tuple[str, dict[str, Any] | None, str]] = []
+    if suffix not in (".csv", ".tsv", ".jsonl", ".json"):
+        raise ValueError(f"unsupported metadata file {path} (expected .csv, .tsv, .jsonl or .json)")
 
-    def add(where: str, value: Any) -> None:
+    def record(where: str, value: Any) -> tuple[str, dict[str, Any] | None, str]:
         if isinstance(value, dict):
-            records.append((where, value, ""))
-        else:
-            records.append((where, None, f"a JSON {type(value).__name__}, not an object"))
+            return where, value, ""
+        return where, None, f"a JSON {type(value).__name__}, not an object"
 
-    if suffix in (".csv", ".tsv"):
-        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
-        try:
-            for record in reader:
-                records.append((f"{path.name}:{reader.line_num}", record, ""))
-        except csv.Error as error:
-            records.append((f"{path.name}:{reader.line_num}", None, f"CSV error: {error}"))
-        return records
-    if suffix in (".jsonl", ".json"):
-        stripped = text.strip()
-        if suffix == ".json" and stripped.startswith("["):
+    with open_text_file(path, newline="" if suffix in (".csv", ".tsv") else "\n") as handle:  # BOMs, UTF-8, cp1252
+        if suffix in (".csv", ".tsv"):
+            reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
             try:
-                items = json.loads(stripped)
+                for row in reader:
+                    yield f"{path.name}:{reader.line_num}", row, ""
+            except csv.Error as error:
+                yield f"{path.name}:{reader.line_num}", None, f"CSV error: {error}"
+            return
+        first = handle.read(1)
+        while first.isspace():
+            first = handle.read(1)
+        handle.seek(0)
+        if suffix == ".json" and first == "[":
+            try:
+                items = json.loads(handle.read().lstrip("\ufeff"))
             except (ValueError, RecursionError) as error:  # JSONDecodeError, 4300-digit integers, deep nesting
                 raise ValueError(f"{path}: not a JSON list ({type(error).__name__}: {str(error)[:200]})") from None
             for number, item in enumerate(items, start=1):
-                add(f"{path.name}:item {number}", item)
-            return records
-        for number, line in enumerate(text.split("\n"), start=1):
-            if not line.strip():
+                yield record(f"{path.name}:item {number}", item)
+            return
+        for number, line in enumerate(handle, start=1):
+            if not line.strip() or (number == 1 and not line.lstrip("\ufeff").strip()):
                 continue
             try:
-                add(f"{path.name}:{number}", json.loads(line))
+                yield record(f"{path.name}:{number}", json.loads(line.lstrip("\ufeff")))
             except (ValueError, RecursionError) as error:
                 problem = f"not JSON ({type(error).__name__}: {str(error)[:120]})"
-                records.append((f"{path.name}:{number}", None, problem))
-        return records
-    raise ValueError(f"unsupported metadata file {path} (expected .csv, .tsv, .jsonl or .json)")
+                yield f"{path.name}:{number}", None, problem
 
 
 def read_caption_metadata(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -450,6 +499,43 @@ def _caption_text(value: Any) -> str | None:
     return None
 
 
+def _caption_entry(where: str, record: dict[str, Any], *, video_column: str, caption_column: str,
+                   id_column: str | None, root: Path, video_suffix: str
+                   ) -> tuple[tuple[Path, str, str] | None, SkippedMember | None]:
+    """``((video path, video id, caption), None)`` for a usable metadata record, else ``(None, why not)``."""
+    raw_value = record.get(video_column)
+    if raw_value is not None and not isinstance(raw_value, str):
+        return None, SkippedMember(where, "no_video_path", f"column {video_column!r} holds a "
+                                   f"{type(raw_value).__name__}, not a path")
+    raw_path = (raw_value or "").strip()
+    caption = _caption_text(record.get(caption_column))
+    if caption is None:
+        kind = type(record.get(caption_column)).__name__
+        return None, SkippedMember(where, "bad_caption", f"column {caption_column!r} holds a {kind}, not text")
+    if not raw_path:
+        return None, SkippedMember(where, "no_video_path", f"column {video_column!r} empty or missing")
+    path = Path(raw_path)
+    if video_suffix and not path.suffix:
+        path = path.with_name(path.name + video_suffix)
+    if not path.is_absolute():
+        path = root / path
+    if not caption:
+        return None, SkippedMember(str(path), "empty_caption")
+    try:
+        found = path.is_file()
+    except (OSError, ValueError) as error:  # e.g. a NUL byte in the path
+        return None, SkippedMember(where, "no_video_path", f"{type(error).__name__}: {error}")
+    if not found:
+        return None, SkippedMember(str(path), "missing_video", "file not found")
+    video_id = str(record.get(id_column) or "") if id_column else ""
+    video_id = video_id or Path(raw_path).with_suffix("").as_posix()
+    try:  # Arrow refuses lone surrogates (JSON "\ud83d") only at write time
+        caption.encode("utf-8"), video_id.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return None, SkippedMember(where, "bad_caption", f"not valid Unicode text ({error.reason})")
+    return (path, video_id, caption), None
+
+
 def build_caption_corpus(
     metadata: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
@@ -465,96 +551,69 @@ def build_caption_corpus(
     seed: int = 0,
     overwrite: bool = False,
     progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+    output_format: str = "arrow",
+    shard_index: int | None = None,
+    num_shards: int | None = None,
+    rows_per_file: int = 1000,
+    use_launcher: bool = False,
 ) -> CorpusBuildReport:
     """Build a caption corpus from a metadata file of video paths and captions.
 
     Args:
         metadata: ``.csv`` / ``.tsv`` / ``.jsonl`` / ``.json`` file (see :func:`read_caption_metadata`).
-        output_dir: where the ``DatasetDict`` and its card go.
+        output_dir: where the corpus and its card go.
         video_column, caption_column: column names of the video path and the caption.
         id_column: column with a video id (default: the video path without its suffix).
         video_root: folder relative video paths start from (default: the metadata file's folder).
         video_suffix: appended to paths that have no suffix (WebVid's metadata lists ids without ``.mp4``).
-        embed_videos, validation_size, num_workers, seed, overwrite, progress: as :func:`build_transcript_corpus`.
+        embed_videos, validation_size, num_workers, seed, overwrite, progress, output_format, shard_index,
+            num_shards, rows_per_file, use_launcher: as :func:`build_transcript_corpus` (shards split the records).
     """
     metadata = Path(metadata)
     output_dir = Path(output_dir)
     root = Path(video_root) if video_root is not None else metadata.parent
-    inputs = [metadata, video_root]
+    spec = resolve_shard(shard_index, num_shards, use_launcher=use_launcher)
+    embed_videos = embed_videos or output_format != "arrow"
+    inputs: list[Any] = [metadata, video_root]
     check_output_folder(output_dir, overwrite=overwrite, inputs=inputs)
+    num_records = sum(1 for _ in _caption_records(metadata))  # a first pass: the shards split the records
+    settings = {"kind": "caption", "source": str(metadata.resolve()), "video_column": video_column,
+                "caption_column": caption_column, "id_column": id_column, "video_root": str(root.resolve()),
+                "video_suffix": video_suffix, "embed_videos": embed_videos, "num_members": num_records}
+    out = CorpusOutput(output_dir, fmt=output_format, spec=spec, settings=settings, overwrite=overwrite,
+                       inputs=inputs, validation_size=validation_size, seed=seed, rows_per_file=rows_per_file)
     skipped: list[SkippedMember] = []
-    entries: list[tuple[Path, str, str]] = []
-    for where, record, problem in _caption_records(metadata):
-        if record is None:
-            skipped.append(SkippedMember(where, "bad_row", problem))
-            continue
-        raw_value = record.get(video_column)
-        if raw_value is not None and not isinstance(raw_value, str):
-            skipped.append(SkippedMember(where, "no_video_path", f"column {video_column!r} holds a "
-                                         f"{type(raw_value).__name__}, not a path"))
-            continue
-        raw_path = (raw_value or "").strip()
-        caption = _caption_text(record.get(caption_column))
-        if caption is None:
-            kind = type(record.get(caption_column)).__name__
-            skipped.append(SkippedMember(where, "bad_caption", f"column {caption_column!r} holds a {kind}, not text"))
-            continue
-        if not raw_path:
-            skipped.append(SkippedMember(where, "no_video_path", f"column {video_column!r} empty or missing"))
-            continue
-        path = Path(raw_path)
-        if video_suffix and not path.suffix:
-            path = path.with_name(path.name + video_suffix)
-        if not path.is_absolute():
-            path = root / path
-        if not caption:
-            skipped.append(SkippedMember(str(path), "empty_caption"))
-            continue
-        try:
-            found = path.is_file()
-        except (OSError, ValueError) as error:  # e.g. a NUL byte in the path
-            skipped.append(SkippedMember(where, "no_video_path", f"{type(error).__name__}: {error}"))
-            continue
-        if not found:
-            skipped.append(SkippedMember(str(path), "missing_video", "file not found"))
-            continue
-        video_id = str(record.get(id_column) or "") if id_column else ""
-        video_id = video_id or Path(raw_path).with_suffix("").as_posix()
-        try:  # Arrow refuses lone surrogates (JSON "\ud83d") only at save time, after every video was probed
-            caption.encode("utf-8"), video_id.encode("utf-8")
-        except UnicodeEncodeError as error:
-            skipped.append(SkippedMember(where, "bad_caption", f"not valid Unicode text ({error.reason})"))
-            continue
-        entries.append((path, video_id, caption))
+    start, stop = spec.bounds(num_records)
+    video_folders: set[str] = set()  # a path corpus's videos must survive a later --overwrite of the output
 
-    probes = _probe_all(sorted({str(p) for p, _, _ in entries}), num_workers, progress)
-    rows = []
-    for path, video_id, caption in entries:
-        probe, error = probes[str(path)]
-        if probe is None:
-            skipped.append(SkippedMember(str(path), "unreadable_video", error))
-            continue
-        rows.append(
-            {
-                "video": _video_value(path.resolve(), embed_videos),
-                "video_id": video_id,
-                "caption": caption,
-                "duration": probe.duration,
-            }
-        )
-    for member in skipped:
-        logger.warning("skipped %s (%s): %s", member.source, member.reason, member.detail)
-    if not rows:
-        raise ValueError(f"no usable row in {metadata} ({len(skipped)} skipped)")
-    # The videos a path corpus refers to must survive a later --overwrite of this folder.
-    inputs += [path for path, _, _ in entries]
-    with staged_output_folder(output_dir, overwrite=overwrite, inputs=inputs) as staging:
-        num_rows = _save(rows, caption_features(embed_videos=embed_videos), staging,
-                         validation_size=validation_size, seed=seed)
-        report = CorpusBuildReport(str(output_dir), "caption", None, num_rows, skipped, embed_videos)
-        _write_card(staging, report, str(metadata))
-    logger.info(report.summary())
-    return report
+    def entries() -> Iterator[tuple[int, Path, str, str]]:
+        for index, (where, record, problem) in enumerate(_caption_records(metadata)):
+            if not start <= index < stop:
+                continue
+            if record is None:
+                skipped.append(SkippedMember(where, "bad_row", problem))
+                continue
+            entry, failure = _caption_entry(where, record, video_column=video_column, caption_column=caption_column,
+                                            id_column=id_column, root=root, video_suffix=video_suffix)
+            if entry is None:
+                skipped.append(failure)
+            else:
+                video_folders.add(str(entry[0].parent))
+                yield index, *entry
+
+    def rows() -> Iterator[tuple[int, dict[str, Any]]]:
+        probed = probed_in_order(entries(), lambda entry: str(entry[1]), num_workers)
+        for (index, path, video_id, caption), probe, error in (progress or iter)(probed):
+            if probe is None:
+                skipped.append(SkippedMember(str(path), "unreadable_video", error))
+                continue
+            video = _video_value(path.resolve(), embed_videos, output_dir)
+            yield index, {"video": video, "video_id": video_id, "caption": caption, "duration": probe.duration}
+        out.inputs.extend(sorted(video_folders))
+
+    features = caption_features(embed_videos=embed_videos)
+    return _run_build(out, rows(), features, num_records, skipped, "caption", None, embed_videos, str(metadata),
+                      f"no usable row in {metadata}")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -581,6 +640,17 @@ class _CorpusBuildArguments:
         },
     )
     num_workers: int = field(default=1, kw_only=True, metadata={"help": "processes probing videos"})
+    format: str = field(default="arrow", kw_only=True, metadata={"choices": list(SHARD_FORMATS), "help": "arrow "
+                        "(save_to_disk folder), or shard files with embedded videos that stream back with "
+                        "load_dataset(..., streaming=True): parquet, webdataset (.tar: KEY.mp4 + KEY.json)"})
+    rows_per_file: int = field(default=1000, kw_only=True, metadata={"help": "rows per parquet/webdataset file"})
+    shard_index: int | None = field(
+        default=None,
+        kw_only=True,
+        metadata={"help": "build only this shard (0-based) of --num_shards (e.g. $SLURM_ARRAY_TASK_ID); the last "
+                  "shard to finish merges. torchrun / accelerate launch ranks split the work too"},
+    )
+    num_shards: int | None = field(default=None, kw_only=True, metadata={"help": "number of shards (with --shard_index)"})
     seed: int = field(default=0, kw_only=True, metadata={"help": "seed of the train/validation split"})
     overwrite: bool = field(
         default=False,
@@ -601,7 +671,8 @@ class TranscriptCorpusArguments(_CorpusBuildArguments):
     videos: str = field(metadata={"help": "folder of videos with transcripts (searched recursively)"})
     output: str = field(metadata={"help": "output folder (a DatasetDict, README.md, build_report.json)"})
     embed_videos: bool = field(
-        default=False, metadata={"help": "embed video bytes (default: keep absolute paths)"}
+        default=False, metadata={"help": "embed video bytes (default: paths relative to the output; parquet and "
+                                 "webdataset always embed)"}
     )
     timing: str = field(
         default="auto",
@@ -636,7 +707,8 @@ class CaptionCorpusArguments(_CorpusBuildArguments):
     video_root: str | None = field(default=None, metadata={"help": "folder relative paths start from"})
     video_suffix: str = field(default="", metadata={"help": "suffix added to paths without one (WebVid: .mp4)"})
     embed_videos: bool = field(
-        default=False, metadata={"help": "embed video bytes (default: keep absolute paths)"}
+        default=False, metadata={"help": "embed video bytes (default: paths relative to the output; parquet and "
+                                 "webdataset always embed)"}
     )
 
 
@@ -671,6 +743,7 @@ def transcript_corpus_main(argv: Sequence[str] | None = None, prog: str | None =
         seed=args.seed,
         overwrite=args.overwrite,
         use_denoised=not args.raw_asr_words,
+        **_output_options(args),
     )
 
 
@@ -694,7 +767,13 @@ def caption_corpus_main(argv: Sequence[str] | None = None, prog: str | None = No
         num_workers=args.num_workers,
         seed=args.seed,
         overwrite=args.overwrite,
+        **_output_options(args),
     )
+
+
+def _output_options(args: _CorpusBuildArguments) -> dict[str, Any]:
+    return {"output_format": args.format, "rows_per_file": args.rows_per_file, "shard_index": args.shard_index,
+            "num_shards": args.num_shards, "use_launcher": True}
 
 
 def _build_and_report(build: Callable[..., CorpusBuildReport], *args: Any, **kwargs: Any) -> int:

@@ -14,10 +14,9 @@ sampler without loading them. Shuffling comes from per-epoch permutations seeded
 the Trainer calls ``set_epoch`` (through accelerate) before each epoch. Do not use persistent DataLoader workers:
 they would keep the previous epoch.
 
-:class:`MixedCorpusBatchStream` does the same for streaming (🤗 ``IterableDataset``) corpora. In a multi-process
-run it needs ``TrainingArguments(accelerator_config={"dispatch_batches": False})`` (each rank reads and decodes
-its own batches); it orders its output so that accelerate's ``IterableDatasetShard`` and the DataLoader workers
-give every rank the same corpus at every step.
+:class:`MixedCorpusBatchStream` does the same for streaming (🤗 ``IterableDataset``) corpora, each rank and each
+DataLoader worker reading only its own part of every corpus (``split_dataset_by_node``); its groups carry their
+position in the stream (:data:`STREAM_STATE_KEY`) so that a resumed run continues where it stopped.
 
 A group is a dict marked with :data:`GROUP_FLAG`: ``corpus``, ``kind``, ``step``, ``rows``/``keys`` (the batch)
 and ``reserve_rows``/``reserve_keys`` (replacements for samples that fail); :func:`unpack_groups` reads groups back.
@@ -27,18 +26,29 @@ from __future__ import annotations
 
 import itertools
 import os
+from functools import partial
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from datasets.distributed import split_dataset_by_node
 
 from .schema import CorpusKind, corpus_kind
 
-__all__ = ["GROUP_FLAG", "MixedCorpusBatchDataset", "MixedCorpusBatchStream", "iter_collated", "unpack_groups"]
+__all__ = [
+    "GROUP_FLAG",
+    "STREAM_STATE_KEY",
+    "MixedCorpusBatchDataset",
+    "MixedCorpusBatchStream",
+    "iter_collated",
+    "unpack_groups",
+]
 
 #: Marks a dict as a group of rows (not a corpus row).
 GROUP_FLAG = "__tvtsv2_group__"
+#: A streamed group's (and its batch's) position in the stream, for resuming (see :class:`MixedCorpusBatchStream`).
+STREAM_STATE_KEY = "__tvtsv2_stream_state__"
 
 
 def _group(
@@ -227,40 +237,53 @@ class MixedCorpusBatchDataset(torch.utils.data.Dataset):
         return _group(name, self.kinds[corpus], step, zip(rows, keys), zip(reserve_rows, reserve_keys))
 
 
-def _iterate_rows(dataset: Any, chunk: int = 64) -> Iterator[dict[str, Any]]:
-    """All rows of ``dataset``, also inside a DataLoader worker.
+def _part_state(pass_number: int, position: int, dataset: Any) -> dict[str, Any]:
+    return {"pass": pass_number, "position": position, "dataset": dataset.state_dict()}
 
-    A 🤗 ``IterableDataset`` iterated with ``for`` in a DataLoader worker yields only that worker's shards; its
-    public ``.iter(batch_size)`` does not, and gives the same rows in the same order.
-    """
-    from datasets import IterableDataset as HFIterableDataset
 
-    if isinstance(dataset, HFIterableDataset):
-        for batch in dataset.iter(batch_size=chunk):
-            columns = list(batch)
-            for i in range(len(batch[columns[0]]) if columns else 0):
-                yield {column: batch[column][i] for column in columns}
-    else:
-        yield from dataset
+def _env_rank() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank()
+    return int(os.environ.get("RANK", "0"))
 
 
 class MixedCorpusBatchStream(torch.utils.data.IterableDataset):
-    """Streaming counterpart of :class:`MixedCorpusBatchDataset` for 🤗 ``IterableDataset`` corpora.
+    """Streaming counterpart of :class:`MixedCorpusBatchDataset` for 🤗 ``IterableDataset`` corpora: the same kind of
+    groups, one corpus per optimiser step, and every process and DataLoader worker reads only its own part.
 
-    Yields the same kind of groups. An epoch ends when the primary (first) stream is exhausted; the other streams
-    restart when exhausted. Shuffle the streams yourself (``ds.shuffle(seed=..., buffer_size=...)``);
-    ``set_epoch`` is forwarded to them so that the shuffle changes every epoch and every restart.
+    Schedule. Output ``n`` of a rank (DataLoader order: with ``W`` workers, worker ``n % W`` makes it) is the group of
+    micro-step ``n``: corpus ``pattern[(n // gradient_accumulation_steps) % len(pattern)]`` (by ``ratio``), the same
+    on every rank, so an optimiser step never mixes corpora.
 
-    Layout. The output is a sequence of *blocks*, one per per-rank micro-step ``n``: ``world_size`` consecutive
-    groups from the corpus of optimizer step ``n // gradient_accumulation_steps`` (by ``ratio``), group ``r`` for
-    rank ``r``. accelerate's ``IterableDatasetShard`` (``dispatch_batches=False``) hands position ``r`` of every
-    block to rank ``r``, so all ranks train on the same corpus at every step, on different rows.
+    Parts. The ``k`` workers that make the groups of a corpus (:meth:`reader_roles`: with two corpora alternating and
+    two workers, worker 0 makes every transcript group and worker 1 every caption group) split it: reader ``j`` of
+    rank ``r`` reads part ``r * k + j`` of ``world_size * k``, by ``datasets.distributed.split_dataset_by_node``,
+    which gives it whole shards when the corpus has a multiple of ``world_size * k`` shards (files of a
+    Hub/parquet/WebDataset corpus, ``to_iterable_dataset(num_shards=...)`` of a saved one) and otherwise every
+    ``world_size * k``-th row (each part then reads every row and keeps its own). Reserve rows (replacements for
+    samples that fail) come from the same part. The DataLoader must not be sharded again (no accelerate
+    ``IterableDatasetShard``; ``TVTSv2Trainer`` builds a plain DataLoader for this class, see
+    :attr:`reads_its_own_part`).
 
-    DataLoader workers: worker ``w`` of ``W`` emits the blocks ``n = w, w + W, ...`` and the DataLoader's
-    round-robin over workers restores the order ``n = 0, 1, 2, ...``. To know which rows belong to which block,
-    every worker (and every rank) reads the whole streams and drops the rows of other blocks: reading costs
-    ``W x world_size`` times the data, decoding (the expensive part, in the collator) is not repeated.
+    Passes. A part that is exhausted starts again, the next *pass* (``set_epoch(pass)`` on the streamed dataset: a
+    shuffled one gets a new shard order and buffer seed): the stream is endless and the length of training is
+    ``max_steps``. When all parts of the primary corpus hold the same number of rows (and its readers make the same
+    number of its groups, true for the usual schedules), a pass of every part is one epoch, in which every row of
+    the corpus is read exactly once across ranks and workers; otherwise a part that is read faster starts its next
+    pass earlier.
+
+    Resume. Each group carries, under :data:`STREAM_STATE_KEY`, its output index and where its worker's parts stood
+    after it (``IterableDataset.state_dict()`` per corpus, with the pass and position); the collator passes it on
+    with the batch. ``TVTSv2Trainer`` keeps the state of the last batch it consumed from each worker and writes it
+    into every checkpoint (``stream_state-rank{r}.json``); :meth:`load_state_dict` with it continues with the next
+    group each worker would have made. This is exact (the same rows in the same order, so the same weights) for
+    unshuffled streams; datasets does not save the content of a shuffle buffer (``shuffle(buffer_size=...)``), so
+    after resuming a shuffled stream the rows that were in the buffers are not read in that pass. Resuming needs the
+    same ``world_size``, number of DataLoader workers, batch size and corpora.
     """
+
+    #: The stream splits itself over ranks and workers: a DataLoader over it must not shard it again.
+    reads_its_own_part = True
 
     def __init__(
         self,
@@ -268,55 +291,106 @@ class MixedCorpusBatchStream(torch.utils.data.IterableDataset):
         batch_size: int,
         *,
         ratio: Mapping[str, int] | Sequence[int] | None = None,
+        rank: int | None = None,
         world_size: int | None = None,
         gradient_accumulation_steps: int = 1,
         num_reserve: int = 1,
         seed: int = 0,
         kinds: Sequence[CorpusKind] | None = None,
     ):
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
         _init_mixing(self, corpora, batch_size, ratio, world_size, gradient_accumulation_steps, num_reserve, seed)
+        self.rank = _env_rank() if rank is None else rank
         self.kinds = list(kinds) if kinds is not None else [corpus_kind(c) for c in self.corpora]
+        self._resume: dict[str, Any] = {}
 
     def set_epoch(self, epoch: int) -> None:
+        """Kept for the Trainer's API: passes are counted per part (see the class docstring)."""
         self.epoch = int(epoch)
 
-    def _stream(self, corpus: int) -> Iterator[tuple[dict[str, Any], tuple[int, ...]]]:
-        """Rows of one corpus with their keys; secondary corpora restart forever."""
-        dataset = self.corpora[corpus]
-        cycle = 0
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue after the groups recorded in ``state`` (see :meth:`checkpoint_state`)."""
+        if state.get("world_size") != self.world_size or state.get("batch_size") != self.batch_size:
+            raise ValueError(
+                f"the stream state was saved with world_size={state.get('world_size')} and batch_size="
+                f"{state.get('batch_size')}; this run has {self.world_size} and {self.batch_size}"
+            )
+        self._resume = dict(state)
+
+    def checkpoint_state(self, group_states: Mapping[int, Mapping[str, Any]], num_workers: int) -> dict[str, Any]:
+        """The state to save from the :data:`STREAM_STATE_KEY` entries of the last consumed group of each worker
+        role (``{role: entry}``)."""
+        consumed = max((entry["index"] + 1 for entry in group_states.values()), default=0)
+        return {
+            "consumed": consumed,
+            "num_workers": max(1, num_workers),
+            "world_size": self.world_size,
+            "rank": self.rank,
+            "batch_size": self.batch_size,
+            "roles": {str(role): entry["corpora"] for role, entry in group_states.items()},
+        }
+
+    def reader_roles(self, name: str, num_workers: int) -> list[int]:
+        """The workers (``output index % num_workers``) that make the groups of corpus ``name``."""
+        ga, pattern = self.gradient_accumulation_steps, self.pattern
+        period = len(pattern) * ga * num_workers
+        return sorted({n % num_workers for n in range(period) if pattern[(n // ga) % len(pattern)] == name})
+
+    def _rows(self, corpus: int, part: int, num_parts: int, start: Mapping[str, Any] | None):
+        """Endless ``(row, key, state)`` of one corpus's part; ``state()`` is where the part stands after the row."""
+        pass_number, position = (start["pass"], start["position"]) if start else (0, 0)
+        dataset_state = start["dataset"] if start else None
         while True:
+            dataset = split_dataset_by_node(self.corpora[corpus], rank=part, world_size=num_parts)
             if hasattr(dataset, "set_epoch"):
-                # a distinct shuffle per epoch and per restart, the same on every rank and worker
-                dataset.set_epoch(self.epoch * 1000 + cycle)
-            position = -1
-            for position, row in enumerate(_iterate_rows(dataset)):
-                yield row, (corpus, self.epoch, cycle, position)
-            if corpus == 0 or position < 0:
-                return
-            cycle += 1
+                dataset.set_epoch(pass_number)
+            if dataset_state is not None:
+                dataset.load_state_dict(dataset_state)
+            found = False
+            # `.iter()` reads this part only; iterating the dataset itself in a DataLoader worker would split it
+            # over the workers once more.
+            for batch in dataset.iter(batch_size=1):
+                found = True
+                row = {column: values[0] for column, values in batch.items()}
+                position += 1
+                state = partial(_part_state, pass_number, position, dataset)
+                yield row, (corpus, pass_number, part, position - 1), state
+            if not found and dataset_state is None:
+                raise ValueError(f"corpus {self.names[corpus]!r} has no rows for part {part} of {num_parts}")
+            pass_number, position, dataset_state = pass_number + 1, 0, None
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = torch.utils.data.get_worker_info()
         num_workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
-        streams = [self._stream(i) for i in range(len(self.corpora))]
-        group_size = self.batch_size + self.num_reserve
-        for micro_step in itertools.count():
-            step = micro_step // self.gradient_accumulation_steps
+        resume = self._resume
+        if resume and resume.get("num_workers") != num_workers:
+            raise ValueError(
+                f"the stream state was saved with {resume.get('num_workers')} DataLoader workers per process; this "
+                f"run has {num_workers} (set --dataloader_num_workers to the saved value to resume)"
+            )
+        consumed = resume.get("consumed", 0)
+        role = (consumed + worker) % num_workers  # the worker that made output `consumed + worker` before
+        saved = resume.get("roles", {}).get(str(role), {})
+        streams = []
+        for i, name in enumerate(self.names):
+            readers = self.reader_roles(name, num_workers)
+            if role not in readers:
+                streams.append(None)  # this worker never makes a group of this corpus
+                continue
+            part, num_parts = self.rank * len(readers) + readers.index(role), self.world_size * len(readers)
+            streams.append(self._rows(i, part, num_parts, saved.get(name)))
+        latest = {name: saved.get(name) for name in self.names}
+        for index in itertools.count(consumed + worker, num_workers):
+            step = index // self.gradient_accumulation_steps
             name = self.pattern[step % len(self.pattern)]
             corpus = self.names.index(name)
-            # Read the whole block first: an incomplete block ends the epoch (on every rank and worker alike).
-            block = []
-            for _ in range(self.world_size * group_size):
-                try:
-                    block.append(next(streams[corpus]))
-                except StopIteration:
-                    return
-            if micro_step % num_workers != worker:
-                continue  # another worker's block: its rows were read only to stay in step
-            for rank in range(self.world_size):
-                taken = block[rank * group_size : (rank + 1) * group_size]
-                rows, reserves = taken[: self.batch_size], taken[self.batch_size :]
-                yield _group(name, self.kinds[corpus], step, rows, reserves)
+            taken = [next(streams[corpus]) for _ in range(self.batch_size + self.num_reserve)]
+            latest[name] = taken[-1][2]()
+            entries = [(row, key) for row, key, _ in taken]
+            group = _group(name, self.kinds[corpus], step, entries[: self.batch_size], entries[self.batch_size :])
+            group[STREAM_STATE_KEY] = {"index": index, "role": role, "corpora": dict(latest)}
+            yield group
 
 
 def iter_collated(dataset: Iterable[Any], collator: Callable[[list[Any]], dict[str, Any]]) -> Iterator[dict[str, Any]]:

@@ -38,6 +38,11 @@ refused (:func:`~modeling_tvtsv2.tools.output_folders.check_not_an_input`). Outp
 the output: a corpus row whose ``video_id`` names a path outside ``OUT/videos`` (``../../x``, an absolute path) is
 skipped and reported, as are inputs that would share one output (``clip.avi`` and ``clip.mp4`` side by side: both
 would become ``clip.mp4`` and ``clip.srt`` could not say which video it describes; rename one).
+
+Across machines: ``--shard_index I --num_shards N`` (or the launcher's ranks) transcodes one contiguous block of the
+sorted inputs per shard, each shard writes ``prepare_videos_report.shard-0000I-of-0000N.json``, and the shard that
+completes the set writes the merged ``prepare_videos_report.json`` (and the corpus copy, whose paths are relative to
+it, or ``--corpus_format parquet|webdataset`` shards with the prepared videos embedded).
 """
 
 from __future__ import annotations
@@ -65,7 +70,9 @@ from ..video_decoding_tvtsv2 import (
     open_av_container,
     timeline_origin,
 )
-from .schema import is_saved_dataset
+from .corpus_shards import SHARD_FORMATS, open_shard_writer
+from .schema import corpus_root, is_saved_dataset, relative_video_path
+from .sharding import ShardSpec, claim, read_shard_reports, resolve_shard, shard_report_path, write_json_atomic
 
 
 logger = logging.get_logger(__name__)
@@ -76,6 +83,7 @@ DEFAULT_SHORT_SIDE = 268
 REPORT_NAME = "prepare_videos_report.json"
 _SIDECAR_SUFFIXES = (".json", ".vtt", ".srt")
 _TEMP_MARK = ".tmp-"
+_REFUSED = "\0refused:"  # planned-output key of a corpus row whose id leads outside the output (never a path)
 
 
 @dataclass(frozen=True)
@@ -106,10 +114,13 @@ class PrepareVideosReport:
     failed: list[dict[str, str]] = field(default_factory=list)
     corpus: str | None = None
     seconds: float = 0.0
+    shard: dict[str, int] | None = None  # {"index", "count"}; the merged report of N shards has index 0, count N
+    complete: bool = True  # False: one shard's report, before every shard is done
 
     def summary(self) -> str:
+        shard = "" if self.complete else f"shard {self.shard['index']} of {self.shard['count']}: "
         return (
-            f"prepared videos in {self.output}: {len(self.transcoded)} transcoded, {len(self.already_done)} already "
+            f"{shard}prepared videos in {self.output}: {len(self.transcoded)} transcoded, {len(self.already_done)} already "
             f"done, {len(self.failed)} failed ({self.seconds:.1f} s)"
         )
 
@@ -355,8 +366,20 @@ def prepare_videos(
     overwrite: bool = False,
     extensions: Sequence[str] | None = None,
     progress: bool = True,
+    shard_index: int | None = None,
+    num_shards: int | None = None,
+    corpus_format: str = "arrow",
+    rows_per_file: int = 1000,
+    use_launcher: bool = False,
 ) -> PrepareVideosReport:
     """Transcode a folder of videos (recursively) or a saved corpus into ``output`` (see the module docstring).
+
+    ``shard_index`` / ``num_shards`` (and, with ``use_launcher`` as the command line does, the launcher's ``RANK`` /
+    ``WORLD_SIZE``, :mod:`modeling_tvtsv2.data.sharding`) make this run one shard: it transcodes its contiguous block of the sorted
+    videos and writes ``prepare_videos_report.<shard>.json``; the shard that completes the set writes the merged
+    ``prepare_videos_report.json`` (and, for a corpus input, the corpus copy). ``corpus_format``: the corpus copy
+    as a ``save_to_disk`` folder (``"arrow"``, paths relative to it) or as ``"parquet"`` / ``"webdataset"`` shard
+    files with the prepared videos embedded (``rows_per_file`` rows each).
 
     Returns the report (also saved as ``output/prepare_videos_report.json``). Raises :class:`PrepareVideosError`
     (a ``ValueError``) for a missing input, an input without videos, or an output that equals/contains the input.
@@ -369,18 +392,25 @@ def prepare_videos(
         raise PrepareVideosError(f"input {source} is not a folder (of videos, or a saved corpus)")
     if num_workers < 1:
         raise PrepareVideosError(f"num_workers must be >= 1, got {num_workers}")
+    if corpus_format not in SHARD_FORMATS:
+        raise PrepareVideosError(f"--corpus_format must be one of {', '.join(SHARD_FORMATS)}, got {corpus_format!r}")
+    try:
+        spec = resolve_shard(shard_index, num_shards, use_launcher=use_launcher)
+    except ValueError as error:
+        raise PrepareVideosError(str(error)) from None
     _check_folders(source, output)
     started = time.perf_counter()
     if settings.threads == 0 and num_workers > 1:
         # Parallelism comes from the processes; FFmpeg's own threads would oversubscribe the CPUs.
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         settings = TranscodeSettings(**{**asdict(settings), "threads": max(1, cpus // num_workers)})
-    report = PrepareVideosReport(str(output), asdict(settings))
+    report = PrepareVideosReport(str(output), asdict(settings), shard=spec.to_json(), complete=spec.is_single)
     if not overwrite:
         _check_earlier_settings(output, report.settings)
     output.mkdir(parents=True, exist_ok=True)
-    if is_saved_dataset(source) or (source / "train").is_dir() and is_saved_dataset(source / "train"):
-        _prepare_corpus(source, output, settings, num_workers, overwrite, report, progress)
+    corpus_input = is_saved_dataset(source) or (source / "train").is_dir() and is_saved_dataset(source / "train")
+    if corpus_input:
+        _prepare_corpus(source, output, settings, num_workers, overwrite, report, progress, spec)
     else:
         suffixes = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in (extensions or VIDEO_EXTENSIONS)}
         videos = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
@@ -388,20 +418,21 @@ def prepare_videos(
         if not videos:
             raise PrepareVideosError(f"no videos ({', '.join(sorted(suffixes))}) found in {source}")
         jobs = []
-        claimed: dict[Path, list[Path]] = {}
+        claimed: dict[Path, list[Path]] = {}  # over all inputs, so that every shard refuses the same ones
         for video in videos:
             claimed.setdefault(output / video.relative_to(source).with_suffix(".mp4"), []).append(video)
-        for destination, sharing in claimed.items():
-            if len(sharing) == 1 and _lies_in(sharing[0], output):  # a link into the output: replacing would edit it
-                reason = f"it is a link to {sharing[0].resolve()}, inside the output folder"
-                report.failed.append(_refused(str(sharing[0]), str(destination), reason))
-            elif len(sharing) > 1:  # clip.avi + clip.mp4: one output name, and clip.srt would follow either
+        for video in spec.block(videos):  # a contiguous block of the sorted list: shards never share an output
+            destination = output / video.relative_to(source).with_suffix(".mp4")
+            sharing = claimed[destination]
+            if len(sharing) > 1:  # clip.avi + clip.mp4: one output name, and clip.srt would follow either
                 names = ", ".join(str(v.relative_to(source)) for v in sharing)
-                for video in sharing:
-                    reason = f"{names} would all become {destination.name}; rename all but one"
-                    report.failed.append(_refused(str(video), str(destination), reason))
+                reason = f"{names} would all become {destination.name}; rename all but one"
+                report.failed.append(_refused(str(video), str(destination), reason))
+            elif _lies_in(video, output):  # a link into the output: replacing the output would edit this input
+                reason = f"it is a link to {video.resolve()}, inside the output folder"
+                report.failed.append(_refused(str(video), str(destination), reason))
             else:
-                jobs.append((str(sharing[0]), str(destination), settings, overwrite))
+                jobs.append((str(video), str(destination), settings, overwrite))
         _run_jobs(jobs, num_workers, report, progress)
         done = {r["input"] for r in report.transcoded + report.already_done}
         for video in videos:
@@ -411,9 +442,40 @@ def prepare_videos(
                     if overwrite or not target.exists():
                         shutil.copy2(sidecar, target)
     report.seconds = time.perf_counter() - started
-    _save_report(output, report)
-    logger.info(report.summary())
-    return report
+    if spec.is_single:
+        if corpus_input:
+            _save_corpus_copy(source, output, overwrite, report, corpus_format, rows_per_file)
+        _save_report(output, report)
+        logger.info(report.summary())
+        return report
+    write_json_atomic(shard_report_path(output, REPORT_NAME.removesuffix(".json"), spec), report.to_json())
+    merged = _merged_report(output, spec, report)
+    if merged is None:
+        logger.info("%s; the reports are merged when every shard is done", report.summary())
+        return report
+    if corpus_input and claim(output / ".corpus.claim"):
+        try:
+            _save_corpus_copy(source, output, overwrite, merged, corpus_format, rows_per_file)
+        finally:
+            shutil.rmtree(output / ".corpus.claim", ignore_errors=True)
+    merged.corpus = str(output / "corpus") if corpus_input else None
+    _save_report(output, merged)
+    logger.info(merged.summary())
+    return merged
+
+
+def _merged_report(output: Path, spec: ShardSpec, report: PrepareVideosReport) -> PrepareVideosReport | None:
+    """The report of every shard of the run, once each has written its own (shard order), else ``None``."""
+    reports = read_shard_reports(output, REPORT_NAME.removesuffix(".json"), spec.count)
+    if reports is None:
+        return None
+    merged = PrepareVideosReport(report.output, report.settings, shard={"index": 0, "count": spec.count})
+    for part in reports:
+        merged.transcoded += part["transcoded"]
+        merged.already_done += part["already_done"]
+        merged.failed += part["failed"]
+        merged.seconds += part["seconds"]
+    return merged
 
 
 def _check_earlier_settings(output: Path, settings: dict[str, Any]) -> None:
@@ -450,64 +512,93 @@ def _save_report(output: Path, report: PrepareVideosReport) -> None:
     os.replace(temporary, path)
 
 
-def _prepare_corpus(source: Path, output: Path, settings: TranscodeSettings, num_workers: int, overwrite: bool,
-                    report: PrepareVideosReport, progress: bool) -> None:
-    """Transcode the videos of a saved corpus and save a copy of it that points at the prepared files."""
+def _corpus_splits(source: Path):
     import datasets
 
     corpus = datasets.load_from_disk(str(source))
     splits = corpus if isinstance(corpus, datasets.DatasetDict) else {"train": corpus}
-    embedded = output / "videos" / ".embedded"
-    jobs: dict[str, tuple[str, str, TranscodeSettings, bool]] = {}
-    refused: set[str] = set()
     for split in splits.values():
         if "video" not in split.column_names:
             raise PrepareVideosError(f"corpus {source} has no 'video' column")
-        columns = [c for c in ("video", "video_id") if c in split.column_names]
-        for index, row in enumerate(split.select_columns(columns)):
-            video_id = str(row.get("video_id") or index)
-            try:
-                destination = _corpus_destination(output, video_id)
-            except ValueError:
-                if video_id not in refused:
-                    refused.add(video_id)
-                    reason = f"video_id {video_id!r} names a path outside {output / 'videos'}"
-                    report.failed.append(_refused(str(row["video"])[:200], None, reason))
-                continue
-            if str(destination) in jobs:
-                continue
-            if destination.exists() and not overwrite:  # done by an earlier run: no need to extract its bytes
-                jobs[str(destination)] = (str(destination), str(destination), settings, overwrite)
-                continue
-            path = _corpus_video_path(row["video"], embedded, video_id)
-            if path is not None and _lies_in(Path(path), output) and not path.startswith(str(embedded)):
-                reason = f"the video {path} lies inside the output folder (a prepared file as an input?)"
-                report.failed.append(_refused(path, str(destination), reason))
-            elif path is not None:
-                jobs[str(destination)] = (path, str(destination), settings, overwrite)
-    _run_jobs(list(jobs.values()), num_workers, report, progress)
-    shutil.rmtree(embedded, ignore_errors=True)
-    ready = {r["output"] for r in report.transcoded + report.already_done}
+    return corpus, splits
 
-    prepared = {}
+
+def _prepared_paths(output: Path, split) -> list[Path | None]:
+    """Where each row's prepared video goes: ``videos/<video_id or row number>.mp4``; None for an id that leads
+    outside ``videos/`` (``../../x``, an absolute path, a link out): that row is refused."""
+    ids = split["video_id"] if "video_id" in split.column_names else [None] * len(split)
+    paths: list[Path | None] = []
+    for index, video_id in enumerate(ids):
+        try:
+            paths.append(_corpus_destination(output, str(video_id or index)))
+        except ValueError:
+            paths.append(None)
+    return paths
+
+
+def _prepare_corpus(source: Path, output: Path, settings: TranscodeSettings, num_workers: int, overwrite: bool,
+                    report: PrepareVideosReport, progress: bool, spec: ShardSpec = ShardSpec()) -> None:
+    """Transcode this shard's videos of a saved corpus (its block of the distinct outputs, in corpus order)."""
+    _, splits = _corpus_splits(source)
+    embedded = output / "videos" / f".embedded-{spec.name}"  # per shard: shards never share a scratch file
+    planned: dict[str, tuple[str, int, str]] = {}  # output -> (split, row, video id): the first row that names it
     for name, split in splits.items():
         ids = split["video_id"] if "video_id" in split.column_names else [None] * len(split)
-        paths = [
-            None if str(video_id or index) in refused else _corpus_destination(output, str(video_id or index))
-            for index, video_id in enumerate(ids)
-        ]
-        keep = [index for index, path in enumerate(paths) if str(path) in ready]  # rows whose video transcoded
-        # A plain path column (embedded bytes in the input become paths to the prepared files).
-        split = split.select(keep).remove_columns(["video"])
-        prepared[name] = split.add_column("video", [str(paths[index].resolve()) for index in keep])
+        for index, path in enumerate(_prepared_paths(output, split)):
+            # A refused row gets its own key, so that exactly one shard reports it.
+            key = str(path) if path is not None else f"{_REFUSED}{ids[index] or index}"
+            planned.setdefault(key, (name, index, path.stem if path is not None else str(ids[index])))
+    jobs: list[tuple[str, str, TranscodeSettings, bool]] = []
+    for destination, (name, index, video_id) in spec.block(list(planned.items())):
+        if destination.startswith(_REFUSED):
+            reason = f"video_id {video_id!r} names a path outside {output / 'videos'}"
+            report.failed.append(_refused(str(splits[name][index]["video"])[:200], None, reason))
+            continue
+        if Path(destination).exists() and not overwrite:  # done by an earlier run: no need to extract its bytes
+            jobs.append((destination, destination, settings, overwrite))
+            continue
+        path = _corpus_video_path(splits[name][index]["video"], embedded, video_id)
+        if path is not None and not os.path.isabs(path):  # saved corpora store paths relative to their folder
+            path = os.path.normpath(os.path.join(corpus_root(source), path))
+        if path is not None and _lies_in(Path(path), output) and not path.startswith(str(embedded)):
+            reason = f"the video {path} lies inside the output folder (a prepared file as an input?)"
+            report.failed.append(_refused(path, destination, reason))
+        elif path is not None:
+            jobs.append((path, destination, settings, overwrite))
+    _run_jobs(jobs, num_workers, report, progress)
+    shutil.rmtree(embedded, ignore_errors=True)
+
+
+def _save_corpus_copy(source: Path, output: Path, overwrite: bool, report: PrepareVideosReport, corpus_format: str,
+                      rows_per_file: int) -> None:
+    """Save ``output/corpus``: the rows whose video was prepared, pointing at the prepared files (paths relative to
+    the copy for ``arrow``; embedded for ``parquet`` / ``webdataset``)."""
+    import datasets
+
+    corpus, splits = _corpus_splits(source)
+    ready = {r["output"] for r in report.transcoded + report.already_done}
     target = output / "corpus"
     report.corpus = str(target)
     if target.exists() and not overwrite:
         logger.warning("kept the existing %s (a finished run's copy); pass --overwrite to rebuild it", target)
         return
     temporary = output / f".corpus{_TEMP_MARK}{os.getpid()}"
-    out = datasets.DatasetDict(prepared) if isinstance(corpus, datasets.DatasetDict) else prepared["train"]
-    out.save_to_disk(str(temporary))
+    shutil.rmtree(temporary, ignore_errors=True)
+    prepared = {}
+    for name, split in splits.items():
+        paths = _prepared_paths(output, split)
+        keep = [index for index, path in enumerate(paths) if str(path) in ready]  # rows whose video transcoded
+        split = split.select(keep).remove_columns(["video"])
+        if corpus_format == "arrow":  # a plain path column (embedded bytes in the input become paths)
+            prepared[name] = split.add_column("video", [relative_video_path(paths[i], target) for i in keep])
+            continue
+        features = datasets.Features({"video": datasets.Video(decode=False), **split.features})
+        with open_shard_writer(corpus_format, temporary / name, "corpus", features, rows_per_file) as writer:
+            for index, row in zip(keep, split):
+                writer.write({"video": str(paths[index].resolve()), **row})
+    if corpus_format == "arrow":
+        out = datasets.DatasetDict(prepared) if isinstance(corpus, datasets.DatasetDict) else prepared["train"]
+        out.save_to_disk(str(temporary))
     if target.exists():
         shutil.rmtree(target)
     os.replace(temporary, target)
@@ -525,7 +616,7 @@ def _corpus_video_path(value: Any, embedded: Path, video_id: str) -> str | None:
     if isinstance(value, dict):
         if value.get("bytes"):
             embedded.mkdir(parents=True, exist_ok=True)
-            scratch = embedded / f"{len(list(embedded.iterdir()))}.bin"
+            scratch = embedded / f"{len(list(embedded.iterdir()))}.bin"  # the folder is this shard's own
             scratch.write_bytes(value["bytes"])
             return str(scratch)
         return value.get("path")
@@ -585,6 +676,18 @@ class PrepareVideosArguments:
         default=False,
         metadata={"help": "transcode again videos whose output exists (replaced once the new file is complete)"},
     )
+    shard_index: int | None = field(
+        default=None,
+        metadata={"help": "transcode only this shard (0-based) of --num_shards (e.g. $SLURM_ARRAY_TASK_ID); "
+                  "torchrun / accelerate launch ranks split the work too"},
+    )
+    num_shards: int | None = field(default=None, metadata={"help": "number of shards (with --shard_index)"})
+    corpus_format: str = field(
+        default="arrow",
+        metadata={"help": "a saved-corpus input's copy: arrow (save_to_disk, relative paths), or parquet / "
+                  "webdataset shards with the prepared videos embedded", "choices": list(SHARD_FORMATS)},
+    )
+    rows_per_file: int = field(default=1000, metadata={"help": "rows per parquet/webdataset file of the copy"})
 
 
 def run_from_args(args) -> int:
@@ -600,7 +703,9 @@ def run_from_args(args) -> int:
                                  max_fps=args.max_fps)
     try:
         report = prepare_videos(args.input, args.output, settings=settings, num_workers=args.num_workers,
-                                overwrite=args.overwrite, extensions=args.extensions)
+                                overwrite=args.overwrite, extensions=args.extensions, shard_index=args.shard_index,
+                                num_shards=args.num_shards, corpus_format=args.corpus_format,
+                                rows_per_file=args.rows_per_file, use_launcher=True)
     except PrepareVideosError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -609,7 +714,8 @@ def run_from_args(args) -> int:
               file=sys.stderr)  # fmt: skip
         return 1
     print(report.summary())
-    print(f"report: {Path(args.output) / REPORT_NAME}")
+    if report.complete:
+        print(f"report: {Path(args.output) / REPORT_NAME}")
     return 1 if report.failed and not (report.transcoded or report.already_done) else 0
 
 

@@ -30,6 +30,7 @@ from typing import Any, Literal
 from datasets import Dataset, Features, List, Value, Video
 
 from ..video_decoding_tvtsv2 import VIDEO_EXTENSIONS  # the suffixes a folder scan picks up (one list, for all)
+from ..video_sources_tvtsv2 import is_video_url
 
 __all__ = [
     "CAPTION_FEATURES",
@@ -41,10 +42,13 @@ __all__ = [
     "TRANSCRIPT_WORDS_PATH_FEATURES",
     "VIDEO_EXTENSIONS",
     "WORDS_FEATURE",
+    "as_corpus",
     "caption_features",
     "corpus_kind",
+    "corpus_root",
     "is_saved_dataset",
     "load_corpus",
+    "relative_video_path",
     "undecoded_videos",
     "video_source",
 ]
@@ -111,19 +115,89 @@ def corpus_kind(dataset_or_row: Any) -> CorpusKind:
     raise ValueError(f"not a TVTSv2 corpus: columns {sorted(columns)} have none of 'segments', 'words', 'caption'")
 
 
-def load_corpus(path: str | os.PathLike[str], split: str = "train") -> "Dataset":
-    """Load a corpus saved with ``save_to_disk`` (by :mod:`modeling_tvtsv2.data.corpus_builders` or the demo builder).
+def load_corpus(path: str | os.PathLike[str], split: str = "train", *, streaming: bool = False) -> Any:
+    """Load a corpus folder: one saved with ``save_to_disk`` (by :mod:`modeling_tvtsv2.data.corpus_builders` or the
+    demo builder), or a folder of shards (``<split>/*.parquet`` or WebDataset ``<split>/*.tar``, made by the corpus
+    tools or elsewhere) read with ``datasets.load_dataset`` (``streaming=True``: an ``IterableDataset``).
 
     Accepts a saved ``DatasetDict`` (returns ``split``) or a saved ``Dataset`` (returned as is, ``split`` ignored).
+    The result is in the corpus row schema (:func:`as_corpus`): WebDataset members mapped to columns, relative video
+    paths resolved against the corpus folder.
     """
-    from datasets import DatasetDict, load_from_disk
+    from datasets import DatasetDict, IterableDatasetDict, load_dataset, load_from_disk
 
-    loaded = load_from_disk(str(path))
-    if isinstance(loaded, DatasetDict):
+    if is_saved_dataset(path):
+        loaded = load_from_disk(str(path))
+    else:
+        loaded = load_dataset(str(path), streaming=streaming)
+    if isinstance(loaded, (DatasetDict, IterableDatasetDict)):
         if split not in loaded:
             raise KeyError(f"{path} has splits {sorted(loaded)}, not {split!r}")
-        return loaded[split]
-    return loaded
+        loaded = loaded[split]
+    return as_corpus(loaded, path)
+
+
+def corpus_root(path: str | os.PathLike[str]) -> Path:
+    """The folder that a saved corpus's relative video paths start from: the corpus folder (the one holding
+    ``dataset_dict.json``), also when ``path`` is one of its split folders."""
+    path = Path(path).absolute()
+    if not (path / "dataset_dict.json").is_file() and (path.parent / "dataset_dict.json").is_file():
+        return path.parent
+    return path
+
+
+def relative_video_path(video: str | os.PathLike[str], corpus_folder: str | os.PathLike[str]) -> str:
+    """How a corpus at ``corpus_folder`` stores the path of ``video``: relative to the corpus folder (POSIX
+    separators), so that the corpus keeps working when the folder and its videos move together."""
+    relative = os.path.relpath(Path(video).absolute(), Path(corpus_folder).absolute())
+    return Path(relative).as_posix()
+
+
+class _ResolveVideoPaths:
+    """Batch transform: relative ``video`` paths -> absolute ones under ``root`` (picklable for DataLoader workers)."""
+
+    def __init__(self, root: str, column: str = "video"):
+        self.root, self.column = root, column
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, str) and value and not os.path.isabs(value) and "://" not in value:
+            return os.path.normpath(os.path.join(self.root, value))
+        return value
+
+    def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        if self.column in batch:
+            batch[self.column] = [self.resolve(value) for value in batch[self.column]]
+        return batch
+
+    def row(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {**row, self.column: self.resolve(row.get(self.column))} if self.column in row else row
+
+
+def as_corpus(dataset: Any, folder: str | os.PathLike[str] | None = None) -> Any:
+    """``dataset`` (a ``Dataset`` or ``IterableDataset``) in the corpus row schema.
+
+    * WebDataset shards (``__key__`` + ``mp4``/``json``/``txt``/``srt`` columns, e.g. made by video2dataset) are
+      mapped to ``video`` / ``video_id`` / ``duration`` / ``caption`` or ``segments``/``words``
+      (:func:`modeling_tvtsv2.data.corpus_shards.webdataset_to_corpus`);
+    * a string ``video`` column's relative paths are resolved against the corpus folder ``folder`` (see
+      :func:`corpus_root`), lazily: a ``Dataset`` gets an on-access transform (nothing is rewritten, the folder
+      may be read-only), an ``IterableDataset`` a lazy ``map``;
+    * ``datasets.Video`` columns are read undecoded (:func:`undecoded_videos`).
+    """
+    from .corpus_shards import is_webdataset_layout, webdataset_to_corpus
+
+    if is_webdataset_layout(dataset):
+        return webdataset_to_corpus(
+            dataset, lambda kind, timing: caption_features() if kind == "caption" else transcript_features(timing)
+        )
+    dataset = undecoded_videos(dataset)
+    features = getattr(dataset, "features", None)
+    if folder is None or features is None or features.get("video") != Value("string"):
+        return dataset
+    resolver = _ResolveVideoPaths(str(corpus_root(folder)))
+    if isinstance(dataset, Dataset):
+        return dataset.with_transform(resolver)
+    return dataset.map(resolver.row)
 
 
 def is_saved_dataset(folder: str | os.PathLike[str]) -> bool:
@@ -149,8 +223,13 @@ def undecoded_videos(dataset: Any, video_column: str | None = "video") -> Any:
 
 
 def video_source(value: Any, video_root: str | os.PathLike[str] | None = None) -> str | bytes:
-    """What to hand the video decoder for a row's ``video`` field: embedded bytes when present, else the path
-    (relative paths are resolved against ``video_root`` when given)."""
+    """What to hand the video decoder for a row's ``video`` field: embedded bytes when present, else the path or
+    URL.
+
+    A URL (``scheme://...``: ``https://``, ``hf://``, ``s3://``, any fsspec protocol) is returned unchanged and read
+    through fsspec by the decoder. A relative path is resolved against ``video_root`` when given; ``video_root``
+    may itself be a URL (``https://host/videos`` + ``a/b.mp4`` -> ``https://host/videos/a/b.mp4``).
+    """
     if isinstance(value, Mapping):
         data = value.get("bytes")
         if data:
@@ -159,7 +238,12 @@ def video_source(value: Any, video_root: str | os.PathLike[str] | None = None) -
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     if isinstance(value, (str, os.PathLike)) and str(value):
-        path = Path(value)
+        text = os.fspath(value)
+        if is_video_url(text):
+            return text
+        if video_root is not None and is_video_url(os.fspath(video_root)) and not Path(text).is_absolute():
+            return os.fspath(video_root).rstrip("/") + "/" + text.replace(os.sep, "/").lstrip("/")
+        path = Path(text)
         if video_root is not None and not path.is_absolute():
             path = Path(video_root) / path
         return str(path)

@@ -35,7 +35,7 @@ import string
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 __all__ = [
     "SUBTITLE_SUFFIXES",
@@ -47,6 +47,7 @@ __all__ = [
     "clean_cue_text",
     "decode_subtitle_bytes",
     "load_transcript",
+    "open_text_file",
     "parse_srt",
     "parse_subtitles",
     "parse_vtt",
@@ -151,6 +152,29 @@ def decode_subtitle_bytes(data: bytes) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return data.decode("cp1252", errors="replace")
+
+
+def open_text_file(path: str | os.PathLike[str], newline: str | None = "\n") -> TextIO:
+    """Open a text file (caption metadata, transcripts) to read it line by line, never whole, with the rules of
+    :func:`decode_subtitle_bytes`: a byte-order mark decides the encoding (and is skipped); otherwise UTF-8 if the
+    whole file decodes (checked by a streaming pass), else cp1252 with undefined bytes replaced."""
+    path = Path(path)
+    with path.open("rb") as raw:
+        head = raw.read(4)
+        for bom, encoding in _BOMS:
+            if head.startswith(bom):
+                handle = path.open("r", encoding=encoding, newline=newline)
+                handle.read(1)  # the byte-order mark, decoded as U+FEFF
+                return handle
+        raw.seek(0)
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        try:
+            while chunk := raw.read(1 << 20):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return path.open("r", encoding="cp1252", errors="replace", newline=newline)
+    return path.open("r", encoding="utf-8", newline=newline)
 
 
 def read_subtitle_file(path: str | os.PathLike[str]) -> str:

@@ -7,6 +7,7 @@
 | `zero_shot` | zero-shot retrieval, classification and multiple choice over 🤗 Datasets; `training/run_eval.py` / `tvtsv2 eval` |
 | `linear_probe` | CLIP's linear-probe protocol on frozen features (`--task linear-probe`) |
 | `extract` | `tvtsv2 extract`: a corpus's embeddings written as a 🤗 Dataset, in resumable shards, over processes |
+| `extract_streaming` | `tvtsv2 extract` (the command): `--streaming` reads only each job's part of a Hub / remote dataset |
 | `search` | `tvtsv2 search`: text -> video (moment) search over an extracted index |
 
 May import: the Hub files, `modeling_tvtsv2.tools`, `modeling_tvtsv2.data` and each other; nothing from

@@ -51,8 +51,9 @@ import numpy as np
 import torch
 from transformers.utils import logging
 
-from ..data.schema import VIDEO_EXTENSIONS, is_saved_dataset, undecoded_videos
-from ..tools.model_loading import load_model_and_processor
+from ..data.schema import VIDEO_EXTENSIONS, corpus_root, is_saved_dataset, load_corpus, undecoded_videos
+from ..data.sharding import claim, resolve_shard, write_json_atomic
+from ..tools.model_loading import load_model_and_processor, model_fingerprint
 from ..tools.output_folders import OutputFolderError, check_not_an_input
 from ..video_decoding_tvtsv2 import VideoProbeError, probe_video
 from .embedding import DatasetVideos, EmbeddedClips, VideoList, embed_texts, embed_videos, model_device_dtype
@@ -74,6 +75,7 @@ __all__ = [
     "load_model_for_command",
     "open_video_table",
     "parse_windows",
+    "print_report",
     "plan_windows",
 ]
 
@@ -124,14 +126,16 @@ def open_video_table(
     """Opens a corpus: a folder of videos, a dataset saved to disk, or a Hub dataset id.
 
     Args:
-        source: folder of video files (searched recursively, sorted), folder written by `save_to_disk`
+        source: folder of video files (searched recursively, sorted), a corpus folder of Parquet / WebDataset
+            shards (`load_corpus`), folder written by `save_to_disk`
             (a `DatasetDict` needs `split`, unless it has a single split), or a Hub dataset id (`split`, default
             `"train"`).
         video_column: the column holding the videos (paths, bytes, or `{"bytes", "path"}` cells).
         text_column: optional column of strings to embed with the text tower.
         keep_columns: columns copied to the output unchanged (e.g. a label for a linear probe).
         id_column: column with video ids, used when present.
-        video_root: folder that relative video paths are resolved against.
+        video_root: folder that relative video paths are resolved against (default for a saved dataset: its
+            folder, where the corpus tools write paths relative to).
 
     Raises:
         ExtractionError: a missing source, split or column.
@@ -139,7 +143,8 @@ def open_video_table(
     import datasets
 
     folder = Path(os.fspath(source))
-    if folder.is_dir() and not is_saved_dataset(folder):
+    shards = folder.is_dir() and any(p.suffix in (".parquet", ".tar") for p in folder.rglob("*") if p.is_file())
+    if folder.is_dir() and not is_saved_dataset(folder) and not shards:
         if text_column or keep_columns:
             raise ExtractionError(f"{folder}: a folder of videos has no columns (--text-column/--keep-columns)")
         files = sorted(
@@ -150,13 +155,16 @@ def open_video_table(
         if not files:
             raise ExtractionError(f"{folder}: no video files ({', '.join(VIDEO_EXTENSIONS)})")
         root = folder.resolve()
-        # A file name that is not UTF-8 (b"caf\xe9.mp4") is read by its real name; its id, which the dataset stores
-        # as UTF-8, spells the stray bytes as \xe9.
+        # A name that is not UTF-8 (b"caf\xe9.mp4") is read as it is; its id (stored as UTF-8) spells the byte \xe9.
         ids = [name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for name in files]
         return VideoTable(ids, VideoList(os.path.join(root, name) for name in files), str(root))
-    if folder.is_dir():
+    if shards and not is_saved_dataset(folder):  # a corpus as Parquet / WebDataset shards (the corpus tools')
+        description = str(folder.resolve())
+        dataset = load_corpus(folder, split or "train")
+    elif folder.is_dir():
         dataset = datasets.load_from_disk(str(folder))
         description = str(folder.resolve())
+        video_root = video_root if video_root is not None else str(corpus_root(folder))  # relative paths: here
         if isinstance(dataset, datasets.DatasetDict):
             if split is None and len(dataset) == 1:
                 split = next(iter(dataset))
@@ -306,18 +314,10 @@ def embed_table(
         progress=None if progress is None else progress.update,
     )  # fmt: skip
     skipped.extend({"video_id": table.video_ids[entry["row"]], **entry} for entry in clips.skipped)
-    finite = torch.isfinite(clips.embeddings).all(dim=1).tolist()
-    if not all(finite):  # a NaN row would be every query's best hit (score nan): rejected here, listed as skipped
-        for (index, start, end), ok in zip(clips.items, finite):
-            if not ok:
-                window = {"start": start, "end": end} if windows is not None else {}
-                reason = "the embedding is not finite (NaN or inf)"
-                skipped.append({"video_id": table.video_ids[index], "row": index, **window, "reason": reason})
-        keep = [k for k, ok in enumerate(finite) if ok]
-        times = None if clips.frame_times is None else [clips.frame_times[k] for k in keep]
-        clips = dataclasses.replace(
-            clips, items=[clips.items[k] for k in keep], embeddings=clips.embeddings[keep], frame_times=times
-        )
+    clips, dropped = clips.without_non_finite()  # a NaN row would be every query's best hit (score nan)
+    for index, start, end in dropped:
+        window = {"start": start, "end": end} if windows is not None else {}
+        skipped.append({"video_id": table.video_ids[index], "row": index, **window, "reason": "embedding not finite"})
     return dataclasses.replace(clips, skipped=skipped)
 
 
@@ -340,28 +340,6 @@ def load_model_for_command(
         raise ExtractionError(f"--model {model_name_or_path}: cannot load ({str(error).splitlines()[0]})") from error
 
 
-def model_fingerprint(model, dtype: str | torch.dtype | None = None) -> str:
-    """SHA-1 of the config and of every weight's bytes (detects a different model behind the same path).
-
-    Depends on the weights and the config only: not on the process or thread count (a float sum would: its order
-    follows the threads), nor on the path or the dtype the config records. `dtype`: round the weights to it first,
-    so that a float32 copy of a model matches the fingerprint of its bfloat16 copy (`model_dtype` in the manifest).
-    """
-    config = model.config.to_dict()
-    for key in ("_name_or_path", "torch_dtype", "dtype", "transformers_version"):
-        config.pop(key, None)
-    digest = hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode())
-    rounding = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            values = tensor.detach().to("cpu")
-            if rounding is not None and values.is_floating_point():
-                values = values.to(rounding)
-            digest.update(f"{name}{tuple(values.shape)}".encode())
-            digest.update(values.to(torch.float32).contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Extraction to disk: shards, resume, processes
 # --------------------------------------------------------------------------------------------------------------
@@ -378,8 +356,11 @@ class ExtractionReport:
     reused_shards: int
     skipped: list[dict[str, Any]]
     already_complete: bool = False
+    merged: bool = True  # False: this job's part is done, another job merges
 
     def summary(self) -> str:
+        if not self.merged:
+            return f"this job's part of {self.output} is done; the job that finishes last merges"
         if self.already_complete:
             return f"{self.output} is already complete ({self.num_rows} rows): nothing to do"
         reused = f", {self.reused_shards} reused from an earlier run" if self.reused_shards else ""
@@ -401,9 +382,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json_atomic(path, value)  # a temporary per host and process: jobs on several machines share the folder
 
 
 def _differences(expected: dict[str, Any], found: dict[str, Any]) -> list[str]:
@@ -472,11 +451,8 @@ def _shard_done(work: Path, shard: int, settings_digest: str) -> dict[str, Any] 
     return None
 
 
-def check_output(
-    output: str | os.PathLike[str], overwrite: bool = False, inputs: Sequence[str | os.PathLike[str] | None] = ()
-) -> None:
-    """Refuses an `output` that is, contains or lies inside one of `inputs` (whatever `overwrite` says), and an
-    existing `output` that is not an extraction output, unless `overwrite`."""
+def check_output(output: str | os.PathLike[str], overwrite: bool = False, inputs: Sequence[str | None] = ()) -> None:
+    """Refuses an `output` that is, contains or lies in an input; an existing non-extraction one unless `overwrite`."""
     try:
         check_not_an_input(output, inputs)
     except OutputFolderError as error:
@@ -540,6 +516,8 @@ def extract_features(
     overwrite: bool = False,
     show_progress: bool = True,
     settings_extra: dict[str, Any] | None = None,
+    shard_index: int | None = None,
+    num_shards: int | None = None,
 ) -> ExtractionReport:
     """Embeds `table` into the 🤗 Dataset folder `output` (shards, resume, `accelerate launch`; module docstring).
 
@@ -555,6 +533,9 @@ def extract_features(
         shard_size: videos per shard (the unit of resuming and of work split between processes).
         overwrite: replace an existing `output` (only once the new one is complete), or a partial output with
             other settings.
+        shard_index, num_shards: this job's part of the work (SLURM arrays, job lists; each job may itself be an
+            `accelerate launch`): a contiguous block of the `shard_size` units. The job that completes the last
+            unit merges (claimed: one job merges); the others return with `merged=False`.
 
     Raises:
         ExtractionError: for settings that do not match an existing (partial) output, and other user errors.
@@ -569,6 +550,10 @@ def extract_features(
         raise ExtractionError("--shard-size and --batch-size must be >= 1")
     if len(table) == 0:
         raise ExtractionError(f"{table.source}: no videos")
+    try:  # the launcher's processes are this job's (PartialState below); the flags split across jobs
+        job = resolve_shard(shard_index, num_shards, use_launcher=False)
+    except ValueError as error:
+        raise ExtractionError(str(error)) from None
     state = PartialState(cpu=not torch.cuda.is_available())
     output = Path(os.fspath(output)).absolute()
     work = _work_dir(output)
@@ -616,7 +601,7 @@ def extract_features(
     state.wait_for_everyone()
     done = [s for s in range(num_shards) if _shard_done(work, s, digest)]
     state.wait_for_everyone()
-    pending = [s for s in range(num_shards) if s not in set(done)]
+    pending = [s for s in job.block(range(num_shards)) if s not in set(done)]
     if done and state.is_main_process:
         logger.warning("Resuming %s: %d of %d shards already done", work, len(done), num_shards)
     mine = pending[state.process_index :: state.num_processes]
@@ -646,11 +631,15 @@ def extract_features(
 
     markers = [_shard_done(work, s, digest) for s in range(num_shards)]
     missing = [s for s, marker in enumerate(markers) if marker is None]
+    if missing and not job.is_single and not set(missing) & set(job.block(range(num_shards))):
+        logger.warning("%s of %s done; %d units left to other jobs (the last one merges)", job.name, work, len(missing))
+        return ExtractionReport(str(output), len(table), 0, num_shards, len(done), [], merged=False)
     if missing:
         raise RuntimeError(f"shards {missing} of {work} were not written; rerun to resume")
-    # A shard of only unreadable videos is saved without any table (datasets cannot load it back): left out.
-    parts = [datasets.load_from_disk(str(work / "shards" / f"shard-{s:05d}")) for s in range(num_shards)
-             if markers[s]["num_rows"]]  # fmt: skip
+    if not job.is_single and not claim(work / "merge.claim"):
+        return ExtractionReport(str(output), len(table), 0, num_shards, len(done), [], merged=False)
+    filled = [s for s in range(num_shards) if markers[s]["num_rows"]]  # a shard of 0 rows has no table to load
+    parts = [datasets.load_from_disk(str(work / "shards" / f"shard-{s:05d}")) for s in filled]
     if not parts:
         raise ExtractionError(f"no video of {table.source} could be read: nothing to write (see the skipped list)")
     merged = datasets.concatenate_datasets(parts)
@@ -726,6 +715,17 @@ class ExtractArguments:
     use_cpu: bool = dataclasses.field(default=False, metadata={"help": "run on CPU even when a GPU is available"})
     trust_remote_code: bool = dataclasses.field(default=False, metadata={"help": "allow the model folder's own code"})
     no_progress: bool = dataclasses.field(default=False, metadata={"help": "hide the progress bar"})
+    shard_index: int | None = dataclasses.field(
+        default=None,
+        metadata={"help": "embed only this job's part (0-based) of --num_shards (SLURM arrays, job lists); the job "
+                  "that finishes last merges. Processes of an accelerate launch split each part further"},
+    )
+    num_shards: int | None = dataclasses.field(default=None, metadata={"help": "number of jobs (with --shard_index)"})
+    streaming: bool = dataclasses.field(
+        default=False,
+        metadata={"help": "Hub / remote dataset: each job streams only its part (split_dataset_by_node) to local "
+                  "disk instead of every process downloading it whole"},
+    )
 
 
 EXTRACT_DESCRIPTION = (
@@ -750,23 +750,44 @@ def run_extract(args: ExtractArguments) -> int:
     datasets.disable_progress_bars()  # one bar (ours) per process
     try:
         windows = parse_windows(args.windows)
+        try:
+            resolve_shard(args.shard_index, args.num_shards, use_launcher=False)  # bad flags: before any work
+        except ValueError as error:
+            raise ExtractionError(str(error)) from None
         check_output(args.output, args.overwrite, inputs=[args.input, args.model, args.video_root])
         keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()]
-        table = open_video_table(
-            args.input, split=args.split, video_column=args.video_column, text_column=args.text_column,
-            keep_columns=keep, video_root=args.video_root,
-        )  # fmt: skip
         state = PartialState(cpu=args.use_cpu or not torch.cuda.is_available())
+        if args.streaming:  # the command line routes it to extract_streaming (which builds on this module)
+            raise ExtractionError("--streaming: run it as `tvtsv2 extract` (extract_streaming.extract_command)")
+        failure = None
+        with state.local_main_process_first():  # a Hub dataset is downloaded once per machine, then read from cache
+            try:  # every process leaves the block (its barrier), then each reports the error
+                table = open_video_table(
+                    args.input, split=args.split, video_column=args.video_column, text_column=args.text_column,
+                    keep_columns=keep, video_root=args.video_root,
+                )  # fmt: skip
+            except ExtractionError as error:
+                failure = error
+        if failure is not None:
+            raise failure
         model, processor = load_model_for_command(args.model, state.device, args.dtype, args.trust_remote_code)
         report = extract_features(
             model, processor, table, args.output, model_name=args.model, windows=windows,
             num_frames=args.num_frames, sampling=args.sampling, transform=args.transform,
             embedding_dtype=args.embedding_dtype, shard_size=args.shard_size, batch_size=args.batch_size,
             num_workers=args.num_workers, overwrite=args.overwrite, show_progress=not args.no_progress,
+            shard_index=args.shard_index, num_shards=args.num_shards,
         )  # fmt: skip
     except ExtractionError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    return print_report(report)
+
+
+def print_report(report: ExtractionReport) -> int:
+    """Prints what the main process did (the summary and the first skipped videos); returns 0."""
+    from accelerate import PartialState
+
     if PartialState().is_main_process:
         print(report.summary())
         for entry in report.skipped[:20]:

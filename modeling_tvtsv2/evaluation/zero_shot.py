@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from transformers.utils import logging
 from transformers.utils.logging import tqdm
 
-from ..data.schema import undecoded_videos
+from ..data.schema import corpus_root, undecoded_videos
 from ..modeling_tvtsv2 import autocast_context
 from ..tools.model_loading import load_model_and_processor
 from ..tools.package_logging import set_package_log_level
@@ -480,6 +480,8 @@ def run_evaluation(
     if isinstance(dataset, (str, os.PathLike)):
         dataset_path = os.fspath(dataset)
         dataset = load_eval_dataset(dataset_path, split=split, video_column=kwargs.get("video_column"))
+        if kwargs.get("video_root") is None:  # relative video paths start from the dataset's folder
+            kwargs["video_root"] = str(corpus_root(dataset_path))
     runner = {
         "retrieval": evaluate_retrieval,
         "classification": evaluate_zero_shot_classification,
@@ -647,7 +649,8 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "video_batch_size": args.batch_size,
         "text_batch_size": args.text_batch_size,
         "num_workers": args.num_workers,
-        "video_root": args.video_root,
+        # Relative video paths start from the dataset's folder (where the corpus tools write them) by default.
+        "video_root": args.video_root if args.video_root is not None else str(corpus_root(args.dataset)),
         "show_progress": not args.no_progress,
         "on_error": args.on_error,
     }

@@ -6,9 +6,10 @@
 | `trainer` | `TVTSv2Trainer` (a `transformers.Trainer`): losses over the global batch, freezing, uint8 pixels, logging |
 | `training_args` | `TVTSv2TrainingArguments`: `TrainingArguments` + the recipe's knobs |
 | `freezing` | layer-freezing schedules (`text_layers<9`, `backbone@0:500`, ...) |
-| `optimization` | the optimiser's parameter groups (new / CLIP-initialised, decay / no decay) and the milestone schedule |
+| `optimization` | the optimiser's parameter groups (new / CLIP-initialised, decay / no decay), the original's AdamW rule (`--optim adamw_original`), the milestone schedule |
 | `distributed` | the differentiable all-gather of the contrastive loss |
 | `torch_compile` | `--torch_compile`: one static-shape graph per batch shape |
+| `streaming` | `--streaming`: the DataLoader of a streamed corpus, its position in checkpoints, streamable corpora |
 | `monitoring` | skipped samples, loss parts, step time and data wait in the logs |
 | `evaluation_loop` | sort accuracy and retrieval during and after training |
 | `arguments` | the run's arguments: defaults, the demo, recipes, flags |

@@ -146,6 +146,21 @@ class DataArguments:
         },
     )
     max_eval_samples: int | None = field(default=None)
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "stream the corpora (🤗 IterableDatasets, load_dataset(streaming=True)): each process and "
+            "DataLoader worker reads its own part (split_dataset_by_node), nothing is downloaded ahead; needs "
+            "--max_steps; the held-out corpus is read into memory (up to --max_eval_samples rows)"
+        },
+    )
+    streaming_shuffle_buffer: int = field(
+        default=1000,
+        metadata={
+            "help": "with --streaming: rows of each corpus's shuffle buffer (shard order is shuffled too; 0: no "
+            "shuffling, the setting under which resuming a run is exact)"
+        },
+    )
     demo_dir: str = field(default=".cache/tvtsv2-demo", metadata={"help": "cache of the embedded demo corpus"})
     demo_num_videos: int = field(default=240, metadata={"help": "clips in the demo corpus"})
     demo_captions: bool = field(default=True, metadata={"help": "mix the demo's caption corpus in (WebVid-style)"})

@@ -11,7 +11,7 @@ from typing import Any
 
 from .arguments import PretrainingArguments
 from .freezing import FreezeSchedule
-from .optimization import parameter_groups_for, parse_milestones
+from .optimization import ORIGINAL_ADAMW, parameter_groups_for, parse_milestones
 from .sources import ModelSource
 
 _TEXT_LAYER = re.compile(r"^text_model\.encoder\.layers\.(\d+)\.")
@@ -48,6 +48,15 @@ def _lr_schedule(training_args) -> dict[str, Any]:
     return schedule
 
 
+_UPDATE_RULES = {
+    ORIGINAL_ADAMW: "the original's (transformers 4.10 AdamW): eps added to sqrt(v) before the bias correction, "
+    "decoupled weight decay after the Adam step",
+    "adamw_torch": "torch.optim.AdamW: eps added after the bias correction, weight decay before the Adam step",
+    "adamw_torch_fused": "torch.optim.AdamW (fused): eps added after the bias correction, weight decay before the "
+    "Adam step",
+}
+
+
 def _optimizer(model, training_args, frozen: set[str]) -> dict[str, Any]:
     groups = parameter_groups_for(model, training_args)
     described = []
@@ -63,10 +72,18 @@ def _optimizer(model, training_args, frozen: set[str]) -> dict[str, Any]:
                 "trainable_parameters_at_start": sum(n for name, n in sizes.items() if name not in frozen),
             }
         )
+    name = _value(training_args.optim)
+    zero_grad_to_none = getattr(training_args, "zero_grad_to_none", True)
     return {
-        "name": _value(training_args.optim),
+        "name": name,
+        "update_rule": _UPDATE_RULES.get(name, "as transformers' --optim " + str(name)),
         "betas": [training_args.adam_beta1, training_args.adam_beta2],
         "eps": training_args.adam_epsilon,
+        "zero_grad_to_none": zero_grad_to_none,
+        "gradient_clearing": "set to None after each step: parameters without a gradient on a step stand still"
+        if zero_grad_to_none
+        else "zero-filled after each step (torch 1.11, the original): AdamW keeps moving parameters that had a "
+        "gradient before",
         "groups": described,
     }
 

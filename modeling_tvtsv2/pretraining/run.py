@@ -36,10 +36,20 @@ from .arguments import (
 from .freezing import FreezeSchedule
 from .sources import ModelSource, load_corpus_split, resolve_model_source
 from .trainer import TVTSv2Trainer
+from .training_args import default_dataloader_num_workers
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["DEMO_OUTPUT_DIR", "DataArguments", "ModelArguments", "main", "parse_arguments", "run_pretraining"]
+__all__ = [
+    "DEMO_OUTPUT_DIR",
+    "FINISHED_RUN_FILE",
+    "DataArguments",
+    "ModelArguments",
+    "main",
+    "newest_checkpoint",
+    "parse_arguments",
+    "run_pretraining",
+]
 
 
 
@@ -97,9 +107,44 @@ def _check_initialisation(arguments: PretrainingArguments, source: ModelSource) 
     )
 
 
+# Written last by a run that finished (after the model, the metrics and the trainer state).
+FINISHED_RUN_FILE = "pretraining_metrics.json"
+
+
+def newest_checkpoint(folder: Path) -> str | None:
+    """The newest *complete* `checkpoint-N` folder of `folder` (one holding `trainer_state.json`, which the Trainer
+    writes last; a checkpoint cut short by a kill is passed over), or None."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    try:
+        candidates = [p for p in folder.iterdir() if p.name.startswith(f"{PREFIX_CHECKPOINT_DIR}-")]
+    except OSError:  # no folder (or another process is replacing it)
+        return None
+    steps = {int(p.name.rsplit("-", 1)[1]): p for p in candidates if p.name.rsplit("-", 1)[1].isdigit()}
+    complete = [step for step, path in steps.items() if (path / "trainer_state.json").is_file()]
+    return str(steps[max(complete)]) if complete else None
+
+
+def _resume_from(training_args, checkpoint: str, why: str) -> None:
+    training_args.resume_from_checkpoint = checkpoint
+    if training_args.should_log:
+        logger.warning("resuming %s from its newest checkpoint %s", why, checkpoint)
+
+
 def _staging_output_dir(arguments: PretrainingArguments) -> Path | None:
-    """Refuse a non-empty output_dir unless `--overwrite_output_dir`; then train into a sibling staging folder
-    that replaces it at the end. Resuming writes into the folder it resumes from."""
+    """Decide where the run writes, before any work (every process decides the same from the same files):
+
+    * `--resume_from_checkpoint PATH`: resume from it, writing into `output_dir`;
+    * `output_dir` holds checkpoints of a run that did not finish (no `pretraining_metrics.json`): resume from the
+      newest one (a rerun after preemption), with or without `--overwrite_output_dir`, whose checkpoints are never
+      deleted; delete the folder or choose another one to start afresh;
+    * `output_dir.partial` (where an `--overwrite_output_dir` run trains) holds checkpoints: rerun with
+      `--overwrite_output_dir true` resumes there;
+    * any other non-empty `output_dir` is refused unless `--overwrite_output_dir`; the run then trains into
+      `output_dir.partial`, which replaces `output_dir` only once the run has finished.
+
+    Returns the staging folder when there is one.
+    """
     training_args = arguments.training
     output = Path(training_args.output_dir)
     data = arguments.data
@@ -108,7 +153,25 @@ def _staging_output_dir(arguments: PretrainingArguments) -> Path | None:
         check_not_an_input(output, inputs, flag="--output_dir")
     except OutputFolderError as error:
         raise PretrainingArgumentError(str(error)) from None
-    if training_args.resume_from_checkpoint or not output.is_dir():
+    if training_args.resume_from_checkpoint:
+        return None
+    staging = output.with_name(output.name + ".partial")
+    if not (output / FINISHED_RUN_FILE).is_file():
+        checkpoint = newest_checkpoint(output)
+        if checkpoint is not None:
+            _resume_from(training_args, checkpoint, f"the unfinished run in {output}")
+            return None
+    checkpoint = newest_checkpoint(staging)
+    if checkpoint is not None:
+        if not arguments.run.overwrite_output_dir:
+            raise PretrainingArgumentError(
+                f"--output_dir {output}: an interrupted --overwrite_output_dir run left checkpoints in {staging}; "
+                "rerun with --overwrite_output_dir true to resume it, or delete that folder"
+            )
+        training_args.output_dir = str(staging)
+        _resume_from(training_args, checkpoint, f"the unfinished --overwrite_output_dir run in {staging}")
+        return staging
+    if not output.is_dir():
         return None
     entries = sorted(p.name for p in output.iterdir())
     if not entries:
@@ -119,9 +182,8 @@ def _staging_output_dir(arguments: PretrainingArguments) -> Path | None:
             f"--output_dir {output} is not empty ({shown}); pass --overwrite_output_dir true to replace it once the "
             "new run has finished, or choose another folder"
         )
-    staging = output.with_name(output.name + ".partial")
     if training_args.process_index == 0 and staging.exists():
-        shutil.rmtree(staging)
+        shutil.rmtree(staging)  # no checkpoint in it (see above): nothing of a run is lost
     training_args.output_dir = str(staging)
     return staging
 
@@ -146,28 +208,74 @@ def _load_corpora(data_args: DataArguments, training_args):
         if data_args.caption_dataset is None and data_args.demo_captions:
             data_args.caption_dataset = str(demo.caption)
 
-    config_name = data_args.dataset_config_name
+    config_name, streaming = data_args.dataset_config_name, data_args.streaming
     train = {
         "transcript": load_corpus_split(
-            data_args.transcript_dataset, ("train",), argument="transcript_dataset", config_name=config_name
+            data_args.transcript_dataset, ("train",), argument="transcript_dataset", config_name=config_name,
+            streaming=streaming,
         )
-    }
+    }  # fmt: skip
     if data_args.caption_dataset:
-        train["caption"] = load_corpus_split(data_args.caption_dataset, ("train",), argument="caption_dataset")
+        train["caption"] = load_corpus_split(
+            data_args.caption_dataset, ("train",), argument="caption_dataset", streaming=streaming
+        )
     held_out = ("validation", "test", "eval")
     if data_args.eval_dataset:
-        eval_dataset = load_corpus_split(data_args.eval_dataset, (*held_out, "train"), argument="eval_dataset")
+        eval_dataset = load_corpus_split(
+            data_args.eval_dataset, (*held_out, "train"), argument="eval_dataset", streaming=streaming
+        )
     else:
         try:
             eval_dataset = load_corpus_split(
                 data_args.transcript_dataset, held_out, argument="transcript_dataset", config_name=config_name,
-                allow_single=False,
+                allow_single=False, streaming=streaming,
             )  # fmt: skip
         except PretrainingArgumentError:
             eval_dataset = None
+    if eval_dataset is not None and not hasattr(eval_dataset, "__len__"):
+        # A streamed held-out corpus is read into memory: retrieval metrics need every embedding anyway.
+        from datasets import Dataset
+
+        rows = eval_dataset.take(data_args.max_eval_samples) if data_args.max_eval_samples else eval_dataset
+        eval_dataset = Dataset.from_list(list(rows), features=eval_dataset.features)
     if eval_dataset is not None and data_args.max_eval_samples:
         eval_dataset = eval_dataset.select(range(min(data_args.max_eval_samples, len(eval_dataset))))
     return train, eval_dataset
+
+
+def _training_stream(train_corpora: dict, data_args: DataArguments, training_args, ratio: list[int]):
+    """`--streaming`: the corpora as streams split over processes and DataLoader workers, resumed from the
+    checkpoint's stream position when the run resumes."""
+    from ..data.corpus_mixing import MixedCorpusBatchStream
+    from .streaming import load_stream_state, shuffled, streamed_corpus
+
+    num_parts = training_args.world_size * max(1, training_args.dataloader_num_workers)
+    streams = {
+        name: shuffled(streamed_corpus(corpus, num_parts), training_args.seed, data_args.streaming_shuffle_buffer)
+        for name, corpus in train_corpora.items()
+    }
+    stream = MixedCorpusBatchStream(
+        streams,
+        batch_size=training_args.per_device_train_batch_size,
+        ratio=ratio,
+        rank=training_args.process_index,
+        world_size=training_args.world_size,
+        gradient_accumulation_steps=training_args.gradient_accumulation_steps,
+        # No reserve rows: every row of a pass is a sample, read once; a sample that fails shrinks its batch.
+        num_reserve=0,
+        seed=training_args.seed,
+    )
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint:
+        state = load_stream_state(checkpoint, training_args.process_index)
+        if state is None:
+            logger.warning("%s holds no stream position: the streams start again from their beginning", checkpoint)
+        else:
+            stream.load_state_dict(state)
+            logger.info("streams continue after %d batches of this process (%s)", state["consumed"], checkpoint)
+    # The stream resumes itself; the Trainer must not skip batches by reading them again.
+    training_args.ignore_data_skip = True
+    return stream
 
 
 def build_collators(data_args: DataArguments, tokenizer, vision_config, mask_ratio: float, seed: int):
@@ -209,6 +317,10 @@ def run_pretraining(arguments: PretrainingArguments) -> dict:
         print(json.dumps(plan, indent=2))
         return plan
 
+    if data_args.streaming and training_args.max_steps <= 0:
+        raise PretrainingArgumentError("--streaming needs --max_steps: a stream has no length to count epochs in")
+    if data_args.streaming and training_args.dataloader_num_workers == -1:  # the parts depend on the worker count
+        training_args.dataloader_num_workers = default_dataloader_num_workers(True)
     final_output_dir = Path(training_args.output_dir)
     staging = _staging_output_dir(arguments)
     _set_torch_threads(arguments)
@@ -224,14 +336,17 @@ def run_pretraining(arguments: PretrainingArguments) -> dict:
     processor = TVTSv2Processor.from_defaults(image_size=vision.image_size, num_frames=data_args.num_frames)
 
     ratio = [int(x) for x in data_args.corpus_ratio.split(":")][: len(train_corpora)]
-    train_dataset = MixedCorpusBatchDataset(
-        train_corpora,
-        batch_size=training_args.per_device_train_batch_size,
-        ratio=ratio,
-        world_size=training_args.world_size,
-        gradient_accumulation_steps=training_args.gradient_accumulation_steps,
-        seed=training_args.seed,
-    )
+    if data_args.streaming:
+        train_dataset = _training_stream(train_corpora, data_args, training_args, ratio)
+    else:
+        train_dataset = MixedCorpusBatchDataset(
+            train_corpora,
+            batch_size=training_args.per_device_train_batch_size,
+            ratio=ratio,
+            world_size=training_args.world_size,
+            gradient_accumulation_steps=training_args.gradient_accumulation_steps,
+            seed=training_args.seed,
+        )
     # Each dataset item is a whole per-device batch from one corpus.
     training_args.per_device_train_batch_size = 1
     training_args.train_sampling_strategy = "sequential"
@@ -268,7 +383,7 @@ def run_pretraining(arguments: PretrainingArguments) -> dict:
         trainer.save_metrics("eval", {**metrics.get("before", {}), **metrics["after"]})
     trainer.save_state()
     if trainer.is_world_process_zero():
-        with open(os.path.join(training_args.output_dir, "pretraining_metrics.json"), "w", encoding="utf-8") as f:
+        with open(os.path.join(training_args.output_dir, FINISHED_RUN_FILE), "w", encoding="utf-8") as f:
             json.dump(metrics, f, indent=2, default=float)
         if staging is not None:
             _replace_output_dir(staging, final_output_dir)

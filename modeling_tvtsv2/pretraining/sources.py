@@ -17,7 +17,7 @@ from transformers import AutoConfig, CLIPConfig, PretrainedConfig
 from transformers.utils import logging
 
 from ..configuration_tvtsv2 import TVTSv2Config, available_presets
-from ..data.schema import is_saved_dataset, undecoded_videos
+from ..data.schema import as_corpus, is_saved_dataset
 from ..from_clip import config_from_clip, released_variant
 from ..modeling_tvtsv2 import TVTSv2ForPreTraining
 from .arguments import PretrainingArgumentError
@@ -122,11 +122,14 @@ def load_corpus_split(
     argument: str,
     config_name: str | None = None,
     allow_single: bool = True,
+    streaming: bool = False,
 ):
     """The first split of `preferred_splits` of the corpus `spec` (see the module docstring for its forms).
 
-    A saved single `Dataset` is returned as is when `allow_single`. Raises `PretrainingArgumentError` naming
-    `argument` when the corpus cannot be read or has none of the splits.
+    A saved single `Dataset` is returned as is when `allow_single`. With `streaming`, `load_dataset` streams (an
+    `IterableDataset`: nothing is downloaded ahead); a folder saved with `save_to_disk` is memory-mapped as always
+    (`modeling_tvtsv2.pretraining.streaming.streamed_corpus` turns it into a stream). Raises
+    `PretrainingArgumentError` naming `argument` when the corpus cannot be read or has none of the splits.
     """
     import datasets
 
@@ -135,19 +138,21 @@ def load_corpus_split(
         if is_saved_dataset(path):
             loaded = datasets.load_from_disk(str(path))
         else:
-            loaded = datasets.load_dataset(spec, config_name)
+            loaded = datasets.load_dataset(spec, config_name, streaming=streaming)
     except (FileNotFoundError, ValueError, OSError, datasets.exceptions.DatasetNotFoundError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise PretrainingArgumentError(f"--{argument} {spec}: cannot be loaded ({reason})") from None
-    if not isinstance(loaded, datasets.DatasetDict):
+    # Corpus rows: WebDataset members mapped to columns, relative video paths resolved against the folder.
+    folder = path if path.is_dir() else None
+    if not isinstance(loaded, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         if allow_single:
-            return undecoded_videos(loaded)
+            return as_corpus(loaded, folder)
         raise PretrainingArgumentError(
             f"--{argument} {spec}: a single split, expected one of {list(preferred_splits)}"
         )
     for name in preferred_splits:
         if name in loaded:
-            return undecoded_videos(loaded[name])
+            return as_corpus(loaded[name], folder)
     raise PretrainingArgumentError(
         f"--{argument} {spec}: has splits {sorted(loaded)}, expected one of {list(preferred_splits)}"
     )

@@ -5,7 +5,10 @@
   multi-process gradient of the contrastive term: `global` (exactly one process's) or `original` (1/world_size);
 * four optimiser groups (`modeling_tvtsv2.pretraining.optimization`): new parameters (time attention, its LayerNorm, sort head)
   at `learning_rate` (paper 1e-4) and CLIP-initialised ones at `clip_learning_rate` (paper 1e-7), each split into
-  decay / no-decay; any optimiser class of `--optim` / `optimizer_cls_and_kwargs` that takes parameter groups;
+  decay / no-decay; any optimiser class of `--optim` / `optimizer_cls_and_kwargs` that takes parameter groups, and
+  `--optim adamw_original` (the original's AdamW rule, `OriginalAdamW`);
+* `zero_grad_to_none=False` clears gradients by zero-filling them (the original under torch 1.11), so AdamW keeps
+  moving a parameter on steps that give it no gradient (the sort head on caption steps);
 * layer-freezing schedules (`modeling_tvtsv2.pretraining.freezing`), applied so that DDP ranks stay consistent;
 * the original step schedule (lr × 0.1 at 60 % and 80 % of training) as `lr_milestones`, after any warmup;
 * skipped samples are counted and logged; training stops with an error when more than `max_skip_fraction` of the
@@ -14,7 +17,9 @@
 * uint8 pixel batches (the collator's `pixel_dtype="uint8"`) are normalised on the training device, after the inputs
   were moved there, with the collator's `rescale_factor`/`image_mean`/`image_std` (`normalize_video_pixels`);
 * resuming continues the freezing schedule (a function of the global step), the data order and the RNG state;
-* `--torch_compile` compiles static-shape graphs, one per batch shape (`modeling_tvtsv2.pretraining.torch_compile`).
+* `--torch_compile` compiles static-shape graphs, one per batch shape (`modeling_tvtsv2.pretraining.torch_compile`);
+* streamed corpora (`MixedCorpusBatchStream`) get a DataLoader that accelerate does not shard again, and their
+  position is saved in every checkpoint (`modeling_tvtsv2.pretraining.streaming`).
 
 The arguments live in `modeling_tvtsv2.pretraining.training_args`, the optimiser groups in `modeling_tvtsv2.pretraining.optimization`.
 """
@@ -43,7 +48,16 @@ from .monitoring import (
     TooManySkippedSamplesError,
     TrainingMonitor,
 )
-from .optimization import parameter_groups, parameter_groups_for, parse_milestones, warmup_then_step_decay
+from .optimization import (
+    ORIGINAL_ADAMW,
+    OriginalAdamW,
+    check_optimizer_supported,
+    parameter_groups,
+    parameter_groups_for,
+    parse_milestones,
+    warmup_then_step_decay,
+)
+from .streaming import StreamingDataMixin
 from .torch_compile import StaticShapeCompileMixin
 from .training_args import TVTSv2TrainingArguments, default_dataloader_num_workers
 
@@ -51,9 +65,11 @@ logger = logging.get_logger(__name__)
 
 __all__ = [
     "FreezeScheduleCallback",
+    "OriginalAdamW",
     "TVTSv2Trainer",
     "TVTSv2TrainingArguments",
     "TooManySkippedSamplesError",
+    "ZeroFilledGradientsCallback",
     "check_schedule_supported",
     "parameter_groups",
     "parse_milestones",
@@ -95,7 +111,31 @@ class FreezeScheduleCallback(TrainerCallback):
         self._apply(state.global_step)
 
 
-class TVTSv2Trainer(PretrainingEvaluationMixin, StaticShapeCompileMixin, Trainer):
+class ZeroFilledGradientsCallback(TrainerCallback):
+    """Gradient clearing as torch 1.11's `zero_grad()` (the original's): a gradient, once created, is kept and set
+    to zero after each optimiser step instead of dropped. The Trainer drops them (`model.zero_grad()` after the
+    step); this keeps the tensors (zeroed in place) and gives them back before the next step's first forward, to
+    parameters that still require gradients (a freeze schedule may have frozen some meanwhile). Gradients do not
+    survive a resume, as in the original (a fresh process starts without them)."""
+
+    def __init__(self, trainer: "TVTSv2Trainer"):
+        self.trainer = trainer
+        self._kept: list[tuple[nn.Parameter, torch.Tensor]] = []
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self._kept = []
+        for param in self.trainer.model.parameters():
+            if param.grad is not None:
+                self._kept.append((param, param.grad.zero_()))
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        for param, grad in self._kept:
+            if param.requires_grad and param.grad is None:
+                param.grad = grad
+        self._kept = []
+
+
+class TVTSv2Trainer(PretrainingEvaluationMixin, StaticShapeCompileMixin, StreamingDataMixin, Trainer):
     """`transformers.Trainer` for TVTSv2 pre-training (see the module docstring).
 
     Takes the usual Trainer arguments; `args` should be a `TVTSv2TrainingArguments` (plain `TrainingArguments` get
@@ -135,6 +175,10 @@ class TVTSv2Trainer(PretrainingEvaluationMixin, StaticShapeCompileMixin, Trainer
         spec = freeze_schedule if freeze_schedule is not None else getattr(self.args, "freeze_schedule", "paper")
         self.freeze_schedule = FreezeSchedule.parse(spec)
         self._prepare_freezing()
+        zero_grad_to_none = getattr(self.args, "zero_grad_to_none", True)
+        check_optimizer_supported(self.args.optim, zero_grad_to_none, self.is_fsdp_enabled, self.is_deepspeed_enabled)
+        if not zero_grad_to_none:  # after the freeze callback: it runs first at each step begin
+            self.add_callback(ZeroFilledGradientsCallback(self))
 
     @property
     def _skipped_total(self) -> int:
@@ -193,10 +237,19 @@ class TVTSv2Trainer(PretrainingEvaluationMixin, StaticShapeCompileMixin, Trainer
             raise ValueError(
                 f"optimizer {args.optim} builds its own parameter groups, but the TVTSv2 recipe needs its four groups "
                 "(new vs CLIP-initialised learning rates, decay vs no decay); use one that takes parameter groups, "
-                "e.g. --optim adamw_torch, adamw_torch_fused, adafactor or sgd"
+                "e.g. --optim adamw_torch, adamw_torch_fused, adamw_original, adafactor or sgd"
             )
         self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
+
+    @staticmethod
+    def get_optimizer_cls_and_kwargs(args, model: nn.Module | None = None) -> tuple[Any, dict[str, Any]]:
+        """transformers' `--optim` handlers, plus `adamw_original` (`OriginalAdamW` with the arguments' betas and
+        epsilon)."""
+        if str(getattr(args.optim, "value", args.optim)) == ORIGINAL_ADAMW:
+            kwargs = {"lr": args.learning_rate, "betas": (args.adam_beta1, args.adam_beta2), "eps": args.adam_epsilon}
+            return OriginalAdamW, kwargs
+        return Trainer.get_optimizer_cls_and_kwargs(args, model)
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         milestones = parse_milestones(getattr(self.args, "lr_milestones", None), num_training_steps)
@@ -321,6 +374,7 @@ class TVTSv2Trainer(PretrainingEvaluationMixin, StaticShapeCompileMixin, Trainer
         self.monitor.fetch_started()  # the step starts when it asks for its batches (ends at on_step_end)
         batches = super().get_batch_samples(epoch_iterator, num_batches, device)
         self.monitor.fetch_finished()
+        self.record_stream_positions(batches[0])  # streamed batches: where the stream stood (for checkpoints)
         return batches
 
     def _get_train_sampler(self, train_dataset=None):

@@ -4,6 +4,9 @@ import os
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
+from transformers.training_args import OptimizerNames
+
+from .optimization import ORIGINAL_ADAMW
 
 CONTRASTIVE_GRADIENTS = ("global", "original")
 TEMPORAL_EMBEDDING_LRS = ("clip", "new")
@@ -43,6 +46,15 @@ class TVTSv2TrainingArguments(TrainingArguments):
         default=0.05, metadata={"help": "decoupled weight decay (not applied to biases and norms)"}
     )
     adam_epsilon: float = field(default=1e-6, metadata={"help": "Adam epsilon (the original's: 1e-6)"})
+    optim: str = field(
+        default=TrainingArguments.__dataclass_fields__["optim"].default,
+        metadata={
+            "help": "the optimiser: one of transformers' (e.g. adamw_torch) or adamw_original (the original's rule, "
+            "transformers 4.10 AdamW: eps added before the bias correction, weight decay after the Adam step; the "
+            "paper_* recipes' choice)",
+            "choices": [*(name.value for name in OptimizerNames), ORIGINAL_ADAMW],
+        },
+    )
     max_grad_norm: float = field(
         default=0.0, metadata={"help": "gradient clipping norm; 0 = no clipping (the original never clips)"}
     )
@@ -99,6 +111,15 @@ class TVTSv2TrainingArguments(TrainingArguments):
             "recompile)"
         },
     )
+    zero_grad_to_none: bool = field(
+        default=True,
+        metadata={
+            "help": "clear gradients after each optimiser step by dropping them (True, default: a parameter without a "
+            "gradient on a step, e.g. the sort head on caption steps, stands still) or by filling them with zeros "
+            "(False: the original under torch 1.11; once a parameter had a gradient, AdamW keeps moving it on steps "
+            "that do not touch it, by momentum and weight decay). The paper_* recipes set False"
+        },
+    )
     max_skip_fraction: float = field(
         default=0.5,
         metadata={
@@ -109,6 +130,11 @@ class TVTSv2TrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        # `--optim adamw_original` is this package's optimiser, unknown to transformers' OptimizerNames: validate
+        # the rest with a neutral name, then keep ours (a plain str; the trainer builds it, see optimization.py).
+        original_optimizer = str(getattr(self.optim, "value", self.optim)) == ORIGINAL_ADAMW
+        if original_optimizer:
+            self.optim = "adamw_torch"
         if self.contrastive_gradient not in CONTRASTIVE_GRADIENTS:
             raise ValueError(
                 f"--contrastive_gradient must be one of {', '.join(CONTRASTIVE_GRADIENTS)}, got "
@@ -126,3 +152,5 @@ class TVTSv2TrainingArguments(TrainingArguments):
                 f"--dataloader_num_workers must be >= 0 (or -1: automatic), got {self.dataloader_num_workers}"
             )
         super().__post_init__()
+        if original_optimizer:
+            self.optim = ORIGINAL_ADAMW

@@ -10,7 +10,7 @@ that anyone can load *without* this package:
   `tokenizer_config.json`, with `AutoProcessor` / `AutoVideoProcessor` entries in their `auto_map`;
 * the flat remote-code files (`configuration_tvtsv2.py`, `modeling_tvtsv2.py`, `video_processing_tvtsv2.py`,
   `processing_tvtsv2.py`, `pipeline_tvtsv2.py` and the siblings they import, e.g. `tokenization_tvtsv2.py`,
-  `video_decoding_tvtsv2.py`, `video_reading_tvtsv2.py`, `video_transforms_tvtsv2.py`);
+  `video_decoding_tvtsv2.py`, `video_sources_tvtsv2.py`, `video_reading_tvtsv2.py`, `video_transforms_tvtsv2.py`);
 * a model card `README.md` with YAML front matter (license, library_name, pipeline_tag, tags incl. `custom_code`,
   base_model, datasets, metrics and a `model-index` built from evaluation results) and usage examples;
 * `eval_results.json` when evaluation results are given.

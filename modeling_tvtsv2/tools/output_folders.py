@@ -96,7 +96,8 @@ def check_not_an_input(
 
 
 def path_inside(folder: str | os.PathLike[str], relative: str | os.PathLike[str]) -> Path:
-    """`folder / relative` if it stays inside `folder` (after `..` and symbolic links); else a ValueError.
+    """`folder / relative` if it stays inside `folder` (after `..` and symbolic links are resolved); else a
+    ValueError.
 
     For every path a tool derives from data: an id `../../x`, an absolute path or a link out of the folder would
     otherwise write outside the output.
@@ -104,9 +105,9 @@ def path_inside(folder: str | os.PathLike[str], relative: str | os.PathLike[str]
     root = _resolved(folder)
     text = os.fspath(relative)
     candidate = _resolved(root / text)
-    if not text or os.path.isabs(text) or (candidate != root and root not in candidate.parents) or candidate == root:
+    if not text or os.path.isabs(text) or root not in candidate.parents:
         raise ValueError(f"{text!r} does not name a file inside {folder}")
-    return candidate
+    return Path(folder) / text  # as the caller spells the folder (relative paths computed from it stay right)
 
 
 def check_output_folder(
