@@ -32,6 +32,7 @@ from transformers.utils import logging
 logger = logging.get_logger(__name__)
 
 __all__ = [
+    "FolderReadByName",
     "OutputExistsError",
     "OutputFolderError",
     "check_not_an_input",
@@ -57,6 +58,11 @@ def _nearest_existing(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
+
+
+class FolderReadByName(str):
+    """An input folder whose files a tool reads by the names a list gives (never scanned, e.g. the folders of a
+    caption corpus's videos): an output may lie inside it (it may still not be it or contain it)."""
 
 
 def check_not_an_input(
@@ -88,7 +94,7 @@ def check_not_an_input(
                 f"{flag} {output} contains the input {source}; replacing it would delete that input, "
                 "choose an output folder outside it"
             )
-        if source in target.parents and source.is_dir():
+        if source in target.parents and source.is_dir() and not isinstance(given, FolderReadByName):
             raise OutputFolderError(
                 f"{flag} {output} lies inside the input folder {source}; writing there would change that input, "
                 "choose an output folder outside it"
