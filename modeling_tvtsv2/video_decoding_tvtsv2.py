@@ -1,8 +1,7 @@
 """PyAV layer of TVTSv2's video reading: opening, probing, indexing, seeking and decoding video files.
 
-This file is a flat Hub file: it imports no project module, and ``av`` is imported inside ``try`` so that
-transformers' remote-code import check does not require it. What to do with the decoded frames (sampling, limits,
-conversion) is :mod:`video_reading_tvtsv2`'s business.
+A flat Hub file: it imports no project module (``av`` inside ``try``, for transformers' remote-code import check).
+What to do with the decoded frames (sampling, limits, conversion) is :mod:`video_reading_tvtsv2`'s business.
 
 Opening
     Every reader of this project opens a video with :func:`open_av_container` (tags that are not UTF-8 ignored;
@@ -12,10 +11,9 @@ Opening
     :mod:`video_sources_tvtsv2`, which also defines the errors below.
 
 Probing (:func:`probe_video`, :func:`probe_header_duration`)
-    :func:`probe_video` checks that a video is usable before it enters a corpus: it opens, has a video stream and
-    a frame decodes; its duration is measured from the demuxed packets (outlier timestamps ignored,
-    :func:`robust_timestamp_span`) rather than trusted from the header. :func:`probe_header_duration` is the cheap
-    variant for training time (rows without a duration): the header's duration of the same stream, nothing decoded.
+    :func:`probe_video` checks that a video is usable before it enters a corpus (it opens, has a video stream, a
+    frame decodes) and measures its duration on the reader's timeline from the demuxed packets (outliers ignored).
+    :func:`probe_header_duration`, for rows without a duration at training time, reads only the header.
 
 Indexing and decoding (:class:`PyAVVideo`)
     Headers are not trusted: the frame list comes from the demuxed packets (presentation times and keyframe flags,
@@ -26,22 +24,23 @@ Indexing and decoding (:class:`PyAVVideo`)
     (error concealment), and every decoding run makes progress or ends, so damaged files cost bounded time.
 
 Threads
-    Frame + slice threading: one thread per CPU the process may use in the main process (one when pinned to one
-    core); inside a torch DataLoader worker the CPUs are divided among the workers (at least one thread each).
+    Frame + slice threading: one thread per usable CPU; inside DataLoader workers the CPUs are divided among them.
 
 Errors
-    A path that does not exist raises :class:`VideoFileNotFoundError`; an empty file, a file FFmpeg cannot open,
-    a file without a video stream (an audio file, cover art only) or one from which no frame decodes raises
-    :class:`VideoDecodeError`. Both are ``ValueError`` subclasses and name the file and the reason. The probe
-    raises :class:`VideoProbeError` (also a :class:`VideoDecodeError`).
+    A missing path raises :class:`VideoFileNotFoundError`; an empty file, one FFmpeg cannot open, without a video
+    stream or from which no frame decodes :class:`VideoDecodeError` (the probe: :class:`VideoProbeError`, a
+    subclass); all are ``ValueError`` and name the file and the reason.
 
 Timestamps
-    Seconds on the player's timeline: 0 is the container's start time (e.g. a video stream that starts 0.5 s after
-    its audio has its first frame at 0.5 s). They come from the frames' own timestamps, so variable frame rate
-    videos get their true times.
+    Seconds on the player's timeline (:func:`timeline_origin`: a video stream that starts 0.5 s after its audio has
+    its first frame at 0.5 s), from the frames' own timestamps (variable frame rates get true times).
+    Where the packets' times cannot name the decoded frames (AVI / MPEG program streams whose muxer repeats a time,
+    packets without times, decoded frames the packets do not list: :class:`FrameIndexMismatch`), the reader decodes
+    the stream in order instead: a frame's index is then its place in the decoder's output, as in a plain decode.
 """
 
 import bisect
+import contextlib
 import io
 import math
 import os
@@ -71,6 +70,7 @@ logger = logging.get_logger(__name__)
 __all__ = [
     "MAX_CONSECUTIVE_DECODE_ERRORS",
     "VIDEO_EXTENSIONS",
+    "FrameIndexMismatch",
     "HeaderIndexMismatch",
     "PyAVVideo",
     "VideoDecodeError",
@@ -85,6 +85,7 @@ __all__ = [
     "probe_video",
     "robust_timestamp_span",
     "select_video_stream",
+    "timeline_origin",
 ]
 
 #: Video file suffixes (lower case): what a folder scan picks up, and what marks a text argument as a file name.
@@ -109,9 +110,7 @@ _QUICK_PROBE_OPTIONS = {"skip_frame": "all", "probesize": "32"}
 _ISO_BMFF_FIRST_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Opening a container
-# --------------------------------------------------------------------------------------------------------------
+# -- Opening a container ---------------------------------------------------------------------------------------
 
 
 def _starts_like_iso_bmff(source: Any, position: int) -> bool:
@@ -191,9 +190,8 @@ def demux_until_error(container: Any, stream: Any) -> Iterator[Any]:
 def _decoder_thread_count() -> int:
     """Decoder threads for one open video (``0`` = FFmpeg's automatic count: one per CPU this process may use).
 
-    In the main process every CPU helps one decode. Inside a torch DataLoader worker the process's CPUs are
-    divided among the workers (at least one thread each), so ``N`` workers never start ``N x CPUs`` decoder
-    threads between them: parallelism then comes from the workers, each decoding its own videos.
+    In the main process every CPU helps one decode. Inside a DataLoader worker the CPUs are divided among the
+    workers (at least one each): ``N`` workers never start ``N x CPUs`` threads; parallelism comes from the workers.
     """
     worker = torch.utils.data.get_worker_info()
     if worker is None:
@@ -202,9 +200,7 @@ def _decoder_thread_count() -> int:
     return max(1, cpus // max(1, worker.num_workers))
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Probing: is a video usable, and how long is it
-# --------------------------------------------------------------------------------------------------------------
+# -- Probing: is a video usable, and how long is it ------------------------------------------------------------
 
 
 class VideoProbeError(VideoDecodeError):
@@ -243,7 +239,8 @@ def probe_video(video: str | os.PathLike[str] | bytes, *, max_first_frame_packet
 
     The file must open, have a video stream (:func:`select_video_stream`), and decode a frame within the first
     ``max_first_frame_packets`` video packets. The duration is the span of the video packets' timestamps
-    (demuxing only, no decoding: cheap, and it sees truncation and wrong headers), with outlier timestamps ignored
+    (demuxing only, no decoding: cheap, and it sees truncation and wrong headers) counted from the container's start,
+    the reader's 0 (:func:`timeline_origin`; a video stream that starts late lasts to its end), outliers ignored
     (:func:`robust_timestamp_span`), falling back to the header when packets carry no timestamps. Opened as the
     reader opens (:func:`open_av_container`): tags that are not UTF-8 are ignored.
 
@@ -283,10 +280,8 @@ def probe_video(video: str | os.PathLike[str] | bytes, *, max_first_frame_packet
         # 2) duration from the packets (the last packets may be damaged: keep what was demuxed)
         starts: list[int] = []
         ends: list[int] = []
-        try:
+        with contextlib.suppress(Exception):  # unseekable input: fall back to the header
             container.seek(0, stream=stream)
-        except Exception:  # noqa: BLE001 - unseekable input: fall back to the header
-            pass
         try:
             for packet in container.demux(stream):
                 if packet.pts is None or packet.size == 0:
@@ -297,8 +292,9 @@ def probe_video(video: str | os.PathLike[str] | bytes, *, max_first_frame_packet
             logger.debug("%s: demuxing stopped early", name)
         duration = None
         if starts and stream.time_base:
-            time_base = float(stream.time_base)
-            duration = robust_timestamp_span([t * time_base for t in starts], [t * time_base for t in ends])
+            seconds = float(stream.time_base)
+            origin = timeline_origin(container, stream)
+            duration = robust_timestamp_span([t * seconds for t in starts], [t * seconds for t in ends], origin=origin)
         if not duration or duration <= 0 or not math.isfinite(duration):
             duration = header_duration
         if not duration or duration <= 0 or not math.isfinite(duration):
@@ -323,8 +319,22 @@ def probe_header_duration(video: str | os.PathLike[str] | bytes) -> float | None
         return None
 
 
+def timeline_origin(container: Any, stream: Any) -> float:
+    """The time that is 0 on the reader's timeline (and for every duration measured for it), in stream seconds.
+
+    MP4/MOV and Matroska/WebM count from their own 0 (a video stream alone from 1.5 s, as prepare-videos writes one
+    whose audio started at 0, reads from 1.5 s); others (MPEG-TS/PS clocks) and negative starts from the start."""
+    start = container.start_time / 1_000_000 if container.start_time is not None else None  # from microseconds
+    if start is None and stream.start_time is not None and stream.time_base is not None:
+        start = float(stream.start_time * stream.time_base)
+    if start is None:
+        return 0.0
+    own_zero = container.format.name.startswith("mov") or "matroska" in container.format.name
+    return min(start, 0.0) if own_zero else start
+
+
 def robust_timestamp_span(
-    starts: Sequence[float], ends: Sequence[float] | None = None, *, min_gap: float = 60.0
+    starts: Sequence[float], ends: Sequence[float] | None = None, *, min_gap: float = 60.0, origin: float | None = None
 ) -> float:
     """Seconds covered by packets starting at ``starts`` (and ending at ``ends``) seconds, ignoring outliers.
 
@@ -333,7 +343,7 @@ def robust_timestamp_span(
     fall outside its transcript. The sorted timestamps are cut at gaps longer than ``max(100 x the median spacing,
     min_gap)`` (by default 60 s, far longer than any still picture of a variable-frame-rate video), and groups at
     either end holding at most ``max(2, 1%)`` of the packets are dropped before measuring. Non-finite values are
-    ignored.
+    ignored. With ``origin``, the seconds from ``origin`` (not from the first packet) to the end of the last one.
     """
     begin = np.asarray(starts, dtype=np.float64)
     finish = np.asarray(ends if ends is not None else starts, dtype=np.float64)
@@ -354,18 +364,14 @@ def robust_timestamp_span(
             groups.pop(0 if len(groups[0]) <= len(groups[-1]) else -1)
         kept = np.concatenate(groups)
         begin, finish = begin[kept], finish[kept]
-    return float(finish.max() - begin.min())
+    return float(finish.max() - (begin.min() if origin is None else origin))
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Indexing and decoding
-# --------------------------------------------------------------------------------------------------------------
+# -- Indexing and decoding -------------------------------------------------------------------------------------
 
 
 @dataclass
-class _Frame:
-    """One entry of the frame list built from the demuxed packets, in presentation order."""
-
+class _Frame:  # one entry of the frame list built from the demuxed packets, in presentation order
     pts: int
     keyframe: bool
 
@@ -411,12 +417,7 @@ class _PyAVContainer:
         self.time_base = self.stream.time_base
         if self.time_base is not None:
             self._tb_num, self._tb_den = self.time_base.numerator, self.time_base.denominator
-        if self.container.start_time is not None:  # AV_TIME_BASE units (microseconds)
-            self.origin = self.container.start_time / 1_000_000
-        elif self.stream.start_time is not None and self.time_base is not None:
-            self.origin = float(self.stream.start_time * self.time_base)
-        else:
-            self.origin = 0.0
+        self.origin = timeline_origin(self.container, self.stream)
 
     def rewind(self) -> None:
         """Start again from the first byte (does not rely on seeking, which some files do not support)."""
@@ -553,9 +554,9 @@ class _IndexedVideo(_PyAVContainer):
         for packet in self._packets():
             if packet.size == 0 or packet.is_discard:
                 continue  # flush packet / outside the edit list: never presented
-            pts = packet.pts if packet.pts is not None else packet.dts
-            if pts is None:
-                continue
+            pts = packet.pts
+            if pts is None:  # dts is not the presentation time once a codec reorders frames (AVI, MPEG-PS)
+                raise FrameIndexMismatch(f"a packet at dts {packet.dts} has no presentation time")
             if end_pts is not None and pts >= end_pts:
                 # Decode order != presentation order: keep reading a few packets in case a B-frame inside the
                 # window follows. Once dts (monotonic) passes the end, nothing earlier can follow.
@@ -564,11 +565,9 @@ class _IndexedVideo(_PyAVContainer):
                 after_end += 1
                 if after_end > _REORDER_SLACK_PACKETS:
                     break
-            entry = by_pts.get(pts)
-            if entry is None:
-                by_pts[pts] = _Frame(pts=pts, keyframe=bool(packet.is_keyframe))
-            elif packet.is_keyframe:
-                entry.keyframe = True
+            if pts in by_pts:  # two pictures with one time: the packets cannot say which frame is which
+                raise FrameIndexMismatch(f"two packets have the presentation time {pts}")
+            by_pts[pts] = _Frame(pts=pts, keyframe=bool(packet.is_keyframe))
         else:
             self.index_reached_eof = True
         return sorted(by_pts.values(), key=lambda f: f.pts)
@@ -600,7 +599,11 @@ def _source_size(source: Any) -> int | None:
         return None
 
 
-class HeaderIndexMismatch(Exception):
+class FrameIndexMismatch(Exception):
+    """The packets' frame list is not what the decoder delivers: the reader decodes the stream in order instead."""
+
+
+class HeaderIndexMismatch(FrameIndexMismatch):
     """A packet's presentation time is not its decode time: the frame list from the sample table is wrong."""
 
 
@@ -616,18 +619,19 @@ class PyAVVideo(_IndexedVideo):
         stats: dict[str, bool],
         require_key: bool = True,
         wanted_pts: set[int] | None = None,
+        strict_order: bool = True,
     ):
         """Decode from the keyframe at or before ``seek_pts`` (from the current position if None).
 
-        With ``wanted_pts``, packets of other frames are decoded only if other frames refer to them: the decoder
-        skips non-reference frames there (``skip_frame="NONREF"``, codecs in ``_SKIP_NONREF_CODECS``), which
-        changes no decoded picture (nothing refers to a skipped frame) but saves most B-frames on the way to a
-        target. Their pts are recorded in ``self.skipped_pts`` (they come out of no run, but are not damaged).
+        With ``wanted_pts``, the decoder skips non-reference frames that are not wanted (``skip_frame="NONREF"``,
+        codecs in ``_SKIP_NONREF_CODECS``): no decoded picture changes, most B-frames on the way to a target are
+        saved. Their pts are recorded in ``self.skipped_pts`` (they come out of no run, but are not damaged).
 
         Yields ``(frame, clean)``. A frame is *clean* when it can be trusted as the picture its pts names: it
         comes after a keyframe of this run (``require_key``), no packet failed to decode since the last keyframe
         (frames referencing lost data are concealment garbage), FFmpeg did not flag it corrupt, and its pts moves
-        forward. Undecodable packets are skipped; a long run of them ends the stream, which bounds the cost.
+        forward (``strict_order``; a decode from the first byte passes False: the decoder's order is then the
+        presentation order). Undecodable packets are skipped; a long run of them ends the stream (bounded cost).
         ``stats["eof"]`` is set when the stream is exhausted rather than abandoned by the caller.
         """
         stats["eof"] = False
@@ -667,7 +671,7 @@ class PyAVVideo(_IndexedVideo):
                     pts = frame.pts
                     if frame.key_frame and (pts is None or pts > failed_pts):
                         tainted = False
-                    if pts is not None and pts <= last_pts:
+                    if strict_order and pts is not None and pts <= last_pts:
                         tainted = True  # the decoder lost its order: distrust it until the next keyframe
                         yield frame, False
                         continue
@@ -689,16 +693,16 @@ class PyAVVideo(_IndexedVideo):
         """Decode the frames at positions ``targets`` of ``frames`` (the packet-level frame list).
 
         Returns ``(converted pixels by position, positions found not to decode, eof_pts)``; ``convert`` turns each
-        needed decoded frame into its array as soon as it comes out (nothing else is kept). Besides failed targets, the
-        positions found not to decode include every listed frame a run went past without a clean picture, so a
-        resampling round avoids all of them at once. ``eof_pts`` is the last pts that came out when a run reached
-        the end of the stream before its frames (a truncated tail), else None.
-        Each run seeks to the keyframe before its first frame, continues through the frames it needs and seeks
-        again only when the next needed keyframe is well ahead.
+        needed frame into its array as it comes out. Positions found not to decode: failed targets and every listed
+        frame a run went past without a clean picture (one resampling round avoids them all). ``eof_pts``: the last
+        pts out when a run reached the end of the stream before its frames (truncated tail), else None. Each run
+        seeks to the keyframe before its first frame and seeks again only when the next one is well ahead. A clean
+        frame the list does not hold raises :class:`FrameIndexMismatch`.
         """
         wanted = sorted(set(targets))
         pts_list = [f.pts for f in frames]
         wanted_pts = {pts_list[pos] for pos in wanted}
+        listed = set(pts_list)
         key_before = []
         last_key = 0
         for pos, f in enumerate(frames):
@@ -739,6 +743,8 @@ class PyAVVideo(_IndexedVideo):
                 if pts is not None:
                     last_pts = pts if last_pts is None else max(last_pts, pts)
                     if clean:
+                        if pts not in listed and pts_list[0] < pts < pts_list[-1]:
+                            raise FrameIndexMismatch(f"decoded a frame at {pts}, which the packets do not list")
                         clean_pts.add(pts)
                     # Clean frames come out in presentation order: every wanted pts <= this one is now settled.
                     while i < len(wanted) and pts >= pts_list[wanted[i]]:

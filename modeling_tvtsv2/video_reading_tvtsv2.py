@@ -55,7 +55,13 @@ import torch
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.video_utils import VideoMetadata
 
-from .video_decoding_tvtsv2 import HeaderIndexMismatch, PyAVVideo, VideoDecodeError, VideoSource
+from .video_decoding_tvtsv2 import (
+    FrameIndexMismatch,
+    HeaderIndexMismatch,
+    PyAVVideo,
+    VideoDecodeError,
+    VideoSource,
+)
 from .video_transforms_tvtsv2 import (
     TRANSFORMS,
     CropConverter,
@@ -508,15 +514,23 @@ def _read_container(
 ) -> tuple[torch.Tensor, list[int], TVTSv2VideoMetadata]:
     draws = generator if generator is not None else torch.default_generator  # random sampling draws from it
     state = draws.get_state()
+    args = (reader, num_frames, sampling, start, end, fps, generator, max_decode_frames, limits)
     try:
-        return _read_indexed(reader, num_frames, sampling, start, end, fps, generator, max_decode_frames, limits)
-    except HeaderIndexMismatch:
-        # The sample table's times are not the decoded frames' (a composition offset): index by demuxing and
-        # draw again from the same generator state, so that the result is what the demuxed index gives.
-        reader.use_header_index = False
+        try:
+            return _read_indexed(*args)
+        except HeaderIndexMismatch:
+            # The sample table's times are not the decoded frames' (a composition offset): index by demuxing and
+            # draw again from the same generator state, so that the result is what the demuxed index gives.
+            reader.use_header_index = False
+            draws.set_state(state)
+            limits.converter.reset()
+            return _read_indexed(*args)
+    except FrameIndexMismatch:
+        # The packets' times do not name the decoded frames (AVI / MPEG program streams with B-frames, packets
+        # without times): the frame index is the decoder's output order, as a plain full decode delivers it.
         draws.set_state(state)
         limits.converter.reset()
-        return _read_indexed(reader, num_frames, sampling, start, end, fps, generator, max_decode_frames, limits)
+        return _read_sequential(*args)
 
 
 def _read_indexed(
@@ -601,7 +615,7 @@ def _read_sequential(
     reader.rewind()
     times: list[float] = []
     stats: dict[str, bool] = {}
-    for frame, clean in reader.frames_from(None, stats, require_key=False):
+    for frame, clean in reader.frames_from(None, stats, require_key=False, strict_order=False):
         if clean:
             known = frame.pts is not None and reader.time_base is not None
             times.append(reader.seconds(frame.pts) if known else math.nan)
@@ -611,7 +625,7 @@ def _read_sequential(
             break
     if not times:
         raise VideoDecodeError(f"cannot read video {reader.name}: no frame decodes")
-    if any(math.isnan(t) for t in times):
+    if any(math.isnan(t) for t in times) or any(b <= a for a, b in zip(times, times[1:])):
         times = [i / rate for i in range(len(times))]  # unusable timestamps: frame counter at the header rate
     video_end = times[-1] + 1.0 / (_measured_fps(times, rate) or rate)
     lo, hi, selected = _plan(times, video_end, num_frames, sampling, start, end, fps, generator, reader.name, limits)
@@ -620,7 +634,7 @@ def _read_sequential(
     reader.rewind()
     pixels: dict[int, np.ndarray] = {}
     count = 0
-    for frame, clean in reader.frames_from(None, stats, require_key=False):
+    for frame, clean in reader.frames_from(None, stats, require_key=False, strict_order=False):
         if not clean:
             continue
         if count in wanted:

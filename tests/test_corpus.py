@@ -165,10 +165,12 @@ def test_word_level_sources_give_a_words_corpus(tmp_path):
 
 
 def test_next_candidate_when_the_first_is_not_a_transcript(tmp_path):
-    make_video(tmp_path / "clip.mp4")
-    (tmp_path / "clip.info.json").write_text('{"title": "youtube-dl metadata"}', encoding="utf-8")
-    (tmp_path / "clip.en.vtt").write_text("WEBVTT\n\n00:00.500 --> 00:01.500\nhi there\n", encoding="utf-8")
-    report = build_transcript_corpus(tmp_path, tmp_path / "out")
+    videos = tmp_path / "videos"  # the output may not lie inside the videos folder (issue 21)
+    videos.mkdir()
+    make_video(videos / "clip.mp4")
+    (videos / "clip.info.json").write_text('{"title": "youtube-dl metadata"}', encoding="utf-8")
+    (videos / "clip.en.vtt").write_text("WEBVTT\n\n00:00.500 --> 00:01.500\nhi there\n", encoding="utf-8")
+    report = build_transcript_corpus(videos, tmp_path / "out")
     assert report.skipped == [] and report.num_rows == {"train": 1}
     segments = load_corpus(tmp_path / "out")[0]["segments"]
     assert segments == [{"start": 0.5, "end": 1.5, "text": "hi there"}]

@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 from transformers.utils import logging
 
-from ..tools.output_folders import check_output_folder
+from ..tools.output_folders import FolderReadByName, check_output_folder
 from ..tools.package_logging import set_package_log_level
 from .corpus_output import CorpusOutput, probed_in_order
 from .corpus_shards import SHARD_FORMATS
@@ -578,7 +578,7 @@ def build_caption_corpus(
     root = Path(video_root) if video_root is not None else metadata.parent
     spec = resolve_shard(shard_index, num_shards, use_launcher=use_launcher)
     embed_videos = embed_videos or output_format != "arrow"
-    inputs: list[Any] = [metadata, video_root]
+    inputs: list[Any] = [metadata, FolderReadByName(video_root) if video_root is not None else None]
     check_output_folder(output_dir, overwrite=overwrite, inputs=inputs)
     num_records = sum(1 for _ in _caption_records(metadata))  # a first pass: the shards split the records
     settings = {"kind": "caption", "source": str(metadata.resolve()), "video_column": video_column,
@@ -613,7 +613,7 @@ def build_caption_corpus(
                 continue
             video = _video_value(path.resolve(), embed_videos, output_dir)
             yield index, {"video": video, "video_id": video_id, "caption": caption, "duration": probe.duration}
-        out.inputs.extend(sorted(video_folders))
+        out.inputs.extend(FolderReadByName(folder) for folder in sorted(video_folders))
 
     features = caption_features(embed_videos=embed_videos)
     return _run_build(out, rows(), features, num_records, skipped, "caption", None, embed_videos, str(metadata),

@@ -33,8 +33,11 @@ keeps an existing copy unless ``--overwrite``). ``OUT/prepare_videos_report.json
 Failure behaviour: an input that cannot be read or transcoded is skipped with one line naming it and the reason
 and listed in the report; finished outputs are never re-done or overwritten (a rerun resumes) unless
 ``overwrite=True``, and then only once the new file is complete: every output is written to a temporary name in
-its folder and renamed into place on success. An output folder that equals or lies inside the input (or the other
-way round) is refused.
+its folder and renamed into place on success. An output folder that equals, contains or lies inside the input is
+refused (:func:`~modeling_tvtsv2.tools.output_folders.check_not_an_input`). Outputs derived from data stay inside
+the output: a corpus row whose ``video_id`` names a path outside ``OUT/videos`` (``../../x``, an absolute path) is
+skipped and reported, as are inputs that would share one output (``clip.avi`` and ``clip.mp4`` side by side: both
+would become ``clip.mp4`` and ``clip.srt`` could not say which video it describes; rename one).
 
 Across machines: ``--shard_index I --num_shards N`` (or the launcher's ranks) transcodes one contiguous block of the
 sorted inputs per shard, each shard writes ``prepare_videos_report.shard-0000I-of-0000N.json``, and the shard that
@@ -58,12 +61,14 @@ from typing import Any
 
 from transformers.utils import logging
 
+from ..tools.output_folders import OutputFolderError, check_not_an_input, path_inside
 from ..video_decoding_tvtsv2 import (
     MAX_CONSECUTIVE_DECODE_ERRORS,
     VIDEO_EXTENSIONS,
     demux_until_error,
     is_attached_picture,
     open_av_container,
+    timeline_origin,
 )
 from .corpus_shards import SHARD_FORMATS, open_shard_writer
 from .schema import corpus_root, is_saved_dataset, relative_video_path
@@ -78,6 +83,7 @@ DEFAULT_SHORT_SIDE = 268
 REPORT_NAME = "prepare_videos_report.json"
 _SIDECAR_SUFFIXES = (".json", ".vtt", ".srt")
 _TEMP_MARK = ".tmp-"
+_REFUSED = "\0refused:"  # planned-output key of a corpus row whose id leads outside the output (never a path)
 
 
 @dataclass(frozen=True)
@@ -187,10 +193,9 @@ def _transcode(av, source: Path, target: Path, settings: TranscodeSettings) -> d
         time_base = stream.time_base
         if time_base is None:
             raise ValueError(f"cannot read video {source}: the video stream has no time base")
-        # Times are counted from the container's start (what read_video calls 0), so that they survive the loss
-        # of the audio stream, which may have started earlier than the video.
-        origin = container.start_time if container.start_time is not None else 0  # microseconds
-        origin_pts = int(round(origin / 1_000_000 / time_base))
+        # Times are counted from read_video's 0 (timeline_origin) and written to an MP4, which keeps them: a video
+        # that starts 1.5 s after its audio reads from 1.5 s before and after (transcripts stay aligned).
+        origin_pts = int(round(timeline_origin(container, stream) / time_base))
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else 25.0
         slots_per_tick = None  # max_fps: time-base ticks -> 1/max_fps slots; one frame kept per slot
@@ -289,12 +294,24 @@ def _glob_escape(text: str) -> str:
 
 
 def _check_folders(source: Path, output: Path) -> None:
-    source, output = source.resolve(), output.resolve()
-    if output == source or source in output.parents or output in source.parents:
-        raise PrepareVideosError(
-            f"output folder {output} must not equal, contain or lie inside the input {source} (outputs would be "
-            "read as inputs, or inputs overwritten)"
-        )
+    try:
+        check_not_an_input(output, [source])
+    except OutputFolderError as error:
+        raise PrepareVideosError(str(error)) from None
+
+
+def _lies_in(path: Path, folder: Path) -> bool:
+    """Whether ``path`` (links resolved) is inside ``folder``."""
+    try:
+        return folder.resolve() in path.resolve().parents
+    except (OSError, ValueError):
+        return False
+
+
+def _refused(source: str, destination: str | None, reason: str) -> dict[str, Any]:
+    """A report entry (``failed``) for an input refused before any work."""
+    logger.warning("skipped %s: %s", source, reason)
+    return {"input": source, "output": destination, "reason": reason}
 
 
 def _job(args: tuple[str, str, TranscodeSettings, bool]) -> dict[str, Any]:
@@ -388,6 +405,8 @@ def prepare_videos(
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         settings = TranscodeSettings(**{**asdict(settings), "threads": max(1, cpus // num_workers)})
     report = PrepareVideosReport(str(output), asdict(settings), shard=spec.to_json(), complete=spec.is_single)
+    if not overwrite:
+        _check_earlier_settings(output, report.settings)
     output.mkdir(parents=True, exist_ok=True)
     corpus_input = is_saved_dataset(source) or (source / "train").is_dir() and is_saved_dataset(source / "train")
     if corpus_input:
@@ -399,9 +418,21 @@ def prepare_videos(
         if not videos:
             raise PrepareVideosError(f"no videos ({', '.join(sorted(suffixes))}) found in {source}")
         jobs = []
+        claimed: dict[Path, list[Path]] = {}  # over all inputs, so that every shard refuses the same ones
+        for video in videos:
+            claimed.setdefault(output / video.relative_to(source).with_suffix(".mp4"), []).append(video)
         for video in spec.block(videos):  # a contiguous block of the sorted list: shards never share an output
             destination = output / video.relative_to(source).with_suffix(".mp4")
-            jobs.append((str(video), str(destination), settings, overwrite))
+            sharing = claimed[destination]
+            if len(sharing) > 1:  # clip.avi + clip.mp4: one output name, and clip.srt would follow either
+                names = ", ".join(str(v.relative_to(source)) for v in sharing)
+                reason = f"{names} would all become {destination.name}; rename all but one"
+                report.failed.append(_refused(str(video), str(destination), reason))
+            elif _lies_in(video, output):  # a link into the output: replacing the output would edit this input
+                reason = f"it is a link to {video.resolve()}, inside the output folder"
+                report.failed.append(_refused(str(video), str(destination), reason))
+            else:
+                jobs.append((str(video), str(destination), settings, overwrite))
         _run_jobs(jobs, num_workers, report, progress)
         done = {r["input"] for r in report.transcoded + report.already_done}
         for video in videos:
@@ -447,10 +478,37 @@ def _merged_report(output: Path, spec: ShardSpec, report: PrepareVideosReport) -
     return merged
 
 
+def _check_earlier_settings(output: Path, settings: dict[str, Any]) -> None:
+    """Refuses to resume into ``output`` when its report says its files were made with other settings (they would
+    count as done and the new report would describe files it did not make). Threads change no output."""
+    try:
+        earlier = json.loads((output / REPORT_NAME).read_text(encoding="utf-8")).get("settings")
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError, AttributeError) as error:
+        raise PrepareVideosError(f"{output / REPORT_NAME} cannot be read ({error}); pass --overwrite to redo") from None
+    if not isinstance(earlier, dict):
+        raise PrepareVideosError(f"{output / REPORT_NAME} has no settings; pass --overwrite to redo the videos")
+    differences = [
+        f"{name}: {earlier.get(name)!r} there, {value!r} now"
+        for name, value in settings.items()
+        if name != "threads" and earlier.get(name) != value
+    ]
+    if differences:
+        raise PrepareVideosError(
+            f"--output {output} holds videos prepared with other settings ({'; '.join(differences)}); rerun with "
+            "the same settings to resume, pass --overwrite to redo every video, or choose another folder"
+        )
+
+
 def _save_report(output: Path, report: PrepareVideosReport) -> None:
     path = output / REPORT_NAME
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(report.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
+    try:
+        text = json.dumps(report.to_json(), indent=2, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a file name that is not UTF-8: \udcXX escapes (json.load gives the name back)
+        text = json.dumps(report.to_json(), indent=2).encode("ascii")
+    temporary.write_bytes(text)
     os.replace(temporary, path)
 
 
@@ -465,10 +523,17 @@ def _corpus_splits(source: Path):
     return corpus, splits
 
 
-def _prepared_paths(output: Path, split) -> list[Path]:
-    """Where each row's prepared video goes: ``videos/<video_id or row number>.mp4``."""
+def _prepared_paths(output: Path, split) -> list[Path | None]:
+    """Where each row's prepared video goes: ``videos/<video_id or row number>.mp4``; None for an id that leads
+    outside ``videos/`` (``../../x``, an absolute path, a link out): that row is refused."""
     ids = split["video_id"] if "video_id" in split.column_names else [None] * len(split)
-    return [output / "videos" / f"{video_id or index}.mp4" for index, video_id in enumerate(ids)]
+    paths: list[Path | None] = []
+    for index, video_id in enumerate(ids):
+        try:
+            paths.append(_corpus_destination(output, str(video_id or index)))
+        except ValueError:
+            paths.append(None)
+    return paths
 
 
 def _prepare_corpus(source: Path, output: Path, settings: TranscodeSettings, num_workers: int, overwrite: bool,
@@ -478,17 +543,27 @@ def _prepare_corpus(source: Path, output: Path, settings: TranscodeSettings, num
     embedded = output / "videos" / f".embedded-{spec.name}"  # per shard: shards never share a scratch file
     planned: dict[str, tuple[str, int, str]] = {}  # output -> (split, row, video id): the first row that names it
     for name, split in splits.items():
+        ids = split["video_id"] if "video_id" in split.column_names else [None] * len(split)
         for index, path in enumerate(_prepared_paths(output, split)):
-            planned.setdefault(str(path), (name, index, path.stem))
+            # A refused row gets its own key, so that exactly one shard reports it.
+            key = str(path) if path is not None else f"{_REFUSED}{ids[index] or index}"
+            planned.setdefault(key, (name, index, path.stem if path is not None else str(ids[index])))
     jobs: list[tuple[str, str, TranscodeSettings, bool]] = []
     for destination, (name, index, video_id) in spec.block(list(planned.items())):
+        if destination.startswith(_REFUSED):
+            reason = f"video_id {video_id!r} names a path outside {output / 'videos'}"
+            report.failed.append(_refused(str(splits[name][index]["video"])[:200], None, reason))
+            continue
         if Path(destination).exists() and not overwrite:  # done by an earlier run: no need to extract its bytes
             jobs.append((destination, destination, settings, overwrite))
             continue
         path = _corpus_video_path(splits[name][index]["video"], embedded, video_id)
         if path is not None and not os.path.isabs(path):  # saved corpora store paths relative to their folder
             path = os.path.normpath(os.path.join(corpus_root(source), path))
-        if path is not None:
+        if path is not None and _lies_in(Path(path), output) and not path.startswith(str(embedded)):
+            reason = f"the video {path} lies inside the output folder (a prepared file as an input?)"
+            report.failed.append(_refused(path, destination, reason))
+        elif path is not None:
             jobs.append((path, destination, settings, overwrite))
     _run_jobs(jobs, num_workers, report, progress)
     shutil.rmtree(embedded, ignore_errors=True)
@@ -527,6 +602,11 @@ def _save_corpus_copy(source: Path, output: Path, overwrite: bool, report: Prepa
     if target.exists():
         shutil.rmtree(target)
     os.replace(temporary, target)
+
+
+def _corpus_destination(output: Path, video_id: str) -> Path:
+    """``OUT/videos/<video_id>.mp4``; a ValueError when the id leads outside ``OUT/videos``."""
+    return path_inside(output / "videos", f"{video_id}.mp4")
 
 
 def _corpus_video_path(value: Any, embedded: Path, video_id: str) -> str | None:
@@ -629,6 +709,10 @@ def run_from_args(args) -> int:
     except PrepareVideosError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # the output itself cannot be written (full disk, read-only mount): one line, status 1
+        print(f"error: --output {args.output}: {error.strerror or error} ({error.filename or args.output})",
+              file=sys.stderr)  # fmt: skip
+        return 1
     print(report.summary())
     if report.complete:
         print(f"report: {Path(args.output) / REPORT_NAME}")

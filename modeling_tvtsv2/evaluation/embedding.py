@@ -153,6 +153,16 @@ class EmbeddedClips:
     frame_times: list[list[float]] | None  # per embedded clip, the sampled frames' times (when asked)
     skipped: list[dict[str, Any]]
 
+    def without_non_finite(self) -> "tuple[EmbeddedClips, list[Clip]]":
+        """These clips without those whose embedding holds NaN or inf, and the items of those."""
+        finite = torch.isfinite(self.embeddings).all(dim=1).tolist()
+        if all(finite):
+            return self, []
+        keep = [k for k, ok in enumerate(finite) if ok]
+        times = None if self.frame_times is None else [self.frame_times[k] for k in keep]
+        kept = EmbeddedClips([self.items[k] for k in keep], self.embeddings[keep], times, self.skipped)
+        return kept, [item for item, ok in zip(self.items, finite) if not ok]
+
 
 class _ClipDecoder(torch.utils.data.Dataset):
     """Decodes and preprocesses one clip per item, in DataLoader workers.
@@ -314,3 +324,4 @@ def embed_texts(
         if progress is not None:
             progress(len(batch))
     return torch.cat(chunks) if chunks else torch.zeros(0, _embedding_size(model))
+

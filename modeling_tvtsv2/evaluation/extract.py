@@ -47,13 +47,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from accelerate import PartialState
 from transformers.utils import logging
 
 from ..data.schema import VIDEO_EXTENSIONS, corpus_root, is_saved_dataset, load_corpus, undecoded_videos
 from ..data.sharding import claim, resolve_shard, write_json_atomic
-from ..tools.model_loading import NoSuchLocalPathError, check_local_path, load_model_and_processor
+from ..tools.model_loading import NoSuchLocalPathError, check_local_path, load_model_and_processor, model_fingerprint
+from ..tools.output_folders import OutputFolderError, check_not_an_input
 from ..video_decoding_tvtsv2 import VideoProbeError, probe_video
 from .embedding import DatasetVideos, EmbeddedClips, VideoList, embed_texts, embed_videos, model_device_dtype
 
@@ -154,7 +155,9 @@ def open_video_table(
         if not files:
             raise ExtractionError(f"{folder}: no video files ({', '.join(VIDEO_EXTENSIONS)})")
         root = folder.resolve()
-        return VideoTable(files, VideoList(os.path.join(root, name) for name in files), str(root))
+        # A name that is not UTF-8 (b"caf\xe9.mp4") is read as it is; its id (stored as UTF-8) spells the byte \xe9.
+        ids = [name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for name in files]
+        return VideoTable(ids, VideoList(os.path.join(root, name) for name in files), str(root))
     if shards and not is_saved_dataset(folder):  # a corpus as Parquet / WebDataset shards (the corpus tools')
         description = str(folder.resolve())
         dataset = load_corpus(folder, split or "train")
@@ -311,6 +314,10 @@ def embed_table(
         progress=None if progress is None else progress.update,
     )  # fmt: skip
     skipped.extend({"video_id": table.video_ids[entry["row"]], **entry} for entry in clips.skipped)
+    clips, dropped = clips.without_non_finite()  # a NaN row would be every query's best hit (score nan)
+    for index, start, end in dropped:
+        window = {"start": start, "end": end} if windows is not None else {}
+        skipped.append({"video_id": table.video_ids[index], "row": index, **window, "reason": "embedding not finite"})
     return dataclasses.replace(clips, skipped=skipped)
 
 
@@ -333,16 +340,6 @@ def load_model_for_command(
         raise ExtractionError(str(error)) from None
     except (OSError, ValueError) as error:
         raise ExtractionError(f"--model {model_name_or_path}: cannot load ({str(error).splitlines()[0]})") from error
-
-
-def model_fingerprint(model) -> str:
-    """A cheap fingerprint of the weights and config (detects a different model behind the same path)."""
-    digest = hashlib.sha1(model.config.to_json_string(use_diff=False).encode())
-    with torch.no_grad():
-        for name, parameter in model.state_dict().items():
-            digest.update(name.encode())
-            digest.update(np.float64(parameter.double().sum().item()).tobytes())
-    return digest.hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -456,8 +453,12 @@ def _shard_done(work: Path, shard: int, settings_digest: str) -> dict[str, Any] 
     return None
 
 
-def check_output(output: str | os.PathLike[str], overwrite: bool = False) -> None:
-    """Refuses an existing `output` that is not an extraction output, unless `overwrite`."""
+def check_output(output: str | os.PathLike[str], overwrite: bool = False, inputs: Sequence[str | None] = ()) -> None:
+    """Refuses an `output` that is, contains or lies in an input; an existing non-extraction one unless `overwrite`."""
+    try:
+        check_not_an_input(output, inputs)
+    except OutputFolderError as error:
+        raise ExtractionError(str(error)) from None
     output = Path(os.fspath(output))
     if output.exists() and not overwrite and _read_json(output / MANIFEST_NAME) is None:
         raise ExtractionError(
@@ -466,10 +467,10 @@ def check_output(output: str | os.PathLike[str], overwrite: bool = False) -> Non
         )
 
 
-def _prepare(output: Path, settings: dict[str, Any], overwrite: bool, is_main: bool) -> str:
+def _prepare(output: Path, settings: dict[str, Any], overwrite: bool, is_main: bool, inputs: Sequence[str]) -> str:
     """Checks `output` / its work folder against `settings`; returns "complete", "resume" or "start"."""
     work = _work_dir(output)
-    check_output(output, overwrite)
+    check_output(output, overwrite, inputs)
     if output.exists():
         manifest = _read_json(output / MANIFEST_NAME)
         if manifest is not None and not overwrite:
@@ -542,7 +543,6 @@ def extract_features(
         ExtractionError: for settings that do not match an existing (partial) output, and other user errors.
     """
     import datasets
-    from accelerate import PartialState
     from transformers.utils.logging import tqdm
 
     if embedding_dtype not in EMBEDDING_DTYPES:
@@ -585,7 +585,7 @@ def extract_features(
     }  # fmt: skip
     digest = _settings_digest(settings)
     num_shards = math.ceil(len(table) / shard_size)
-    mode = _prepare(output, settings, overwrite, state.is_main_process)
+    mode = _prepare(output, settings, overwrite, state.is_main_process, [table.source, model_name])
     if mode == "complete":
         manifest = _read_json(output / MANIFEST_NAME) or {}
         return ExtractionReport(
@@ -639,7 +639,10 @@ def extract_features(
         raise RuntimeError(f"shards {missing} of {work} were not written; rerun to resume")
     if not job.is_single and not claim(work / "merge.claim"):
         return ExtractionReport(str(output), len(table), 0, num_shards, len(done), [], merged=False)
-    parts = [datasets.load_from_disk(str(work / "shards" / f"shard-{s:05d}")) for s in range(num_shards)]
+    filled = [s for s in range(num_shards) if markers[s]["num_rows"]]  # a shard of 0 rows has no table to load
+    parts = [datasets.load_from_disk(str(work / "shards" / f"shard-{s:05d}")) for s in filled]
+    if not parts:
+        raise ExtractionError(f"no video of {table.source} could be read: nothing to write (see the skipped list)")
     merged = datasets.concatenate_datasets(parts)
     merged.info.description = f"TVTSv2 embeddings (tvtsv2 extract): {json.dumps(settings)}"
     skipped = [entry for marker in markers for entry in marker["skipped"]]
@@ -743,8 +746,6 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
 def run_extract(args: ExtractArguments) -> int:
     """Runs `tvtsv2 extract`; returns the exit status (2 with a one-line error for a user mistake)."""
     import datasets
-    from accelerate import PartialState
-
     datasets.disable_progress_bars()  # one bar (ours) per process
     try:
         # a mistyped local path fails at once, before anything is tried as a Hub id
@@ -755,7 +756,7 @@ def run_extract(args: ExtractArguments) -> int:
             resolve_shard(args.shard_index, args.num_shards, use_launcher=False)  # bad flags: before any work
         except ValueError as error:
             raise ExtractionError(str(error)) from None
-        check_output(args.output, args.overwrite)
+        check_output(args.output, args.overwrite, inputs=[args.input, args.model, args.video_root])
         keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()]
         state = PartialState(cpu=args.use_cpu or not torch.cuda.is_available())
         if args.streaming:  # the command line routes it to extract_streaming (which builds on this module)
@@ -787,8 +788,6 @@ def run_extract(args: ExtractArguments) -> int:
 
 def print_report(report: ExtractionReport) -> int:
     """Prints what the main process did (the summary and the first skipped videos); returns 0."""
-    from accelerate import PartialState
-
     if PartialState().is_main_process:
         print(report.summary())
         for entry in report.skipped[:20]:

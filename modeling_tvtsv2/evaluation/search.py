@@ -15,6 +15,7 @@ import dataclasses
 import json
 import os
 import sys
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 import numpy as np
@@ -22,12 +23,12 @@ import torch
 from transformers.utils import logging
 
 from .embedding import embed_texts
-from .extract import MANIFEST_NAME, ExtractionError, load_model_for_command
+from .extract import MANIFEST_NAME, ExtractionError, load_model_for_command, model_fingerprint
 
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["SearchHit", "VideoIndex", "exact_top_k", "search"]
+__all__ = ["SearchHit", "VideoIndex", "check_index_model", "exact_top_k", "search"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,22 +84,45 @@ class VideoIndex:
         import datasets
 
         self.path = Path(os.fspath(path))
+        self.checked_models: weakref.WeakSet = weakref.WeakSet()  # models whose fingerprint matched
         manifest_path = self.path / MANIFEST_NAME
         if not manifest_path.is_file():
             raise ExtractionError(f"--index {self.path}: not an output of `tvtsv2 extract` (no {MANIFEST_NAME})")
-        self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        self.settings = self.manifest.get("settings", {})
-        dataset = datasets.load_from_disk(str(self.path))
-        windowed = "start" in dataset.column_names
-        columns = dataset.select_columns(["video_id", "row", *(["start", "end"] if windowed else [])]).to_dict()
+        try:
+            self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:  # ValueError: not JSON, not UTF-8
+            raise ExtractionError(f"--index {self.path}: {manifest_path} is damaged ({error})") from None
+        self.settings = self.manifest.get("settings") if isinstance(self.manifest, dict) else None
+        if not isinstance(self.settings, dict):
+            raise ExtractionError(f"--index {self.path}: {manifest_path} is damaged (no settings object)")
+        try:  # a damaged or truncated dataset raises many error types (pyarrow, datasets, OSError, KeyError)
+            dataset = datasets.load_from_disk(str(self.path))
+            windowed = "start" in dataset.column_names
+            columns = dataset.select_columns(["video_id", "row", *(["start", "end"] if windowed else [])]).to_dict()
+            # one contiguous array (float16 stays float16 in memory: half the RAM; chunks are upcast when scored)
+            self.embeddings = dataset.with_format("numpy", columns=["video_embedding"])[:]["video_embedding"]
+            if self.embeddings.ndim != 2:
+                raise ValueError(f"video_embedding has shape {self.embeddings.shape}, expected [rows, dim]")
+        except Exception as error:  # noqa: BLE001 - reported as one line naming the folder
+            detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise ExtractionError(f"--index {self.path}: the extracted dataset is damaged ({detail})") from None
         self.video_ids: list[str] = columns["video_id"]
         self.rows: list[int] = columns["row"]
         self.starts = columns["start"] if windowed else None
         self.ends = columns["end"] if windowed else None
-        # one contiguous array (float16 stays float16 in memory: half the RAM; chunks are upcast when scored)
-        self.embeddings = dataset.with_format("numpy", columns=["video_embedding"])[:]["video_embedding"]
         if len(self.video_ids) == 0:
             raise ExtractionError(f"--index {self.path}: the index has no rows")
+        # Rows of NaN/inf would be every query's best hit (score nan): skipped, with a warning.
+        finite = np.isfinite(self.embeddings).all(axis=1)
+        self.kept_rows = None if finite.all() else np.flatnonzero(finite)
+        if self.kept_rows is not None:
+            logger.warning(
+                "%s: %d rows have non-finite embeddings (NaN or inf) and are skipped (first: video %s)",
+                self.path, int((~finite).sum()), self.video_ids[int(np.flatnonzero(~finite)[0])],
+            )  # fmt: skip
+            if self.kept_rows.size == 0:
+                raise ExtractionError(f"--index {self.path}: no row has a finite embedding")
+            self.embeddings = self.embeddings[finite]
 
     def __len__(self) -> int:
         return len(self.video_ids)
@@ -108,6 +132,7 @@ class VideoIndex:
         return self.settings.get("model")
 
     def hit(self, index: int, score: float) -> SearchHit:
+        index = int(self.kept_rows[index]) if self.kept_rows is not None else index
         start = None if self.starts is None else float(self.starts[index])
         end = None if self.ends is None else float(self.ends[index])
         return SearchHit(self.video_ids[index], float(score), start, end, int(index))
@@ -125,6 +150,21 @@ class VideoIndex:
         return [[self.hit(int(i), float(s)) for s, i in zip(row_s, row_i)] for row_s, row_i in zip(scores, indices)]
 
 
+def check_index_model(index: VideoIndex, model, where: str = "the given model") -> None:
+    """Refuses a model that is not the one that made `index` (its `model_fingerprint` differs): its text
+    embeddings would not live in the index's space, and every hit would be noise."""
+    recorded = index.settings.get("model_fingerprint")
+    if recorded is None or model in index.checked_models:  # hashing a B/16 takes ~2 s: once per index and model
+        return
+    found = model_fingerprint(model, index.settings.get("model_dtype"))
+    if found != recorded:
+        raise ExtractionError(
+            f"{where} is not the model that made --index {index.path} (model fingerprint {found}, the index "
+            f"records {recorded}); search with the model that made the index"
+        )
+    index.checked_models.add(model)
+
+
 def search(
     index: VideoIndex | str | os.PathLike[str],
     queries: str | Sequence[str],
@@ -132,6 +172,7 @@ def search(
     processor=None,
     top_k: int = 5,
     chunk_size: int = 65536,
+    check_model: bool = True,
 ) -> list[list[SearchHit]] | list[SearchHit]:
     """Text-to-video (or text-to-moment) search.
 
@@ -140,16 +181,21 @@ def search(
         queries: one text (then one list of hits is returned) or several (a list per query).
         model, processor: the model that made the index; by default the one recorded in the index is loaded.
         top_k: hits per query, best first.
+        check_model: refuse a model that did not make the index (:func:`check_index_model`).
 
     Returns:
         `SearchHit`s (`video_id`, `score`, `start`, `end`, `row`).
     """
     if not isinstance(index, VideoIndex):
         index = VideoIndex(index)
+    where = "the given model"
     if model is None:
         if not index.model_name:
             raise ExtractionError(f"{index.path} does not record its model: pass --model")
-        model, processor = load_model_for_command(index.model_name)
+        model, processor = load_model_for_command(index.model_name, dtype=index.settings.get("model_dtype"))
+        where = f"the model at {index.model_name}"
+    if check_model:
+        check_index_model(index, model, where)
     single = isinstance(queries, str)
     texts = [queries] if single else list(queries)
     if not texts or any(not t.strip() for t in texts):
@@ -199,8 +245,9 @@ def run_search(args: SearchArguments) -> int:
         index = VideoIndex(args.index)
         model = processor = None
         if args.model:
-            model, processor = load_model_for_command(args.model)
-        results = search(index, list(args.queries), model, processor, top_k=args.top_k)
+            model, processor = load_model_for_command(args.model, dtype=index.settings.get("model_dtype"))
+            check_index_model(index, model, f"--model {args.model}")
+        results = search(index, list(args.queries), model, processor, top_k=args.top_k, check_model=not args.model)
     except ExtractionError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

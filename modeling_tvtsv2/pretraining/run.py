@@ -23,6 +23,7 @@ import transformers
 from transformers import set_seed
 from transformers.utils import logging
 
+from ..tools.output_folders import OutputFolderError, check_not_an_input
 from ..tools.package_logging import package_logger, set_package_log_level
 from .arguments import (
     DEMO_OUTPUT_DIR,
@@ -33,6 +34,7 @@ from .arguments import (
     PretrainingArguments,
     parse_arguments,
 )
+from .freezing import FreezeSchedule
 from .sources import ModelSource, load_corpus_split, resolve_model_source
 from .trainer import TVTSv2Trainer
 from .training_args import default_dataloader_num_workers
@@ -147,6 +149,12 @@ def _staging_output_dir(arguments: PretrainingArguments) -> Path | None:
     """
     training_args = arguments.training
     output = Path(training_args.output_dir)
+    data = arguments.data
+    inputs = [arguments.model.model, data.transcript_dataset, data.caption_dataset, data.eval_dataset]
+    try:  # whatever --overwrite_output_dir says: replacing output_dir must not delete the model or a corpus
+        check_not_an_input(output, inputs, flag="--output_dir")
+    except OutputFolderError as error:
+        raise PretrainingArgumentError(str(error)) from None
     if training_args.resume_from_checkpoint:
         return None
     staging = output.with_name(output.name + ".partial")
@@ -307,6 +315,10 @@ def run_pretraining(arguments: PretrainingArguments) -> dict:
 
     model_args, data_args, training_args = arguments.model, arguments.data, arguments.training
     _configure_logging(training_args)
+    try:  # checked now, not after the corpora are built: a typo is one line naming the flag and the valid names
+        FreezeSchedule.parse(training_args.freeze_schedule)
+    except (ValueError, TypeError, KeyError, OSError) as error:
+        raise PretrainingArgumentError(f"--freeze_schedule {training_args.freeze_schedule!r}: {error}") from None
     try:
         source = resolve_model_source(
             model_args.model, model_args.model_revision, model_args.cache_dir, model_args.trust_remote_code

@@ -7,6 +7,8 @@ processor for the model's frame size and number of frames.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -24,6 +26,7 @@ __all__ = [
     "load_model_and_processor",
     "load_processor_or_default",
     "looks_local",
+    "model_fingerprint",
 ]
 
 # What a Hub repo id can be: `name` or `namespace/name` of letters, digits, `-`, `_`, `.`.
@@ -104,3 +107,25 @@ def load_processor_or_default(
     logger.warning("No TVTSv2 processor in %s (%s); using the default one.", model_name_or_path, reason)
     vision = config.vision_config
     return TVTSv2Processor.from_defaults(image_size=vision.image_size, num_frames=vision.num_frames)
+
+
+def model_fingerprint(model, dtype: str | torch.dtype | None = None) -> str:
+    """SHA-1 of the config and of every weight's bytes (detects a different model behind the same path).
+
+    Depends on the weights and the config only: not on the process or thread count (a float sum would: its order
+    follows the threads), nor on the path or the dtype the config records. `dtype`: round the weights to it first,
+    so that a float32 copy of a model matches the fingerprint of its bfloat16 copy (`model_dtype` in the manifest).
+    """
+    config = model.config.to_dict()
+    for key in ("_name_or_path", "torch_dtype", "dtype", "transformers_version"):
+        config.pop(key, None)
+    digest = hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode())
+    rounding = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            values = tensor.detach().to("cpu")
+            if rounding is not None and values.is_floating_point():
+                values = values.to(rounding)
+            digest.update(f"{name}{tuple(values.shape)}".encode())
+            digest.update(values.to(torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -6,9 +6,13 @@
   when it is complete. With `overwrite=True` the old folder is then replaced *as a whole* (files the tool did not
   write, e.g. a `model_backup.safetensors`, go with it); a failed or interrupted build leaves the old folder as it
   was and removes its temporary folder.
-* An output that is an input, or that contains an input (e.g. `--output` above the `--videos` folder), is refused
-  whatever `overwrite` says. The only exception is an in-place rewrite the caller declares
-  (`allow_same_as=...`: `tvtsv2 export --model D --output D --overwrite` replaces `D` by its Hub export).
+* An output that is an input, contains an input (e.g. `--output` above the `--videos` folder) or lies inside an
+  input folder is refused whatever `overwrite` says (:func:`check_not_an_input`, which tools with their own
+  output layout, `tvtsv2 extract` and `prepare-videos`, and training's `output_dir` call too). The only exception
+  is an in-place rewrite the caller declares (`allow_same_as=...`: `tvtsv2 export --model D --output D
+  --overwrite` replaces `D` by its Hub export). Paths are compared after resolving symbolic links.
+* Paths derived from data (ids, file names, archive members) must stay inside the output:
+  :func:`path_inside` refuses the others.
 * Permissions are checked before any work: an output whose nearest existing folder is not writable, or a path that
   is a file, is refused up front.
 """
@@ -27,7 +31,15 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["OutputExistsError", "OutputFolderError", "check_output_folder", "staged_output_folder"]
+__all__ = [
+    "FolderReadByName",
+    "OutputExistsError",
+    "OutputFolderError",
+    "check_not_an_input",
+    "check_output_folder",
+    "path_inside",
+    "staged_output_folder",
+]
 
 
 class OutputFolderError(ValueError):
@@ -48,6 +60,62 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
+class FolderReadByName(str):
+    """An input folder whose files a tool reads by the names a list gives (never scanned, e.g. the folders of a
+    caption corpus's videos): an output may lie inside it (it may still not be it or contain it)."""
+
+
+def check_not_an_input(
+    output: str | os.PathLike[str],
+    inputs: Iterable[str | os.PathLike[str] | None],
+    *,
+    allow_same_as: str | os.PathLike[str] | None = None,
+    flag: str = "--output",
+) -> None:
+    """Refuses an `output` that is one of `inputs`, contains one, or lies inside an input folder.
+
+    Inputs that do not exist on disk (Hub ids, URLs) are ignored. `allow_same_as`: an input `output` may equal.
+
+    Raises:
+        OutputFolderError: with one line naming the folder, the input and the reason.
+    """
+    target = _resolved(output)
+    same_ok = _resolved(allow_same_as) if allow_same_as is not None else None
+    for given in inputs:
+        if given is None or not os.path.lexists(os.path.expanduser(os.fspath(given))):
+            continue
+        source = _resolved(given)
+        if source == target and source == same_ok:
+            continue
+        if source == target:
+            raise OutputFolderError(f"{flag} {output} is also an input; choose another output folder")
+        if target in source.parents:
+            raise OutputFolderError(
+                f"{flag} {output} contains the input {source}; replacing it would delete that input, "
+                "choose an output folder outside it"
+            )
+        if source in target.parents and source.is_dir() and not isinstance(given, FolderReadByName):
+            raise OutputFolderError(
+                f"{flag} {output} lies inside the input folder {source}; writing there would change that input, "
+                "choose an output folder outside it"
+            )
+
+
+def path_inside(folder: str | os.PathLike[str], relative: str | os.PathLike[str]) -> Path:
+    """`folder / relative` if it stays inside `folder` (after `..` and symbolic links are resolved); else a
+    ValueError.
+
+    For every path a tool derives from data: an id `../../x`, an absolute path or a link out of the folder would
+    otherwise write outside the output.
+    """
+    root = _resolved(folder)
+    text = os.fspath(relative)
+    candidate = _resolved(root / text)
+    if not text or os.path.isabs(text) or root not in candidate.parents:
+        raise ValueError(f"{text!r} does not name a file inside {folder}")
+    return Path(folder) / text  # as the caller spells the folder (relative paths computed from it stay right)
+
+
 def check_output_folder(
     output: str | os.PathLike[str],
     *,
@@ -61,7 +129,7 @@ def check_output_folder(
     Args:
         output: the folder to write.
         overwrite: whether a non-empty existing folder may be replaced (after success).
-        inputs: files or folders the tool reads; `output` may neither be one of them nor contain one.
+        inputs: files or folders the tool reads; `output` may not be one, contain one or lie in one.
         allow_same_as: an input that `output` may equal (a declared in-place rewrite; `overwrite` still needed).
         flag: how the output is named in messages (`--output`).
 
@@ -69,20 +137,7 @@ def check_output_folder(
         OutputFolderError: with one line naming the folder and the reason.
     """
     target = _resolved(output)
-    same_ok = _resolved(allow_same_as) if allow_same_as is not None else None
-    for source in inputs:
-        if source is None:
-            continue
-        source = _resolved(source)
-        if source == target and source == same_ok:
-            continue
-        if source == target:
-            raise OutputFolderError(f"{flag} {output} is also an input; choose another output folder")
-        if target in source.parents:
-            raise OutputFolderError(
-                f"{flag} {output} contains the input {source}; replacing it would delete that input, "
-                "choose an output folder outside it"
-            )
+    check_not_an_input(output, inputs, allow_same_as=allow_same_as, flag=flag)
     if target.exists() and not target.is_dir():
         raise OutputFolderError(f"{flag} {output} exists and is not a folder")
     if target.is_dir() and any(target.iterdir()) and not overwrite:
