@@ -197,7 +197,9 @@ def test_a_moved_corpus_loads_and_batches_the_same(transcript_folder, tmp_path):
     from modeling_tvtsv2.pretraining.streaming import streamed_corpus
 
     moved = load_corpus_split(str(machine_b / "corpus"), ("train",), argument="transcript_dataset")
-    streamed = list(streamed_corpus(moved, 2))
+    stream = streamed_corpus(moved, 2)
+    assert stream.features == moved.features  # the corpus kind is read from them
+    streamed = list(stream)
     assert sorted(row["video"] for row in streamed) == sorted(moved[i]["video"] for i in range(len(moved)))
     assert all(Path(row["video"]).is_file() for row in streamed)
 

@@ -197,7 +197,7 @@ def as_corpus(dataset: Any, folder: str | os.PathLike[str] | None = None) -> Any
     resolver = _ResolveVideoPaths(str(corpus_root(folder)))
     if isinstance(dataset, Dataset):
         return dataset.with_transform(resolver)
-    return dataset.map(resolver.row)
+    return dataset.map(resolver.row, features=features)  # same columns and types
 
 
 def is_saved_dataset(folder: str | os.PathLike[str]) -> bool:

@@ -59,7 +59,8 @@ def streamed_corpus(dataset: Any, num_parts: int) -> Any:
     transform = dataset.format["format_kwargs"].get("transform") if dataset.format["type"] == "custom" else None
     if transform is None:
         return dataset.to_iterable_dataset(num_shards=shards)
-    return dataset.with_format(None).to_iterable_dataset(num_shards=shards).map(transform, batched=True)
+    stream = dataset.with_format(None).to_iterable_dataset(num_shards=shards)
+    return stream.map(transform, batched=True, features=dataset.features)  # same columns and types
 
 
 def shuffled(dataset: Any, seed: int, buffer_size: int) -> Any:
