@@ -8,8 +8,8 @@
 | `linear_probe` | CLIP's linear-probe protocol on frozen features (`--task linear-probe`) |
 | `extract` | `tvtsv2 extract`: a corpus's embeddings written as a 🤗 Dataset, in resumable shards, over processes |
 | `search` | `tvtsv2 search`: text -> video (moment) search over an extracted index |
-| `ann_index` | `tvtsv2 index`: a FAISS (HNSW / IVF-PQ) index beside an extracted index; `search` uses it when present |
-| `app` | `tvtsv2 app`: the Gradio app over an extracted index (search, thumbnails, player, zero-shot labels), a Space folder |
+| `ann_index` | `tvtsv2 index`: a FAISS (HNSW / IVF-PQ) index beside an extracted index, used by `search` |
+| `app` | `tvtsv2 app`: the Gradio app (search, thumbnails, player, zero-shot labels); a Hub Space folder |
 
 May import: the Hub files, `modeling_tvtsv2.tools`, `modeling_tvtsv2.data` and each other; nothing from
 `pretraining/` or the command line.

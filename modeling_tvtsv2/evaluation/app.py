@@ -377,7 +377,9 @@ class AppArguments:
     )
 
 
-APP_DESCRIPTION = f"Browse an extracted index in the browser: search, thumbnails, player, zero-shot labels. {INSTALL_HINT}."
+APP_DESCRIPTION = (
+    f"Browse an extracted index in the browser: search, thumbnails, player, zero-shot labels. {INSTALL_HINT}."
+)
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
