@@ -110,8 +110,10 @@ def main() -> None:
                     found.append(rows[order[0].numpy()])
                 per_query = (time.perf_counter() - start) / len(queries)
                 recall = np.mean([len(set(f) & set(t.tolist())) / 10 for f, t in zip(found, truth)])
+                top1 = np.mean([len(f) > 0 and f[0] == t[0] for f, t in zip(found, truth)])
                 print(f"RESULT {kind} {setting} refine={refine}: {1 / per_query:.1f} queries/s "
-                      f"({per_query * 1000:.2f} ms/query), recall@10 {recall:.3f}", flush=True)  # fmt: skip
+                      f"({per_query * 1000:.2f} ms/query), recall@10 {recall:.3f}, top-1 found {top1:.3f}",
+                      flush=True)  # fmt: skip
         del index
     print(f"load average at end: {os.getloadavg()}", flush=True)
 
