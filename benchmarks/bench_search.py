@@ -8,7 +8,7 @@ and recall@10 against exact search. The ANN kinds go through the code `tvtsv2 in
 (`evaluation.ann_index`: the same factory strings, default parameters and training sample; candidates rescored
 exactly against the stored float16 rows, as `VideoIndex.rescore` does). The vectors are Gaussian directions, the
 hardest case for ANN indexes (no cluster structure); each query is a stored vector plus noise (cosine ~0.7 to it),
-so every query has a true nearest row.
+so every query has a true nearest row. `--clusters C` draws the vectors around C centres instead.
 """
 
 import argparse
@@ -36,11 +36,17 @@ def rss_gib() -> float:
         return int(handle.read().split()[1]) * resource.getpagesize() / 2**30
 
 
-def unit_vectors(count: int, dim: int, seed: int, chunk: int = 250_000) -> np.ndarray:
+def unit_vectors(count: int, dim: int, seed: int, clusters: int = 0, chunk: int = 250_000) -> np.ndarray:
+    """Gaussian directions; with `clusters`, each vector is one of `clusters` random centres plus noise (cosine ~0.7
+    to its centre), closer to embeddings of the windows of a video library (neighbouring windows look alike)."""
     out = np.empty((count, dim), dtype=np.float16)
     generator = torch.Generator().manual_seed(seed)
+    centres = torch.nn.functional.normalize(torch.randn(max(clusters, 1), dim, generator=generator), dim=-1)
     for start in range(0, count, chunk):
         block = torch.randn(min(chunk, count - start), dim, generator=generator)
+        if clusters:
+            picked = torch.randint(0, clusters, (len(block),), generator=generator)
+            block = centres[picked] + block / dim**0.5
         out[start : start + len(block)] = torch.nn.functional.normalize(block, dim=-1).half().numpy()
     return out
 
@@ -51,6 +57,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--num-queries", type=int, default=200)
     parser.add_argument("--exact-queries", type=int, default=10, help="queries timed one by one for exact search")
+    parser.add_argument("--clusters", type=int, default=0, help="clustered vectors around this many centres")
     parser.add_argument("--kinds", nargs="+", default=["exact", "faiss-hnsw", "faiss-ivfpq"])
     parser.add_argument("--ef-search", type=int, nargs="+", default=[128])
     parser.add_argument("--nprobe", type=int, nargs="+", default=[16])
@@ -58,7 +65,7 @@ def main() -> None:
     torch.set_num_threads(1)
     print(f"load average at start: {os.getloadavg()}", flush=True)
     start = time.perf_counter()
-    keys = unit_vectors(args.num_vectors, args.dim, seed=0)
+    keys = unit_vectors(args.num_vectors, args.dim, seed=0, clusters=args.clusters)
     print(f"{args.num_vectors:,} x {args.dim} float16 ({keys.nbytes / 2**30:.2f} GiB) made in "
           f"{time.perf_counter() - start:.0f} s; RSS {rss_gib():.2f} GiB", flush=True)  # fmt: skip
     generator = torch.Generator().manual_seed(1)
