@@ -13,6 +13,9 @@
   404. A missing or undecodable video gives a placeholder thumbnail and a message in the page instead of a player.
 * **Cost**: the model is loaded once; query and label embeddings and thumbnails are cached (LRU), so a repeated
   query only searches. Search goes through `search.VideoIndex` (the FAISS index of `tvtsv2 index` when present).
+* **Codecs**: browsers play H.264 / VP8 / VP9 / AV1, not MPEG-4 Part 2 (`mpeg4`) and others that PyAV reads; a
+  player that stays black means such a file: `tvtsv2 prepare-videos --input DIR --output PLAYABLE` (H.264, same
+  names and timestamps) then `tvtsv2 app --videos PLAYABLE`.
 * The server binds to `127.0.0.1` by default; `--host 0.0.0.0` exposes it to the network.
 * **Hub Space**: `tvtsv2 app --index INDEX --model MODEL --space-dir SPACE` writes a folder to push as a Gradio
   Space: `app.py` (this app on 0.0.0.0:7860), `requirements.txt`, a README with the Space header, the package
