@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", default=["exact", "faiss-hnsw", "faiss-ivfpq"])
     parser.add_argument("--ef-search", type=int, nargs="+", default=[128])
     parser.add_argument("--nprobe", type=int, nargs="+", default=[16])
+    parser.add_argument("--refine", type=int, nargs="+", default=[1, 4], help="candidates per hit, rescored exactly")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"load average at start: {os.getloadavg()}", flush=True)
@@ -103,7 +104,7 @@ def main() -> None:
               f"index {index_bytes / 2**30:.2f} GiB, RSS +{rss_gib() - rss_before:.2f} GiB", flush=True)  # fmt: skip
         sweep = args.ef_search if kind == "faiss-hnsw" else args.nprobe
         for value in sweep:
-            for refine in (1, 4):
+            for refine in args.refine:
                 setting = {"ef_search": value} if kind == "faiss-hnsw" else {"nprobe": value}
                 run_params = AnnParameters(**{**params.__dict__, **setting, "refine": refine})
                 set_search_parameters(index, kind, run_params)
