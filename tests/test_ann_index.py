@@ -18,6 +18,7 @@ from modeling_tvtsv2.cli import main as cli_main
 from modeling_tvtsv2.evaluation.search import VideoIndex
 
 faiss = pytest.importorskip("faiss", reason='FAISS is not installed (pip install ".[search]")')
+faiss.omp_set_num_threads(1)  # tiny indexes: OpenMP threads only spin against the other tests on a busy box
 
 NUM_ROWS, DIM = 2000, 32
 
