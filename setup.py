@@ -49,6 +49,11 @@ setup(
     extras_require={
         # corpus preparation from subtitle files
         "train": ["srt>=3.5,<4", "webvtt-py>=0.5,<1"],
+        # `tvtsv2 app` (Gradio UI) and its browser test (selenium drives the system's chromium + chromium-driver)
+        "app": ["gradio>=5,<7", "pillow>=10"],
+        # `tvtsv2 index`: approximate nearest-neighbour search
+        "search": ["faiss-cpu>=1.8,<2"],
+        "browser-test": ["selenium>=4.20,<5"],
         # tests: Pillow is only the reference for the NEAREST-resize parity test
         "dev": ["pytest>=8", "pytest-timeout>=2", "pillow>=10", "srt>=3.5,<4", "webvtt-py>=0.5,<1"],
     },

@@ -48,6 +48,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "main",
         "text-to-video / text-to-moment search in an index made by `tvtsv2 extract`",
     ),
+    "index": (
+        "modeling_tvtsv2.evaluation.ann_index",
+        "main",
+        "build a FAISS (HNSW / IVF-PQ) index beside an extracted index for fast search (needs .[search])",
+    ),
+    "app": (
+        "modeling_tvtsv2.evaluation.app",
+        "main",
+        "browse an extracted index in the browser: text-to-moment search, playback, zero-shot labels (needs .[app])",
+    ),
     "prepare-videos": (
         "modeling_tvtsv2.data.prepare_videos",
         "main",

@@ -9,6 +9,8 @@
 | `extract` | `tvtsv2 extract`: a corpus's embeddings written as a 🤗 Dataset, in resumable shards, over processes |
 | `extract_streaming` | `tvtsv2 extract` (the command): `--streaming` reads only each job's part of a Hub / remote dataset |
 | `search` | `tvtsv2 search`: text -> video (moment) search over an extracted index |
+| `ann_index` | `tvtsv2 index`: a FAISS (HNSW / IVF-PQ) index beside an extracted index, used by `search` |
+| `app` | `tvtsv2 app`: the Gradio app (search, thumbnails, player, zero-shot labels); a Hub Space folder |
 
 May import: the Hub files, `modeling_tvtsv2.tools`, `modeling_tvtsv2.data` and each other; nothing from
 `pretraining/` or the command line.

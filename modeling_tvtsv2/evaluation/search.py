@@ -6,7 +6,9 @@ a row. Search is exact: the scores of all rows are computed in chunks (`chunk_si
 and the best `top_k` are kept, so memory stays at one chunk plus the stored embeddings. On CPU this serves up to
 about a million vectors (a query over 1M x 512 float16 vectors reads 1 GB); beyond that, or for many queries per
 second, move the `video_embedding` column to an approximate nearest-neighbour index such as FAISS (`IndexHNSWFlat`
-or `IndexIVFPQ` with inner product; `datasets.Dataset.add_faiss_index` builds one from the column).
+or `IndexIVFPQ` with inner product): `tvtsv2 index` (`ann_index.py`) builds one beside the dataset, and
+`VideoIndex` then searches it when FAISS is installed, rescoring its candidates exactly (same `SearchHit`s), and
+falls back to exact search otherwise.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 from transformers.utils import logging
 
+from .ann_index import open_ann_index
 from .embedding import embed_texts
 from .extract import MANIFEST_NAME, ExtractionError, load_model_for_command, model_fingerprint
 
@@ -78,9 +81,11 @@ def exact_top_k(
 
 
 class VideoIndex:
-    """An extracted dataset opened for search: its embeddings (`[N, D]`, as stored) and row descriptions."""
+    """An extracted dataset opened for search: its embeddings (`[N, D]`, as stored), row descriptions and, when
+    `tvtsv2 index` built one and FAISS is installed, its ANN index (`ann`; `ann_overrides` such as
+    `{"ef_search": 512}` or `{"nprobe": 64}` replace its recorded search parameters)."""
 
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(self, path: str | os.PathLike[str], ann_overrides: dict[str, int] | None = None):
         import datasets
 
         self.path = Path(os.fspath(path))
@@ -123,6 +128,10 @@ class VideoIndex:
             if self.kept_rows.size == 0:
                 raise ExtractionError(f"--index {self.path}: no row has a finite embedding")
             self.embeddings = self.embeddings[finite]
+        # The ANN index numbers every stored row: with rows skipped, search exactly.
+        self.ann = None if self.kept_rows is not None else open_ann_index(
+            self.path, self.manifest, len(self.video_ids), ann_overrides
+        )
 
     def __len__(self) -> int:
         return len(self.video_ids)
@@ -138,16 +147,26 @@ class VideoIndex:
         return SearchHit(self.video_ids[index], float(score), start, end, int(index))
 
     def search_embeddings(
-        self, query_embeddings: torch.Tensor, top_k: int = 5, chunk_size: int = 65536
+        self, query_embeddings: torch.Tensor, top_k: int = 5, chunk_size: int = 65536, exact: bool = False
     ) -> list[list[SearchHit]]:
-        """Best rows for each L2-normalised query embedding `[Q, D]`."""
+        """Best rows for each L2-normalised query embedding `[Q, D]` (through the ANN index unless `exact`)."""
         dim = self.embeddings.shape[1]
         if query_embeddings.shape[-1] != dim:
             raise ExtractionError(
                 f"query embeddings have {query_embeddings.shape[-1]} dimensions, the index {dim}: another model?"
             )
+        if self.ann is not None and not exact:
+            return [self.rescore(query, rows, top_k) for query, rows in
+                    zip(query_embeddings, self.ann.candidates(query_embeddings.float().numpy(), top_k))]  # fmt: skip
         scores, indices = exact_top_k(query_embeddings, self.embeddings, top_k, chunk_size)
         return [[self.hit(int(i), float(s)) for s, i in zip(row_s, row_i)] for row_s, row_i in zip(scores, indices)]
+
+    def rescore(self, query_embedding: torch.Tensor, rows: np.ndarray, top_k: int) -> list[SearchHit]:
+        """The best `top_k` of the candidate `rows` (ANN output, `-1` = none) by exact cosine; rows in increasing
+        order, so ties keep the lower row first as in exact search."""
+        rows = np.unique(rows[rows >= 0])
+        scores, order = exact_top_k(query_embedding[None], self.embeddings[rows], top_k)
+        return [self.hit(int(rows[i]), float(s)) for s, i in zip(scores[0], order[0])]
 
 
 def check_index_model(index: VideoIndex, model, where: str = "the given model") -> None:
@@ -173,6 +192,7 @@ def search(
     top_k: int = 5,
     chunk_size: int = 65536,
     check_model: bool = True,
+    exact: bool = False,
 ) -> list[list[SearchHit]] | list[SearchHit]:
     """Text-to-video (or text-to-moment) search.
 
@@ -182,6 +202,7 @@ def search(
         model, processor: the model that made the index; by default the one recorded in the index is loaded.
         top_k: hits per query, best first.
         check_model: refuse a model that did not make the index (:func:`check_index_model`).
+        exact: score every row even when the index has an ANN index (`tvtsv2 index`).
 
     Returns:
         `SearchHit`s (`video_id`, `score`, `start`, `end`, `row`).
@@ -200,7 +221,8 @@ def search(
     texts = [queries] if single else list(queries)
     if not texts or any(not t.strip() for t in texts):
         raise ExtractionError("search: empty query")
-    hits = index.search_embeddings(embed_texts(model, processor, texts), top_k=top_k, chunk_size=chunk_size)
+    hits = index.search_embeddings(embed_texts(model, processor, texts), top_k=top_k, chunk_size=chunk_size,
+                                   exact=exact)  # fmt: skip
     return hits[0] if single else hits
 
 
@@ -223,6 +245,9 @@ class SearchArguments:
         default=None, metadata={"help": "model folder (default: the one recorded in the index)"}
     )
     json: bool = dataclasses.field(default=False, metadata={"help": "print the hits as JSON lines"})
+    exact: bool = dataclasses.field(
+        default=False, metadata={"help": "score every row even when `tvtsv2 index` built an ANN index"}
+    )
 
 
 SEARCH_DESCRIPTION = "Prints the best videos or windows (score, start-end seconds, video) for each query."
@@ -247,7 +272,8 @@ def run_search(args: SearchArguments) -> int:
         if args.model:
             model, processor = load_model_for_command(args.model, dtype=index.settings.get("model_dtype"))
             check_index_model(index, model, f"--model {args.model}")
-        results = search(index, list(args.queries), model, processor, top_k=args.top_k, check_model=not args.model)
+        results = search(index, list(args.queries), model, processor, top_k=args.top_k, check_model=not args.model,
+                         exact=args.exact)
     except ExtractionError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
