@@ -54,7 +54,7 @@ from transformers.utils import logging
 from ..data.schema import VIDEO_EXTENSIONS, corpus_root, is_saved_dataset, load_corpus, undecoded_videos
 from ..data.sharding import claim, resolve_shard, write_json_atomic
 from ..tools.model_loading import NoSuchLocalPathError, check_local_path, load_model_and_processor, model_fingerprint
-from ..tools.output_folders import OutputFolderError, check_not_an_input
+from ..tools.output_folders import OutputFolderError, check_not_an_input, publish_folder
 from ..video_decoding_tvtsv2 import VideoProbeError, probe_video
 from .embedding import DatasetVideos, EmbeddedClips, VideoList, embed_texts, embed_videos, model_device_dtype
 
@@ -655,13 +655,7 @@ def extract_features(
         {"settings": settings, "complete": True, "num_rows": len(merged), "skipped": skipped},
     )
     del merged, parts
-    if output.exists():  # only with overwrite (checked by _prepare): replaced now that the new one is complete
-        old = output.with_name(output.name + f".old-{os.getpid()}")
-        os.replace(output, old)
-        os.replace(staging, output)
-        shutil.rmtree(old)
-    else:
-        os.replace(staging, output)
+    publish_folder(staging, output)  # an existing output only with overwrite (checked by _prepare)
     shutil.rmtree(work)
     report = ExtractionReport(str(output), len(table), _read_json(output / MANIFEST_NAME)["num_rows"], num_shards,
                               len(done), skipped)  # fmt: skip

@@ -23,6 +23,7 @@ from typing import Any
 from ..data.corpus_output import dataset_from_rows
 from ..data.schema import undecoded_videos
 from ..data.sharding import ShardSpec, claim, resolve_shard, write_json_atomic
+from ..tools.output_folders import publish_folder
 from .extract import (
     EXTRACT_DESCRIPTION,
     MANIFEST_NAME,
@@ -171,13 +172,7 @@ def _merge(output: Path, stage: Path, parts: list[str], datasets) -> ExtractionR
     settings = {**settings, "num_videos": num_videos, "video_ids_sha1": None, "parts": len(parts)}
     write_json_atomic(staging / MANIFEST_NAME, {"settings": settings, "complete": True, "num_rows": len(merged),
                                                 "skipped": skipped})
-    if output.exists():  # only with --overwrite (checked before any work): replaced now that the new one is complete
-        old = output.with_name(output.name + f".old-{os.getpid()}")
-        os.replace(output, old)
-        os.replace(staging, output)
-        shutil.rmtree(old)
-    else:
-        os.replace(staging, output)
+    publish_folder(staging, output)  # an existing output only with --overwrite (checked before any work)
     shutil.rmtree(stage)
     return ExtractionReport(str(output), num_videos, len(merged), len(parts), 0, skipped)
 

@@ -38,6 +38,7 @@ __all__ = [
     "check_not_an_input",
     "check_output_folder",
     "path_inside",
+    "publish_folder",
     "staged_output_folder",
 ]
 
@@ -179,13 +180,15 @@ def staged_output_folder(
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
     try:
         yield staging
-        _publish(staging, target)
+        publish_folder(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
 
-def _publish(staging: Path, target: Path) -> None:
+def publish_folder(staging: Path, target: Path) -> None:
+    """Puts the complete folder `staging` in place as `target`: an existing `target` is moved aside, replaced, then
+    deleted (put back if the replacement fails), so that either the old or the new folder is there at every moment."""
     staging.chmod(0o777 & ~_umask())  # mkdtemp makes 0700 folders; give the result the usual permissions
     if not target.exists():
         os.replace(staging, target)
