@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoModel, Pipeline
+from transformers import AutoModel, AutoProcessor, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.base import no_collate_fn
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
@@ -120,22 +120,42 @@ def _model_logit_scale(model: Any) -> float:
     raise ValueError(f"{type(model).__name__} has no logit scale; pass logit_scale= as a number")
 
 
+def _processor_of_base_model(model: Any) -> Any:
+    """The processor saved with `model`'s weights (for a peft `PeftModel`: with its base model), or None."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    source = getattr(base, "name_or_path", None) or getattr(getattr(base, "config", None), "_name_or_path", None)
+    if not source:
+        return None
+    try:
+        return AutoProcessor.from_pretrained(source)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
 class _TVTSv2VideoPipeline(Pipeline):
     """Shared plumbing: video decoding through the TVTSv2 video processor, dtype handling and batching."""
 
     _load_processor = False
     _load_image_processor = False
     _load_feature_extractor = False
-    _load_video_processor = True
+    # None: `pipeline()` tries to load it but does not fail; a model object (e.g. a peft `PeftModel`) gets the
+    # processor saved with its base model in `__init__`.
+    _load_video_processor = None
+    _needs_tokenizer = False
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # A TVTSv2Processor may be passed as `processor=`: take its parts.
-        if self.processor is not None:
+        processor = self.processor
+        if processor is None and (self.video_processor is None or (self._needs_tokenizer and self.tokenizer is None)):
+            processor = _processor_of_base_model(self.model)
+        # A TVTSv2Processor (passed as `processor=`, or the base model's): take its parts.
+        if processor is not None:
             if self.video_processor is None:
-                self.video_processor = getattr(self.processor, "video_processor", None)
+                self.video_processor = getattr(processor, "video_processor", None)
             if self.tokenizer is None:
-                self.tokenizer = getattr(self.processor, "tokenizer", None)
+                self.tokenizer = getattr(processor, "tokenizer", None)
+        if self._needs_tokenizer and self.tokenizer is None:
+            raise ValueError(f"{type(self).__name__} needs the model's tokenizer (`tokenizer=` or `processor=`).")
         if self.video_processor is None:
             raise ValueError(f"{type(self).__name__} needs a TVTSv2 video processor (`video_processor=`).")
 
@@ -223,7 +243,8 @@ class ZeroShotVideoClassificationPipeline(_TVTSv2VideoPipeline):
         batch_size (`int`): videos per forward pass for a list input. An empty list returns `[]`.
     """
 
-    _load_tokenizer = True
+    _load_tokenizer = None  # see `_load_video_processor`
+    _needs_tokenizer = True
 
     def __call__(self, videos: Any, candidate_labels: Sequence[str] | None = None, **kwargs: Any):
         if "video" in kwargs:

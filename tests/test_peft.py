@@ -89,6 +89,13 @@ def test_lora_adapter_round_trip_and_pipelines(base_dir, processor, inputs, tmp_
     expected = (100 * F.normalize(text, dim=-1) @ F.normalize(video, dim=-1)[0]).softmax(dim=-1)
     np.testing.assert_allclose([got[label] for label in LABELS], expected.numpy(), atol=1e-5)
 
+    # pipeline() on the PeftModel object alone: the processor saved with its base model is found
+    for task in ("zero-shot-video-classification", "video-feature-extraction"):
+        assert pipeline(task, model=loaded, device="cpu").video_processor is not None
+    found = pipeline("zero-shot-video-classification", model=loaded, device="cpu")
+    outputs = found(str(PARK), candidate_labels=LABELS, hypothesis_template="{}")
+    assert {item["label"]: item["score"] for item in outputs} == pytest.approx(got, abs=1e-6)
+
     # feature-extraction pipeline straight from the adapter folder (base model found via adapter_config.json)
     register_pipelines()
     extractor = pipeline("video-feature-extraction", model=str(adapter_dir), device="cpu")
