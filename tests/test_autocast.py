@@ -5,6 +5,7 @@ within 5e-3 (max abs) of float32 and have cosine >= 0.9999 with them; fp16 autoc
 """
 
 import json
+from pathlib import Path
 
 import datasets
 import pytest
@@ -19,7 +20,8 @@ from modeling_tvtsv2.pipeline_tvtsv2 import register_pipelines
 from modeling_tvtsv2.processing_tvtsv2 import TVTSv2Processor
 
 
-PARK, SPEECH = "tests/data/park.mp4", "tests/data/obama_speech.mp4"
+DATA = Path(__file__).parent / "data"
+PARK, SPEECH = str(DATA / "park.mp4"), str(DATA / "obama_speech.mp4")
 TOLERANCE = {"bf16": (5e-3, 0.9999), "fp16": (1e-3, 0.99999)}
 
 

@@ -137,8 +137,9 @@ def test_max_train_samples_keeps_the_first_rows(tmp_path):
     arguments = parse_arguments(["--dataset_name", str(tmp_path / "corpus"), "--output_dir", str(tmp_path / "o"),
                                  "--max_train_samples", "4", "--max_eval_samples", "2"])  # fmt: skip
     train, held_out = load_corpora(arguments.data, arguments.training)
-    assert train["transcript"]["video"] == ["v0.mp4", "v1.mp4", "v2.mp4", "v3.mp4"]
-    assert held_out["video"] == ["v0.mp4", "v1.mp4"]
+    # relative video paths come back resolved against the corpus folder
+    assert train["transcript"]["video"] == [str(tmp_path / "corpus" / f"v{i}.mp4") for i in range(4)]
+    assert held_out["video"] == [str(tmp_path / "corpus" / f"v{i}.mp4") for i in range(2)]
 
 
 def test_evaluation_reads_a_dataset_load_dataset_understands(tmp_path):

@@ -742,10 +742,10 @@ def run_extract(args: ExtractArguments) -> int:
     import datasets
     datasets.disable_progress_bars()  # one bar (ours) per process
     try:
+        windows = parse_windows(args.windows)  # flag syntax first, then paths
         # a mistyped local path fails at once, before anything is tried as a Hub id
         check_local_path(args.model, "--model")
         check_local_path(args.input, "--input")
-        windows = parse_windows(args.windows)
         try:
             resolve_shard(args.shard_index, args.num_shards, use_launcher=False)  # bad flags: before any work
         except ValueError as error:
